@@ -1,0 +1,51 @@
+# Two commands for a fresh machine (see README):
+#   make run    the whole pipeline on the embedded PostgreSQL
+#   make test   sqlfluff, pytest and dbt build on small simulated data (what CI runs)
+# Both create .venv with the pinned dependencies first. Needs Python 3.11+ and make.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TEST_HOME ?= $(CURDIR)/.tdw/test
+
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: install run test lint pytest dbt-build-test docs clean stop
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(STAMP)
+
+## The main job on the embedded default (a local PostgreSQL under .tdw/pgdata).
+run: $(STAMP)
+	$(BIN)/tdw run
+
+## The test suite: lint, Python tests, then the whole pipeline and every dbt test on a small
+## simulated dataset in a separate home (.tdw/test), so it never touches your own warehouse.
+test: $(STAMP)
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw db start
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
+	$(BIN)/pytest
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
+
+lint: $(STAMP)
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+docs: $(STAMP)
+	$(BIN)/tdw dbt docs generate
+
+stop:
+	-$(BIN)/tdw db stop
+	-TDW_HOME=$(TEST_HOME) $(BIN)/tdw db stop
+
+clean: stop
+	rm -rf .tdw $(VENV)

@@ -1,0 +1,158 @@
+"""Command line of the Trackdéchets warehouse: ``tdw --help``.
+
+Errors are printed as one sentence; ``--debug`` (or ``TDW_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import db
+from .config import load_settings
+from .errors import TdwError
+
+app = typer.Typer(
+    help="Trackdéchets warehouse: load, build, test and publish France's hazardous-waste traceability data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The embedded PostgreSQL server (ignored when TDW_WAREHOUSE_DSN is set).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+out = Console()
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    if debug:
+        os.environ["TDW_DEBUG"] = "1"
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL (idempotent) and create the warehouse database, schemas and roles."""
+    settings = load_settings()
+    dsn = db.warehouse_dsn(settings)
+    db.bootstrap_warehouse(dsn, settings)
+    out.print(f"warehouse ready: {db.describe_dsn(dsn)}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL; its data stays under $TDW_HOME/pgdata."""
+    settings = load_settings()
+    stopped = db.EmbeddedServer(settings).stop()
+    out.print("stopped" if stopped else f"not running ({settings.pgdata})")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the embedded PostgreSQL runs, and where."""
+    settings = load_settings()
+    if not settings.embedded:
+        out.print(f"external warehouse: {db.describe_dsn(settings.warehouse_dsn)}")
+        return
+    st = db.EmbeddedServer(settings).status()
+    state = f"running (pid {st['pid']}, socket in {st['socket_dir']})" if st["running"] else "stopped"
+    out.print(f"embedded PostgreSQL {state}; data folder {st['pgdata']}")
+
+
+@db_app.command("env")
+def db_env() -> None:
+    """Print shell exports for dbt and psql: eval "$(tdw db env)"."""
+    from .dbt import environment
+
+    settings = load_settings()
+    dsn = db.warehouse_dsn(settings)
+    env = environment(settings, dsn)
+    keys = [k for k in env if k.startswith(("TDW_PG_", "DBT_"))] + ["DO_NOT_TRACK"]
+    for k in keys:
+        out.print(f"export {k}={_shell_quote(env[k])}", highlight=False, soft_wrap=True)
+    out.print(f"export PGHOST={_shell_quote(env['TDW_PG_HOST'])} PGDATABASE={_shell_quote(env['TDW_PG_DBNAME'])} "
+              f"PGUSER={_shell_quote(env['TDW_PG_USER'])} PGPORT={env['TDW_PG_PORT']}", highlight=False, soft_wrap=True)
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+@app.command("load-reference")
+def load_reference_cmd(
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding reference/ (default: $TDW_DATA_DIR).")] = None,
+) -> None:
+    """Load the reference files (waste codes, operations, geography, NAF) into raw_reference, all or nothing."""
+    from .pipeline import load_reference_step
+
+    if data_dir is not None:
+        os.environ["TDW_DATA_DIR"] = str(data_dir)
+    settings = load_settings()
+    dsn = db.warehouse_dsn(settings)
+    db.bootstrap_warehouse(dsn, settings)
+    load_reference_step(settings, dsn)
+
+
+@app.command("run")
+def run_cmd(
+    no_build: Annotated[bool, typer.Option("--no-build", help="Load inputs only; skip dbt build.")] = False,
+) -> None:
+    """The main job: load every input, build and test the warehouse with dbt, print what was built."""
+    from .pipeline import run
+
+    run(load_settings(), build=not no_build)
+
+
+@app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt_cmd(ctx: typer.Context) -> None:
+    """Run any dbt command against the configured warehouse, e.g. 'tdw dbt build -s marts'."""
+    from .dbt import run_dbt
+
+    settings = load_settings()
+    code = run_dbt(settings, list(ctx.args), check=False)
+    raise typer.Exit(code)
+
+
+@app.command("lint", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lint_cmd(ctx: typer.Context) -> None:
+    """Lint the SQL with sqlfluff (dbt templater); extra arguments go to 'sqlfluff lint'."""
+    from .dbt import run_sqlfluff
+
+    settings = load_settings()
+    args = list(ctx.args) or ["models", "macros", "tests/generic", "tests/singular", "snapshots"]
+    raise typer.Exit(run_sqlfluff(settings, ["lint", *args]))
+
+
+def main() -> None:
+    """Entry point: runs the app, turns known errors into one sentence on stderr."""
+    debug = "--debug" in sys.argv or os.environ.get("TDW_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except TdwError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and unexpected failures
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        err.print(f"[bold red]unexpected error:[/bold red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,278 @@
+"""PostgreSQL access: the embedded server, connection strings, bootstrap of the warehouse.
+
+With no ``TDW_WAREHOUSE_DSN``, a real PostgreSQL 16 is started through the ``pgserver`` package
+under ``$TDW_HOME/pgdata`` (unix socket, no TCP port) and left running; ``tdw db stop`` stops it.
+The simulated production database (``trackdechets_source``) lives in the same server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from .config import SOURCE_DB, WAREHOUSE_DB, Settings
+from .errors import TdwError
+
+log = logging.getLogger(__name__)
+
+# Schemas of the warehouse (ARCHITECTURE.md § Schemas). ``meta`` holds the pipeline's own
+# bookkeeping: extraction watermarks, load history, run log.
+SCHEMAS = (
+    "raw_trackdechets",
+    "raw_reference",
+    "raw_icpe",
+    "staging",
+    "intermediate",
+    "replica",
+    "marts",
+    "snapshots",
+    "meta",
+)
+RAW_SCHEMAS = tuple(s for s in SCHEMAS if s.startswith("raw_"))
+
+# Settings applied once to the embedded server: it runs a batch warehouse on a 2-core machine.
+# synchronous_commit=off may lose the last commits on a crash, never half of one: every load
+# commits its data and its watermark together, so a lost commit is simply redone.
+_EMBEDDED_SETTINGS = {
+    "shared_buffers": "1GB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "4GB",
+    "synchronous_commit": "off",
+    "max_parallel_workers_per_gather": "2",
+    "jit": "off",
+}
+
+
+class EmbeddedServer:
+    """The project-local PostgreSQL server (``pgserver``) under ``settings.pgdata``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.pgdata = settings.pgdata
+
+    def status(self) -> dict:
+        """Return ``{"running": bool, "pgdata": str, "pid": int|None, "socket_dir": str|None}``."""
+        from pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
+        running = bool(info is not None and info.is_running())
+        return {
+            "running": running,
+            "pgdata": str(self.pgdata),
+            "pid": info.pid if running else None,
+            "socket_dir": str(info.socket_dir) if running and info.socket_dir else None,
+        }
+
+    def start(self) -> str:
+        """Start the server if needed (idempotent) and return its base URI (database ``postgres``).
+
+        Raises:
+            TdwError: the server could not be started (its log file is named).
+        """
+        import pgserver
+
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        try:
+            server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        except Exception as exc:  # pgserver raises subprocess errors with the log printed
+            raise TdwError(
+                f"the embedded PostgreSQL under {self.pgdata} did not start ({exc}); "
+                f"see {self.pgdata / 'log'}"
+            ) from exc
+        uri = server.get_uri()
+        self._tune(uri)
+        return uri
+
+    def _tune(self, uri: str) -> None:
+        marker = self.pgdata / ".tdw_tuned"
+        if marker.exists():
+            return
+        with contextlib.closing(psycopg2.connect(uri)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                for name, value in _EMBEDDED_SETTINGS.items():
+                    cur.execute(sql.SQL("alter system set {} = %s").format(sql.Identifier(name)), (value,))
+                cur.execute("select pg_reload_conf()")
+        marker.write_text("applied: " + ", ".join(f"{k}={v}" for k, v in _EMBEDDED_SETTINGS.items()))
+        # shared_buffers needs a restart.
+        self.stop()
+        import pgserver
+
+        pgserver.get_server(self.pgdata, cleanup_mode=None)
+
+    def stop(self) -> bool:
+        """Stop the server. Returns False if it was not running."""
+        if not self.status()["running"]:
+            return False
+        from pgserver._commands import pg_ctl
+        from pgserver.postgres_server import PostgresServer
+
+        PostgresServer._instances.pop(self.pgdata, None)
+        user = "pgserver" if _is_root() else None
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.pgdata, user=user)
+        return True
+
+
+def _is_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _with_database(base_uri: str, dbname: str) -> str:
+    # pgserver URIs look like postgresql://postgres:@/postgres?host=/path
+    head, _, query = base_uri.partition("?")
+    scheme_auth, _, _ = head.rpartition("/")
+    return f"{scheme_auth}/{quote(dbname)}" + (f"?{query}" if query else "")
+
+
+def warehouse_dsn(settings: Settings, *, start: bool = True) -> str:
+    """Connection string of the warehouse; starts the embedded server and creates the database if needed."""
+    if settings.warehouse_dsn:
+        return settings.warehouse_dsn
+    base = EmbeddedServer(settings).start() if start else _running_base_uri(settings)
+    ensure_database(base, WAREHOUSE_DB)
+    return _with_database(base, WAREHOUSE_DB)
+
+
+def source_dsn(settings: Settings) -> str:
+    """Connection string of the production read-replica (or of the embedded simulated one)."""
+    if settings.source_dsn:
+        return settings.source_dsn
+    if not settings.embedded:
+        raise TdwError(
+            "TDW_WAREHOUSE_DSN is set but TDW_SOURCE_DSN is not: give the production replica's "
+            "connection string (or a database created by 'tdw simulate')"
+        )
+    base = EmbeddedServer(settings).start()
+    return _with_database(base, SOURCE_DB)
+
+
+def embedded_base_uri(settings: Settings) -> str:
+    """Base URI (database ``postgres``) of the embedded server, started if needed."""
+    return EmbeddedServer(settings).start()
+
+
+def _running_base_uri(settings: Settings) -> str:
+    st = EmbeddedServer(settings).status()
+    if not st["running"]:
+        raise TdwError(f"the embedded PostgreSQL under {settings.pgdata} is not running: run 'tdw db start'")
+    return f"postgresql://postgres:@/postgres?host={st['socket_dir']}"
+
+
+def ensure_database(base_uri: str, dbname: str) -> bool:
+    """Create database ``dbname`` on the server of ``base_uri`` if missing. Returns True if created."""
+    with contextlib.closing(connect(base_uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (dbname,))
+            if cur.fetchone():
+                return False
+            cur.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+            return True
+
+
+def database_exists(base_uri: str, dbname: str) -> bool:
+    with contextlib.closing(connect(base_uri)) as conn, conn.cursor() as cur:
+        cur.execute("select 1 from pg_database where datname = %s", (dbname,))
+        return cur.fetchone() is not None
+
+
+def connect(dsn: str, **kwargs) -> psycopg2.extensions.connection:
+    """Open a psycopg2 connection.
+
+    Raises:
+        TdwError: the server cannot be reached (the DSN's host and database are named, not its password).
+    """
+    try:
+        return psycopg2.connect(dsn, **kwargs)
+    except psycopg2.OperationalError as exc:
+        raise TdwError(f"cannot connect to PostgreSQL ({describe_dsn(dsn)}): {str(exc).strip()}") from exc
+
+
+def describe_dsn(dsn: str) -> str:
+    """A DSN without its password, for messages."""
+    try:
+        p = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        return "unparseable connection string"
+    return f"host={p.get('host', 'localhost')} dbname={p.get('dbname', '?')} user={p.get('user', '?')}"
+
+
+@contextlib.contextmanager
+def transaction(dsn: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection inside one transaction: committed on success, rolled back on any error."""
+    conn = connect(dsn)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def bootstrap_warehouse(dsn: str, settings: Settings) -> None:
+    """Create the warehouse's schemas and roles (idempotent).
+
+    Roles (ARCHITECTURE.md § Schemas): ``<prefix>_analyst`` reads ``marts``; ``<prefix>_public``
+    reads ``replica`` and the public marts (table grants are set by dbt). Neither can read
+    ``raw_*``, ``staging`` or ``intermediate``. Role creation needs CREATEROLE; on a server where
+    the pipeline user lacks it, the roles must be created by an administrator (a warning is logged).
+    """
+    analyst, public = settings.role("analyst"), settings.role("public")
+    with transaction(dsn) as conn, conn.cursor() as cur:
+        for schema in SCHEMAS:
+            cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        cur.execute("select rolname from pg_roles where rolname in (%s, %s)", (analyst, public))
+        existing = {r[0] for r in cur.fetchall()}
+        cur.execute("select rolcreaterole or rolsuper from pg_roles where rolname = current_user")
+        can_create = cur.fetchone()[0]
+        for role in (analyst, public):
+            if role in existing:
+                continue
+            if not can_create:
+                log.warning("role %s is missing and the pipeline user cannot create it", role)
+                continue
+            cur.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+        cur.execute("select rolname from pg_roles where rolname in (%s, %s)", (analyst, public))
+        present = {r[0] for r in cur.fetchall()}
+        for schema in SCHEMAS:
+            cur.execute(sql.SQL("revoke all on schema {} from public").format(sql.Identifier(schema)))
+        grants = {analyst: ("marts",), public: ("replica", "marts")}
+        for role, schemas in grants.items():
+            if role not in present:
+                continue
+            for schema in schemas:
+                cur.execute(
+                    sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), sql.Identifier(role))
+                )
+        cur.execute(
+            """
+            create table if not exists meta.load_history (
+                load_id bigserial primary key,
+                loaded_at timestamptz not null default now(),
+                target_table text not null,
+                source_file text not null,
+                source_sha256 text not null,
+                row_count bigint not null
+            )
+            """
+        )
+
+
+def dbt_env(dsn: str) -> dict[str, str]:
+    """Environment variables read by ``profiles.yml.example`` for a given warehouse DSN."""
+    p = psycopg2.extensions.parse_dsn(dsn)
+    return {
+        "TDW_PG_HOST": p.get("host", "localhost"),
+        "TDW_PG_PORT": str(p.get("port", "5432")),
+        "TDW_PG_USER": p.get("user", "postgres"),
+        "TDW_PG_PASSWORD": p.get("password", ""),
+        "TDW_PG_DBNAME": p.get("dbname", WAREHOUSE_DB),
+    }
