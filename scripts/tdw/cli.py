@@ -131,6 +131,11 @@ def lint_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(run_sqlfluff(settings, ["lint", *args]))
 
 
+# --- commands contributed by the pipeline's modules: each exposes register(app) -------------
+# (one line per module; keep this block sorted)
+# --- end of contributed commands ------------------------------------------------------------
+
+
 def main() -> None:
     """Entry point: runs the app, turns known errors into one sentence on stderr."""
     debug = "--debug" in sys.argv or os.environ.get("TDW_DEBUG") == "1"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -20,6 +21,8 @@ from .config import SOURCE_DB, WAREHOUSE_DB, Settings
 from .errors import TdwError
 
 log = logging.getLogger(__name__)
+# pgserver asks platformdirs for a runtime folder; without XDG_RUNTIME_DIR it warns and uses /tmp.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 # Schemas of the warehouse (ARCHITECTURE.md § Schemas). ``meta`` holds the pipeline's own
 # bookkeeping: extraction watermarks, load history, run log.
@@ -76,47 +79,63 @@ class EmbeddedServer:
         Raises:
             TdwError: the server could not be started (its log file is named).
         """
-        import pgserver
-
-        self.pgdata.mkdir(parents=True, exist_ok=True)
         try:
-            server = pgserver.get_server(self.pgdata, cleanup_mode=None)
-        except Exception as exc:  # pgserver raises subprocess errors with the log printed
+            if not (self.pgdata / "PG_VERSION").exists():
+                # First start: pgserver creates the cluster (initdb, trust auth on the socket) and starts it.
+                import pgserver
+
+                self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+                pgserver.get_server(self.pgdata, cleanup_mode=None)
+            elif not self.status()["running"]:
+                self._pg_ctl_start()
+        except Exception as exc:  # pgserver raises subprocess errors, the log tells why
             raise TdwError(
-                f"the embedded PostgreSQL under {self.pgdata} did not start ({exc}); "
-                f"see {self.pgdata / 'log'}"
+                f"the embedded PostgreSQL under {self.pgdata} did not start ({exc}); see {self.pgdata / 'log'}"
             ) from exc
-        uri = server.get_uri()
-        self._tune(uri)
+        uri = self._uri()
+        if not (self.pgdata / ".tdw_tuned").exists():
+            self._tune(uri)
+            uri = self._uri()
         return uri
 
+    def _uri(self) -> str:
+        st = self.status()
+        if not st["running"]:
+            raise TdwError(f"the embedded PostgreSQL under {self.pgdata} is not running; see {self.pgdata / 'log'}")
+        return f"postgresql://postgres:@/postgres?host={st['socket_dir']}"
+
+    def _pg_ctl_start(self) -> None:
+        from pgserver._commands import pg_ctl
+        from pgserver.postgres_server import PostgresServer
+        from pgserver.utils import ensure_prefix_permissions, find_suitable_socket_dir
+
+        socket_dir = find_suitable_socket_dir(self.pgdata, PostgresServer.runtime_path)
+        if _is_root() and socket_dir != self.pgdata:
+            ensure_prefix_permissions(socket_dir)
+            socket_dir.chmod(0o777)
+        args = ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.pgdata / "log"), "start"]
+        pg_ctl(args, pgdata=self.pgdata, user="pgserver" if _is_root() else None, timeout=60)
+
     def _tune(self, uri: str) -> None:
-        marker = self.pgdata / ".tdw_tuned"
-        if marker.exists():
-            return
         with contextlib.closing(psycopg2.connect(uri)) as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
                 for name, value in _EMBEDDED_SETTINGS.items():
                     cur.execute(sql.SQL("alter system set {} = %s").format(sql.Identifier(name)), (value,))
-                cur.execute("select pg_reload_conf()")
-        marker.write_text("applied: " + ", ".join(f"{k}={v}" for k, v in _EMBEDDED_SETTINGS.items()))
         # shared_buffers needs a restart.
         self.stop()
-        import pgserver
-
-        pgserver.get_server(self.pgdata, cleanup_mode=None)
+        self._pg_ctl_start()
+        (self.pgdata / ".tdw_tuned").write_text(
+            "applied: " + ", ".join(f"{k}={v}" for k, v in _EMBEDDED_SETTINGS.items())
+        )
 
     def stop(self) -> bool:
         """Stop the server. Returns False if it was not running."""
         if not self.status()["running"]:
             return False
         from pgserver._commands import pg_ctl
-        from pgserver.postgres_server import PostgresServer
 
-        PostgresServer._instances.pop(self.pgdata, None)
-        user = "pgserver" if _is_root() else None
-        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.pgdata, user=user)
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.pgdata, user="pgserver" if _is_root() else None)
         return True
 
 
@@ -161,10 +180,7 @@ def embedded_base_uri(settings: Settings) -> str:
 
 
 def _running_base_uri(settings: Settings) -> str:
-    st = EmbeddedServer(settings).status()
-    if not st["running"]:
-        raise TdwError(f"the embedded PostgreSQL under {settings.pgdata} is not running: run 'tdw db start'")
-    return f"postgresql://postgres:@/postgres?host={st['socket_dir']}"
+    return EmbeddedServer(settings)._uri()
 
 
 def ensure_database(base_uri: str, dbname: str) -> bool:

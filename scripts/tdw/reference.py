@@ -138,8 +138,8 @@ SPECS: tuple[TableSpec, ...] = (
             Column("superficie_km2", "double precision"),
             Column("population_2021", "integer"),
         ),
-        row_check=_coordinates_check, unique=("insee_com",),
-        description="communes (INSEE COG 2024 + La Poste): INSEE code, postcode, WGS84 centroid, population",
+        row_check=_coordinates_check, unique=("insee_com", "code_postal", "commune_type"),
+        description="communes (INSEE COG 2024 + La Poste): one row per commune, postcode and type; WGS84 centroid",
     ),
     TableSpec(
         SCHEMA, "naf_2008", "naf_2008.csv",

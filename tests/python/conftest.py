@@ -1,0 +1,84 @@
+"""Shared pytest fixtures: a real PostgreSQL (pgserver) for the whole session, fresh databases per test.
+
+Tests never use a mock database (ARCHITECTURE.md § What "done" means). The server lives in a
+temporary folder and is stopped at the end of the session; set TDW_TEST_PGDATA to reuse one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tdw import db
+from tdw.config import REPO_ROOT, Settings, load_settings
+
+DATA_DIR = Path(os.environ.get("TDW_DATA_DIR") or REPO_ROOT.parent / "shared" / "data").resolve()
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def tdw_home(tmp_path_factory) -> Path:
+    """A TDW_HOME for the whole test session (its own embedded PostgreSQL under pgdata/)."""
+    explicit = os.environ.get("TDW_TEST_HOME")
+    return Path(explicit) if explicit else tmp_path_factory.mktemp("tdw_home")
+
+
+@pytest.fixture(scope="session")
+def settings(tdw_home) -> Settings:
+    return load_settings({"TDW_HOME": str(tdw_home), "TDW_DATA_DIR": str(DATA_DIR)})
+
+
+@pytest.fixture(scope="session")
+def pg_base_uri(settings) -> str:
+    """Base URI (database ``postgres``) of the session's embedded server."""
+    server = db.EmbeddedServer(settings)
+    uri = server.start()
+    yield uri
+    if not os.environ.get("TDW_TEST_HOME"):
+        server.stop()
+
+
+def _new_database(base_uri: str, prefix: str) -> str:
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    db.ensure_database(base_uri, name)
+    return db._with_database(base_uri, name)
+
+
+@pytest.fixture
+def new_database(pg_base_uri):
+    """Factory: ``new_database('prefix')`` creates an empty database and returns its DSN."""
+    created = []
+
+    def make(prefix: str = "t") -> str:
+        dsn = _new_database(pg_base_uri, prefix)
+        created.append(dsn)
+        return dsn
+
+    yield make
+    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for dsn in created:
+                name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+                cur.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def warehouse(new_database, settings) -> str:
+    """DSN of a fresh, bootstrapped warehouse database (schemas and roles created)."""
+    dsn = new_database("wh")
+    db.bootstrap_warehouse(dsn, settings)
+    return dsn
+
+
+def query(dsn: str, statement: str, params=None) -> list[tuple]:
+    """Run one statement and return its rows (helper for assertions)."""
+    with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description else []

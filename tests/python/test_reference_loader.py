@@ -1,0 +1,134 @@
+"""Reference loader: real files load; a broken file names file, line and column and changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+
+import pytest
+from conftest import DATA_DIR, query
+
+from tdw import db
+from tdw.errors import InputFileError, TdwError
+from tdw.reference import SPECS, load_reference
+
+
+@pytest.fixture
+def reference_copy(tmp_path):
+    """A writable copy of the real reference folder (the shared one is read-only)."""
+    target = tmp_path / "reference"
+    shutil.copytree(DATA_DIR / "reference", target)
+    for f in target.iterdir():
+        f.chmod(0o644)
+    return target
+
+
+def _load(dsn, folder):
+    with contextlib.closing(db.connect(dsn)) as conn:
+        return load_reference(conn, folder)
+
+
+def _snapshot(dsn):
+    """Row count and an order-independent checksum of every raw_reference table."""
+    out = {}
+    for spec in SPECS:
+        rows = query(
+            dsn,
+            f"select count(*), coalesce(sum(hashtext(t::text)), 0) from "
+            f"(select {', '.join(c.name for c in spec.columns)} from raw_reference.{spec.table}) t",
+        )
+        out[spec.table] = rows[0]
+    return out
+
+
+def test_real_reference_files_load_with_expected_counts(warehouse):
+    counts = _load(warehouse, DATA_DIR / "reference")
+    assert counts["raw_reference.waste_codes"] == 842
+    assert counts["raw_reference.processing_operations"] == 26
+    assert counts["raw_reference.departements"] == 101
+    assert counts["raw_reference.regions"] == 18
+    assert query(warehouse, "select count(*) from raw_reference.waste_codes where is_hazardous")[0][0] == 408
+    # explicit column types, not text everywhere
+    types = dict(query(
+        warehouse,
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = 'raw_reference' and table_name = 'communes'",
+    ))
+    assert types["lat"] == "double precision"
+    assert types["population_2021"] == "integer"
+    history = query(warehouse, "select count(*) from meta.load_history")[0][0]
+    assert history == len(SPECS)
+
+
+def _rewrite_line(path, line_no, transform):
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[line_no - 1] = transform(lines[line_no - 1])
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("filename", "line_no", "transform", "column", "fragment"),
+    [
+        # a malformed waste code on line 5
+        ("waste_codes.csv", 5, lambda l: l.replace("01 03 05*", "01 3 05*", 1), "code", "malformed value"),
+        # hazardous flag contradicting the star
+        ("waste_codes.csv", 4, lambda l: l.replace(",true,", ",false,", 1), "is_hazardous", "contradicts"),
+        # an operation code that is not R/D
+        ("processing_operations.csv", 3, lambda l: "X 2" + l[3:], "code", "malformed value"),
+        # latitude in Lambert-93 metres instead of degrees
+        ("communes.csv", 10, lambda l: l.replace(",45.90858,", ",6545908.58,", 1), "lat", "outside"),
+        # a truncated row
+        ("departements.csv", 7, lambda l: ",".join(l.split(",")[:3]) + "\n", None, "fields where the header has"),
+    ],
+)
+def test_broken_file_gives_clear_error_and_keeps_previous_tables(
+    warehouse, reference_copy, filename, line_no, transform, column, fragment
+):
+    _load(warehouse, DATA_DIR / "reference")
+    before = _snapshot(warehouse)
+    path = reference_copy / filename
+    original = path.read_text(encoding="utf-8").splitlines()[line_no - 1]
+    _rewrite_line(path, line_no, transform)
+    assert path.read_text(encoding="utf-8").splitlines()[line_no - 1] != original, "the test did not break the file"
+
+    with pytest.raises(InputFileError) as info:
+        _load(warehouse, reference_copy)
+
+    err = info.value
+    assert err.path == str(path)
+    assert err.line == line_no
+    assert err.column == column
+    assert fragment in str(err)
+    assert filename in str(err) and f"line {line_no}" in str(err)
+    assert _snapshot(warehouse) == before
+
+
+def test_missing_column_names_it(warehouse, reference_copy):
+    _load(warehouse, DATA_DIR / "reference")
+    before = _snapshot(warehouse)
+    path = reference_copy / "regions.csv"
+    _rewrite_line(path, 1, lambda l: l.replace("LIBELLE", "LABEL"))
+    with pytest.raises(InputFileError) as info:
+        _load(warehouse, reference_copy)
+    assert info.value.line == 1
+    assert "LIBELLE" in str(info.value) and "regions.csv" in str(info.value)
+    assert _snapshot(warehouse) == before
+
+
+def test_missing_file_and_folder(warehouse, reference_copy, tmp_path):
+    (reference_copy / "naf_2008.csv").unlink()
+    with pytest.raises(InputFileError, match="naf_2008.csv: file not found"):
+        _load(warehouse, reference_copy)
+    with pytest.raises(TdwError, match="not found"):
+        _load(warehouse, tmp_path / "nowhere")
+
+
+def test_reload_keeps_dependent_views(warehouse):
+    """Reloading unchanged layouts replaces rows in place: views built on the tables survive."""
+    _load(warehouse, DATA_DIR / "reference")
+    query(warehouse, "create view staging.v_codes as select code from raw_reference.waste_codes")
+    with contextlib.closing(db.connect(warehouse)) as conn, conn.cursor() as cur:
+        cur.execute("create view staging.v_count as select count(*) from raw_reference.waste_codes")
+        conn.commit()
+    _load(warehouse, DATA_DIR / "reference")
+    assert query(warehouse, "select * from staging.v_count")[0][0] == 842
