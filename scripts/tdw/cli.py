@@ -127,7 +127,7 @@ def lint_cmd(ctx: typer.Context) -> None:
     from .dbt import run_sqlfluff
 
     settings = load_settings()
-    args = list(ctx.args) or ["models", "macros", "tests/generic", "tests/singular", "snapshots"]
+    args = list(ctx.args) or ["models", "tests/singular", "snapshots"]
     raise typer.Exit(run_sqlfluff(settings, ["lint", *args]))
 
 

@@ -21,8 +21,11 @@ extra as (
         expected_operation_modes,
         is_selectable,
         source
-    from {{ ref('processing_operations_extra') }}
-    where code_compact not in (select code_compact from listed)
+    from {{ ref('processing_operations_extra') }} as seeded
+    where not exists (
+        select 1 from listed
+        where listed.code_compact = seeded.code_compact
+    )
 ),
 
 unioned as (
