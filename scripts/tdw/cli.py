@@ -127,12 +127,17 @@ def lint_cmd(ctx: typer.Context) -> None:
     from .dbt import run_sqlfluff
 
     settings = load_settings()
-    args = list(ctx.args) or ["models", "tests/singular", "snapshots"]
+    from .config import REPO_ROOT
+
+    args = list(ctx.args) or [d for d in ("models", "tests/singular", "snapshots") if (REPO_ROOT / d).is_dir()]
     raise typer.Exit(run_sqlfluff(settings, ["lint", *args]))
 
 
 # --- commands contributed by the pipeline's modules: each exposes register(app) -------------
 # (one line per module; keep this block sorted)
+from .icpe import register as register_icpe  # noqa: E402
+
+register_icpe(app)
 # --- end of contributed commands ------------------------------------------------------------
 
 
@@ -140,7 +145,8 @@ def main() -> None:
     """Entry point: runs the app, turns known errors into one sentence on stderr."""
     debug = "--debug" in sys.argv or os.environ.get("TDW_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -149,7 +155,7 @@ def main() -> None:
     except TdwError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:  # click usage errors and unexpected failures
         import click
