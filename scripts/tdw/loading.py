@@ -90,7 +90,7 @@ class TableSpec:
         return f"{self.schema}.{self.table}"
 
 
-def _convert(value: str, col: Column, path: Path, line: int):
+def convert_value(value: str, col: Column, path: Path, line: int | None):
     """Check and convert one value; returns the text to COPY (or None for NULL)."""
     v = value.strip()
     if v == "":
@@ -172,7 +172,7 @@ def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
                         path, line, None, f"{len(record)} fields where the header has {len(header)}"
                     )
                 out = [
-                    None if pos is None else _convert(record[pos], col, path, line)
+                    None if pos is None else convert_value(record[pos], col, path, line)
                     for col, pos in zip(spec.columns, positions)
                 ]
                 if spec.row_check is not None:
