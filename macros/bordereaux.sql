@@ -1,0 +1,99 @@
+{#- Rules shared by the unified bordereau and movement models (intermediate/trackdechets). -#}
+
+{#- A SIRET that no registered Company has (contract: dq_unknown_destination_siret). -#}
+{% macro is_unregistered_siret(siret_expr) -%}
+    coalesce(
+        {{ siret_expr }} is not null
+        and not exists (
+            select 1 from {{ ref('stg_trackdechets__companies') }} as registered
+            where registered.siret = {{ siret_expr }}
+        ),
+        false
+    )
+{%- endmacro %}
+
+{#- Received more than 30 days before `as_of` (the latest valid update in the data) and still
+    not processed (contract: dq_received_never_processed). Refused waste is not expected to be
+    processed. -#}
+{% macro is_received_never_processed(received_at, processed_at, acceptation_status, as_of) -%}
+    coalesce(
+        {{ received_at }} < ({{ as_of }}) - interval '30 days'
+        and {{ processed_at }} is null
+        and coalesce({{ acceptation_status }}, '') <> 'REFUSED',
+        false
+    )
+{%- endmacro %}
+
+{#- Latest valid update time among the bordereaux of `relation` (the data's "today"). -#}
+{% macro data_as_of(relation) -%}
+    (select max(updated_at) from {{ relation }} where not {{ is_invalid_date('updated_at') }})
+{%- endmacro %}
+
+{#- Post-hook of int_bordereaux__unioned: flags that depend on other rows or tables (the
+    Company list, the data's latest date) are recomputed for every row, so an incremental run
+    gives the same table as a full refresh even for rows it did not re-read. -#}
+{% macro refresh_bordereaux_global_flags(relation) -%}
+    update {{ relation }} as bsd
+    set
+        dq_unknown_destination_siret = flags.dq_unknown_destination_siret,
+        dq_received_never_processed = flags.dq_received_never_processed
+    from (
+        select
+            bsd_id,
+            {{ is_unregistered_siret('destination_siret') }} as dq_unknown_destination_siret,
+            {{ is_received_never_processed('received_at', 'processed_at', 'acceptation_status', data_as_of(relation)) }}
+                as dq_received_never_processed
+        from {{ relation }}
+    ) as flags
+    where bsd.bsd_id = flags.bsd_id
+        and (
+            bsd.dq_unknown_destination_siret is distinct from flags.dq_unknown_destination_siret
+            or bsd.dq_received_never_processed is distinct from flags.dq_received_never_processed
+        )
+{%- endmacro %}
+
+{#- Pre-hook of the incremental models: remove rows whose key is no longer a counted row of
+    `prepared` (turned draft, soft- or hard-deleted after an earlier load). -#}
+{% macro delete_rows_gone_from(relation, prepared, key) -%}
+    {% if is_incremental() %}
+        delete from {{ relation }} as target
+        where not exists (
+            select 1 from {{ prepared }} as kept
+            where kept.{{ key }} = target.{{ key }} and not kept.is_excluded
+        )
+    {% else %}
+        select 1
+    {% endif %}
+{%- endmacro %}
+
+{#- Incremental filter: rows loaded after the model's high-water mark minus the lookback
+    (var('tdw_incremental_lookback_days')). -#}
+{% macro loaded_since_high_water_mark(column='_tdw_last_loaded_at') -%}
+    {{ column }} > (
+        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+            - interval '{{ var("tdw_incremental_lookback_days") }} days'
+        from {{ this }}
+    )
+{%- endmacro %}
+
+{#- Post-hook of int_movements: site-based locations come from int_sites__located, which
+    changes when a company registers or moves; every row is brought up to date so that an
+    incremental run equals a full refresh. -#}
+{% macro refresh_movement_site_locations(relation) -%}
+    {% for end in ['origin', 'destination'] %}
+        update {{ relation }} as movement
+        set
+            {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
+                {{ end }}_{{ col }} = {% if col == 'location_precision' %}coalesce(site.{{ col }}, 'unknown'){% else %}site.{{ col }}{% endif %}{{ ',' if not loop.last }}
+            {% endfor %}
+        from {{ relation }} as current_row
+        left join {{ ref('int_sites__located') }} as site on current_row.{{ end }}_siret = site.siret
+        where movement.movement_id = current_row.movement_id
+            and current_row.{{ end }}_location_source = 'site'
+            and (
+                {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
+                    current_row.{{ end }}_{{ col }} is distinct from {% if col == 'location_precision' %}coalesce(site.{{ col }}, 'unknown'){% else %}site.{{ col }}{% endif %}{{ ' or' if not loop.last }}
+                {% endfor %}
+            );
+    {% endfor %}
+{%- endmacro %}

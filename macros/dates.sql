@@ -1,0 +1,26 @@
+{#- Dates (METRICS.md § Units and dates): bucketed in var('tdw_time_zone'); dates before
+    var('tdw_min_valid_date') or in the future are invalid (flagged, not bucketed). -#}
+
+{#- First valid instant: midnight of var('tdw_min_valid_date') in var('tdw_time_zone'). -#}
+{% macro min_valid_timestamp() -%}
+    (timestamp '{{ var("tdw_min_valid_date") }} 00:00:00' at time zone '{{ var("tdw_time_zone") }}')
+{%- endmacro %}
+
+{#- Last valid instant: the end of today in var('tdw_time_zone'), plus
+    var('tdw_max_future_days', 7) days of tolerance for clock skew between the production
+    database and the warehouse (a source whose clock runs a few days ahead, as the simulator's
+    after `--advance`, is not a data defect; the injected future dates are months ahead). -#}
+{% macro max_valid_timestamp() -%}
+    ((date_trunc('day', current_timestamp at time zone '{{ var("tdw_time_zone") }}')
+        + interval '{{ var("tdw_max_future_days", 7) + 1 }} days') at time zone '{{ var("tdw_time_zone") }}')
+{%- endmacro %}
+
+{#- True when a timestamp is given and lies before the minimum valid date or in the future. -#}
+{% macro is_invalid_date(expr) -%}
+    coalesce({{ expr }} < {{ min_valid_timestamp() }} or {{ expr }} >= {{ max_valid_timestamp() }}, false)
+{%- endmacro %}
+
+{#- Local calendar date of a timestamptz in var('tdw_time_zone'); null when invalid. -#}
+{% macro local_date(expr) -%}
+    case when not {{ is_invalid_date(expr) }} then ({{ expr }} at time zone '{{ var("tdw_time_zone") }}')::date end
+{%- endmacro %}

@@ -1,0 +1,101 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='bsd_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        pre_hook="{{ delete_rows_gone_from(this, ref('int_bordereaux__prepared'), 'bsd_id') }}",
+        post_hook="{{ refresh_bordereaux_global_flags(this) }}",
+        indexes=[
+            {'columns': ['bsd_id'], 'unique': true},
+            {'columns': ['_tdw_last_loaded_at']},
+        ],
+    )
+}}
+-- One row per counted bordereau (METRICS.md § Bordereaux): drafts, deleted rows and `-suite`
+-- rows excluded. Incremental: rows whose BSD (or its transporters, packagings, `-suite`,
+-- groupements) were loaded since the high-water mark minus the lookback are replaced; the
+-- pre-hook removes BSDs that became drafts or were deleted; the post-hook recomputes the flags
+-- that depend on other tables (unknown destination SIRET, received never processed).
+
+with
+
+prepared as (
+    select * from {{ ref('int_bordereaux__prepared') }}
+    where not is_excluded
+    {% if is_incremental() %}
+        and {{ loaded_since_high_water_mark() }}
+    {% endif %}
+)
+
+select
+    -- ids
+    bsd_id,
+    bsd_type,
+    readable_id,
+    status,
+    bsd_subtype,
+
+    -- dates (received / processed at the final destination)
+    created_at,
+    updated_at,
+    emitted_at,
+    taken_over_at,
+    received_at,
+    processed_at,
+
+    -- actors
+    emitter_siret,
+    emitter_is_private_individual,
+    emitter_postal_code,
+    emitter_city,
+    emitter_address_is_work_site,
+    destination_siret,
+    destination_postal_code,
+    destination_city,
+    transporter_siret,
+    transport_mode,
+    eco_organisme_siret,
+    has_temp_storage,
+    temp_storer_siret,
+
+    -- waste
+    waste_code,
+    waste_chapter_code,
+    is_hazardous,
+    is_pop,
+    is_declared_dangerous,
+
+    -- quantities (tonnes, at the final destination)
+    quantity_declared_t,
+    quantity_received_t,
+    quantity_refused_t,
+    quantity_accepted_t,
+
+    -- operation
+    acceptation_status,
+    planned_operation_code,
+    operation_code,
+    operation_class,
+    operation_mode,
+
+    -- groupings (appendix 2 and equivalents)
+    is_grouping,
+    grouped_into_bsd_id,
+
+    -- data quality
+    is_quantity_outlier,
+    dq_invalid_date,
+    dq_quantity_outlier,
+    dq_unknown_waste_code,
+    dq_unknown_operation_code,
+    dq_noncanonical_operation_code,
+    dq_malformed_siret,
+    dq_unknown_destination_siret,
+    dq_received_never_processed,
+    dq_dangerous_without_star_code,
+    dq_quantity_typed_in_kg_suspected,
+
+    -- load metadata
+    _tdw_last_loaded_at
+from prepared

@@ -1,0 +1,49 @@
+-- One row per (initial BSDD, grouping BSDD) of an appendix-2 grouping (FormGroupement): the
+-- tonnes of the initial BSDD put into the grouping BSDD, with both ends' sites and operations,
+-- so that a final operation can be traced back to the producers without counting a tonne twice.
+--
+-- How tonnage is never counted twice: the initial BSDD's movement ends at the grouping site with
+-- the site's intermediate operation (R12, R13, D13, D14, D15: operation_class 'intermediate',
+-- excluded from recovery rates); the grouping BSDD (is_grouping) carries the grouped waste from
+-- the grouping site to the final destination and holds the final operation. Tonnes produced are
+-- summed over bordereaux that are not groupings (is_grouping = false); tonnes treated over final
+-- operations only. This model splits a grouping's tonnes back onto its initial BSDDs.
+
+with
+
+groupements as (
+    select * from {{ ref('stg_trackdechets__bsdd_groupements') }}
+),
+
+bordereaux as (
+    select * from {{ ref('int_bordereaux__unioned') }}
+)
+
+select
+    -- ids
+    groupements.groupement_id,
+    groupements.initial_bsd_id,
+    groupements.grouping_bsd_id,
+
+    -- quantities (tonnes of the initial BSDD put into the grouping BSDD)
+    groupements.quantity_t,
+
+    -- initial BSDD
+    initial.emitter_siret as initial_emitter_siret,
+    initial.destination_siret as grouping_site_siret,
+    initial.operation_code as initial_operation_code,
+    initial.operation_class as initial_operation_class,
+    initial.waste_code as initial_waste_code,
+
+    -- grouping BSDD
+    grouping_bsd.destination_siret as final_destination_siret,
+    grouping_bsd.operation_code as final_operation_code,
+    grouping_bsd.operation_class as final_operation_class,
+    grouping_bsd.processed_at as final_processed_at,
+
+    -- flags: an end missing from the counted bordereaux (draft, deleted or not yet loaded)
+    initial.bsd_id is not null as is_initial_counted,
+    grouping_bsd.bsd_id is not null as is_grouping_counted
+from groupements
+left join bordereaux as initial on groupements.initial_bsd_id = initial.bsd_id
+left join bordereaux as grouping_bsd on groupements.grouping_bsd_id = grouping_bsd.bsd_id

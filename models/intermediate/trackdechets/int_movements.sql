@@ -1,0 +1,93 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='movement_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        pre_hook="{{ delete_rows_gone_from(this, ref('int_movements__prepared'), 'movement_id') }}",
+        post_hook="{{ refresh_movement_site_locations(this) }}",
+        indexes=[
+            {'columns': ['movement_id'], 'unique': true},
+            {'columns': ['bsd_id']},
+            {'columns': ['_tdw_last_loaded_at']},
+        ],
+    )
+}}
+-- One row per physical movement of a counted bordereau (see int_movements__prepared).
+-- Incremental like int_bordereaux__unioned: movements of BSDs loaded since the high-water mark
+-- minus the lookback are replaced; the pre-hook removes movements of BSDs that became drafts or
+-- were deleted (and BSDD leg 2 when its `-suite` is deleted); the post-hook refreshes
+-- site-based locations from int_sites__located.
+
+with
+
+prepared as (
+    select * from {{ ref('int_movements__prepared') }}
+    where not is_excluded
+    {% if is_incremental() %}
+        and {{ loaded_since_high_water_mark() }}
+    {% endif %}
+)
+
+select
+    -- ids
+    movement_id,
+    bsd_id,
+    bsd_type,
+    leg_number,
+    packaging_id,
+
+    -- sites
+    origin_siret,
+    origin_role,
+    destination_siret,
+    destination_role,
+    transporter_siret,
+    transport_mode,
+
+    -- dates
+    taken_over_at,
+    received_at,
+    processed_at,
+
+    -- waste
+    waste_code,
+    waste_chapter_code,
+    is_hazardous,
+
+    -- quantities (tonnes)
+    quantity_declared_t,
+    quantity_received_t,
+    quantity_refused_t,
+    quantity_accepted_t,
+
+    -- operation at this movement's destination
+    planned_operation_code,
+    operation_code,
+    operation_class,
+
+    -- data quality
+    is_quantity_outlier,
+    dq_invalid_date,
+
+    -- origin location
+    origin_latitude,
+    origin_longitude,
+    coalesce(origin_location_precision, 'unknown') as origin_location_precision,
+    origin_code_commune,
+    origin_code_departement,
+    origin_code_region,
+    origin_location_source,
+
+    -- destination location
+    destination_latitude,
+    destination_longitude,
+    coalesce(destination_location_precision, 'unknown') as destination_location_precision,
+    destination_code_commune,
+    destination_code_departement,
+    destination_code_region,
+    destination_location_source,
+
+    -- load metadata
+    _tdw_last_loaded_at
+from prepared
