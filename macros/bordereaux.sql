@@ -83,13 +83,14 @@
     {% for end in ['origin', 'destination'] %}
         update {{ relation }} as movement
         set
+            {{ end }}_location_source = 'site',
             {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
                 {{ end }}_{{ col }} = {% if col == 'location_precision' %}coalesce(site.{{ col }}, 'unknown'){% else %}site.{{ col }}{% endif %}{{ ',' if not loop.last }}
             {% endfor %}
         from {{ relation }} as current_row
         left join {{ ref('int_sites__located') }} as site on current_row.{{ end }}_siret = site.siret
         where movement.movement_id = current_row.movement_id
-            and current_row.{{ end }}_location_source = 'site'
+            and (current_row.{{ end }}_location_source = 'site' or site.location_precision = 'exact')
             and (
                 {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
                     current_row.{{ end }}_{{ col }} is distinct from {% if col == 'location_precision' %}coalesce(site.{{ col }}, 'unknown'){% else %}site.{{ col }}{% endif %}{{ ' or' if not loop.last }}

@@ -219,23 +219,29 @@ select
     ) }} as is_quantity_outlier,
     enriched.dq_invalid_date,
 
-    -- locations (METRICS.md § Distances)
-    enriched.origin_location_source,
+    -- locations (METRICS.md § Distances): the company's coordinates first; else the commune of
+    -- the address written on the BSD (work / pickup site when given); else what is known of the
+    -- site (its commune or département)
     {% for end in ['origin', 'destination'] %}
+        {% set use_site -%}
+            ({{ end }}_site.location_precision = 'exact'
+            or (enriched.{{ end }}_location_source = 'site' and {{ end }}_site.siret is not null)
+            or (enriched.{{ end }}_address_location_precision = 'unknown' and {{ end }}_site.siret is not null))
+        {%- endset %}
+        case when {{ use_site }} then 'site' else 'address' end as {{ end }}_location_source,
         {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
             case
-                when enriched.{{ end }}_location_source = 'site' then {{ end }}_site.{{ col }}
+                when {{ use_site }} then {{ end }}_site.{{ col }}
                 else enriched.{{ end }}_address_{{ col }}
             end as {{ end }}_{{ col }},
         {% endfor %}
     {% endfor %}
-    enriched.destination_location_source,
 
     -- exclusion and load metadata
     enriched.is_excluded,
     enriched._tdw_last_loaded_at
 from enriched
 left join {{ ref('int_sites__located') }} as origin_site
-    on enriched.origin_location_source = 'site' and enriched.origin_siret = origin_site.siret
+    on enriched.origin_siret = origin_site.siret
 left join {{ ref('int_sites__located') }} as destination_site
-    on enriched.destination_location_source = 'site' and enriched.destination_siret = destination_site.siret
+    on enriched.destination_siret = destination_site.siret
