@@ -32,7 +32,7 @@ test: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw db start
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
 	$(BIN)/pytest
-	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
 
 lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint

@@ -103,12 +103,16 @@ def load_reference_cmd(
 
 @app.command("run")
 def run_cmd(
-    no_build: Annotated[bool, typer.Option("--no-build", help="Load inputs only; skip dbt build.")] = False,
+    scale: Annotated[int | None, typer.Option(help="Bordereaux to simulate when the embedded source does not exist yet (default 20,000).")] = None,
+    ci: Annotated[bool, typer.Option("--ci", help="Small simulated source (2,000 bordereaux), for tests.")] = False,
+    resimulate: Annotated[bool, typer.Option("--resimulate", help="Recreate the embedded simulated source even if it exists.")] = False,
+    no_build: Annotated[bool, typer.Option("--no-build", help="Load and extract only; skip dbt build.")] = False,
 ) -> None:
-    """The main job: load every input, build and test the warehouse with dbt, print what was built."""
-    from .pipeline import run
+    """The main job: load inputs, extract production (simulated by default), build and test with dbt, report."""
+    from .pipeline import CI_SCALE, DEFAULT_SCALE, run
 
-    run(load_settings(), build=not no_build)
+    chosen = scale or (CI_SCALE if ci else DEFAULT_SCALE)
+    run(load_settings(), scale=chosen, resimulate=resimulate, build=not no_build)
 
 
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -135,9 +139,18 @@ def lint_cmd(ctx: typer.Context) -> None:
 
 # --- commands contributed by the pipeline's modules: each exposes register(app) -------------
 # (one line per module; keep this block sorted)
+from .extract import register as register_extract  # noqa: E402
+
+register_extract(app)
 from .icpe import register as register_icpe  # noqa: E402
 
 register_icpe(app)
+from .privacy import register as register_privacy  # noqa: E402
+
+register_privacy(app)
+from .simulator.commands import register as register_simulator  # noqa: E402
+
+register_simulator(app)
 # --- end of contributed commands ------------------------------------------------------------
 
 

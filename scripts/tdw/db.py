@@ -161,8 +161,15 @@ def warehouse_dsn(settings: Settings, *, start: bool = True) -> str:
     return _with_database(base, WAREHOUSE_DB)
 
 
-def source_dsn(settings: Settings) -> str:
-    """Connection string of the production read-replica (or of the embedded simulated one)."""
+def source_dsn(settings: Settings, *, create: bool = False) -> str:
+    """Connection string of the production read-replica (or of the embedded simulated one).
+
+    Args:
+        create: on the embedded server, create the (empty) database ``trackdechets_source`` if missing.
+
+    Raises:
+        TdwError: an external warehouse is configured without ``TDW_SOURCE_DSN``.
+    """
     if settings.source_dsn:
         return settings.source_dsn
     if not settings.embedded:
@@ -171,7 +178,22 @@ def source_dsn(settings: Settings) -> str:
             "connection string (or a database created by 'tdw simulate')"
         )
     base = EmbeddedServer(settings).start()
+    if create:
+        ensure_database(base, SOURCE_DB)
     return _with_database(base, SOURCE_DB)
+
+
+def schema_exists(dsn: str, schema: str) -> bool:
+    """True if ``schema`` exists in the database of ``dsn`` (False if the database does not exist)."""
+    try:
+        conn = psycopg2.connect(dsn)
+    except psycopg2.OperationalError as exc:
+        if "does not exist" in str(exc):
+            return False
+        raise TdwError(f"cannot connect to PostgreSQL ({describe_dsn(dsn)}): {str(exc).strip()}") from exc
+    with contextlib.closing(conn), conn.cursor() as cur:
+        cur.execute("select 1 from information_schema.schemata where schema_name = %s", (schema,))
+        return cur.fetchone() is not None
 
 
 def embedded_base_uri(settings: Settings) -> str:

@@ -1,8 +1,22 @@
-"""The main job: load inputs, build and test the warehouse, report what was built."""
+"""The main job (``tdw run``): load every input, extract production, build and test, report.
+
+Steps, in order (ARCHITECTURE.md § Data flow):
+
+1. warehouse: start the embedded PostgreSQL if no DSN is configured; schemas and roles;
+2. reference files → ``raw_reference`` (all or nothing);
+3. source: with no ``TDW_SOURCE_DSN``, the embedded simulated production is created on first
+   run (``--scale`` bordereaux) and reused afterwards;
+4. ICPE extracts → ``raw_icpe``: the real registry extract and, for the simulated source, the
+   simulator's extract of its generated sites; an extract already loaded unchanged is skipped;
+5. extract production → ``raw_trackdechets`` (incremental on ``updatedAt``);
+6. ``dbt build``: seeds, models, snapshots and every dbt test;
+7. summary: rows per schema, ICPE alerts per kind and département.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from psycopg2 import sql
 from rich.console import Console
@@ -11,13 +25,18 @@ from rich.table import Table
 from . import db
 from .config import Settings
 from .dbt import run_dbt
+from .loading import file_sha256
 from .reference import load_reference
 
 console = Console(stderr=True)
 
+DEFAULT_SCALE = 20_000
+CI_SCALE = 2_000
+SOURCE_SCHEMA = "default$default"
+
 
 def step(title: str):
-    """Context manager printing a step's start and a spinner while it runs."""
+    """Context manager printing a step's title and a spinner while it runs."""
     console.rule(f"[bold]{title}")
     return console.status(title, spinner="dots")
 
@@ -27,8 +46,87 @@ def load_reference_step(settings: Settings, dsn: str) -> dict[str, int]:
         with step(f"Loading reference files from {settings.reference_dir}") as status:
             counts = load_reference(conn, settings.reference_dir, progress=lambda m: status.update(m))
     for table, n in counts.items():
-        console.print(f"  {table}: {n:,} rows")
+        console.print(f"  {table}: {n:,} rows", highlight=False)
     return counts
+
+
+def source_step(settings: Settings, *, scale: int, resimulate: bool = False) -> str:
+    """Return the source DSN; on the embedded default, simulate production if it does not exist yet."""
+    if settings.source_dsn:
+        console.rule("[bold]Source: production read-replica")
+        console.print(f"  {db.describe_dsn(settings.source_dsn)}", highlight=False)
+        return settings.source_dsn
+    dsn = db.source_dsn(settings, create=True)
+    if db.schema_exists(dsn, SOURCE_SCHEMA) and not resimulate:
+        console.rule("[bold]Source: simulated production (reused)")
+        console.print(f"  {db.describe_dsn(dsn)}; 'tdw simulate --advance DAYS' moves it forward", highlight=False)
+        return dsn
+    from .simulator import simulate
+
+    with step(f"Simulating production: {scale:,} bordereaux") as status:
+        manifest = simulate(dsn, scale=scale, out_dir=simulator_dir(settings),
+                            progress=lambda done, total: status.update(f"simulating {done:,}/{total:,} bordereaux"))
+    console.print(f"  {sum(manifest['counts'].values()):,} rows in {len(manifest['counts'])} tables", highlight=False)
+    return dsn
+
+
+def simulator_dir(settings: Settings) -> Path:
+    return settings.home / "simulator"
+
+
+def _already_loaded(dsn: str, files: list[Path]) -> bool:
+    """True if the files of a folder were loaded before and none changed since.
+
+    Files the loaders never read (no entry in ``meta.load_history``) are ignored; every other
+    file's latest entry must carry the file's current SHA-256.
+    """
+    seen = 0
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        for path in files:
+            cur.execute(
+                "select source_sha256 from meta.load_history where source_file = %s order by load_id desc limit 1",
+                (str(path),),
+            )
+            row = cur.fetchone()
+            if row is None:
+                continue
+            if row[0] != file_sha256(path):
+                return False
+            seen += 1
+    return seen > 0
+
+
+def icpe_step(settings: Settings, dsn: str, *, simulated_source: bool) -> None:
+    from .icpe import load_icpe
+
+    folders = [(settings.icpe_dir, "s3ic")]
+    simulated = simulator_dir(settings) / "icpe"
+    if simulated_source and simulated.is_dir():
+        folders.append((simulated, "simulated"))
+    console.rule("[bold]Loading ICPE registry extracts")
+    for folder, label in folders:
+        files = sorted(p for p in folder.glob("*.csv") if p.is_file())
+        if _already_loaded(dsn, files):
+            console.print(f"  {folder}: unchanged since its last load, skipped", highlight=False)
+            continue
+        with console.status(f"loading {folder}"):
+            result = load_icpe(dsn, folder, source_label=label)
+        counts = ", ".join(f"{t.split('.')[-1]} {n:,}" for t, n in result["counts"].items())
+        console.print(f"  {folder} (load {result['load_id']}): {counts}", highlight=False)
+
+
+def extract_step(source: str, dsn: str) -> None:
+    from .extract import extract
+
+    with step("Extracting production into raw_trackdechets") as status:
+        report = extract(source, dsn, progress=status.update)
+    console.print(
+        f"  extract #{report.extract_id}: {len(report.tables)} tables, {report.rows_read:,} rows read, "
+        f"{report.rows_upserted:,} upserted in {report.duration_s:.1f} s",
+        highlight=False,
+    )
+    for line in report.lines():
+        console.print(f"  {line}", highlight=False)
 
 
 def schema_summary(dsn: str) -> list[tuple[str, int, int, int]]:
@@ -60,14 +158,22 @@ def print_summary(dsn: str) -> None:
     Console().print(table)
 
 
-def run(settings: Settings, *, build: bool = True) -> None:
-    """Run the whole pipeline on the configured warehouse (embedded by default)."""
+def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = False, build: bool = True) -> None:
+    """Run the whole pipeline on the configured warehouse (embedded by default).
+
+    Raises:
+        TdwError: any step failed (its message names the step's input or log).
+        InputFileError: a reference or ICPE file is malformed; nothing was replaced.
+    """
     with step("Starting the warehouse database"):
         dsn = db.warehouse_dsn(settings)
         db.bootstrap_warehouse(dsn, settings)
-    console.print(f"  warehouse: {db.describe_dsn(dsn)}")
+    console.print(f"  warehouse: {db.describe_dsn(dsn)}", highlight=False)
     load_reference_step(settings, dsn)
+    source = source_step(settings, scale=scale, resimulate=resimulate)
+    icpe_step(settings, dsn, simulated_source=settings.source_dsn is None)
+    extract_step(source, dsn)
     if build:
-        console.rule("[bold]dbt build (models, snapshots, seeds and tests)")
+        console.rule("[bold]dbt build (seeds, models, snapshots and tests)")
         run_dbt(settings, ["build"], dsn=dsn)
     print_summary(dsn)

@@ -18,18 +18,9 @@ out = Console()
 
 def _source_dsn(source: str | None) -> str:
     from .. import db
-    from ..config import SOURCE_DB, load_settings
+    from ..config import load_settings
 
-    if source:
-        return source
-    settings = load_settings()
-    if settings.source_dsn:
-        return settings.source_dsn
-    if not settings.embedded:
-        return db.source_dsn(settings)  # raises the clear error about TDW_SOURCE_DSN
-    base = db.embedded_base_uri(settings)
-    db.ensure_database(base, SOURCE_DB)
-    return db._with_database(base, SOURCE_DB)
+    return source or db.source_dsn(load_settings(), create=True)
 
 
 def register(app: typer.Typer) -> None:

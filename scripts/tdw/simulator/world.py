@@ -275,7 +275,9 @@ class World:
             p = PROFILES[profile]
             co.ops = {k: list(v) for k, v in p["ops"].items()}
             co.rubriques = [(f"{r}-{a}" if r == "2760" else r, a, u) for r, a, u in p["rubriques"]]
-            if lat is not None:
+            # The extract declares Lambert-93 (EPSG:2154), defined for metropolitan France only:
+            # overseas sites are written without coordinates, as such rows are in real extracts.
+            if lat is not None and 41.0 <= lat <= 51.5 and -5.5 <= lon <= 10.0:
                 x, y = _TO_L93.transform(lon, lat)
                 co.x, co.y = round(x), round(y)
         return co
