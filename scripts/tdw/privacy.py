@@ -1,0 +1,563 @@
+"""Privacy of the anonymised replica (issue 5): leak scan, data dictionary, classification gate.
+
+The privacy classification of every production column lives in
+``models/staging/trackdechets/_trackdechets__sources.yml`` (``meta.privacy`` / ``meta.treatment``,
+classes of ``../shared/reference/trackdechets-source-schema.md`` § 1). dbt builds the ``replica``
+schema from it (``macros/privacy/replica_model.sql``) and fails the build when a raw column is not
+classified (``macros/privacy/privacy_gate.sql``). This module adds what is easier in Python:
+
+* :func:`scan_schema` / :func:`scan_files`: a leak scan streaming over every text, text[] and jsonb
+  column of a schema (or over export files): e-mail addresses, French phone numbers, licence plates
+  (SIV ``AA-123-AA`` and the former FNI ``123-ABC-75`` / ``123 ABC 75``) and known personal values
+  (the simulator's ``personal_values`` manifest, the names and SIRETs of non-diffusible
+  establishments). Memory stays flat: rows come through a server-side cursor.
+* :func:`write_dictionary`: ``docs/replica_dictionary.md``, what each replica table keeps, removes
+  or generalises, and why.
+* :func:`unclassified_columns`: the gate's rule (a) in Python, for ``tdw privacy check``.
+
+Commands: ``tdw privacy scan``, ``tdw privacy dictionary``, ``tdw privacy check``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from psycopg2 import sql
+
+from .config import REPO_ROOT, Settings
+from .errors import InputFileError, TdwError
+
+SOURCES_YML = REPO_ROOT / "models" / "staging" / "trackdechets" / "_trackdechets__sources.yml"
+DICTIONARY_MD = REPO_ROOT / "docs" / "replica_dictionary.md"
+RAW_SCHEMA = "raw_trackdechets"
+PROTECTED = ("PERSONAL", "COMMERCIAL", "SECRET", "RESTRICTED")
+CLASSES = ("IDENT", "PUBLIC_COMPANY", "WASTE", "PROCESS", "GEO", *PROTECTED)
+TREATMENTS = ("keep", "drop", "null", "generalise", "pseudonymise")
+
+# --------------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """One classified production column."""
+
+    table: str
+    name: str
+    privacy: str | None
+    treatment: str | None
+    description: str
+    meta: dict
+
+
+@dataclass
+class Table:
+    """One production table of the source, with its columns in declaration order."""
+
+    name: str
+    description: str
+    replicate: bool
+    reason: str | None
+    columns: list[Column] = field(default_factory=list)
+
+
+def load_classification(path: Path = SOURCES_YML, source_name: str = "trackdechets") -> dict[str, Table]:
+    """Read the privacy classification of the sources file.
+
+    Returns:
+        ``{table name: Table}`` in file order.
+
+    Raises:
+        InputFileError: the file is missing, is not YAML, or has no source ``source_name``.
+    """
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputFileError(path, None, None, "file not found (the Trackdéchets sources and their classification)") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputFileError(path, mark.line + 1 if mark else None, str(mark.column + 1) if mark else None,
+                             f"not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    source = next((s for s in (doc or {}).get("sources", []) if s.get("name") == source_name), None)
+    if source is None:
+        raise InputFileError(path, None, None, f"no source named '{source_name}'")
+    tables: dict[str, Table] = {}
+    for t in source.get("tables", []):
+        tmeta = (t.get("config") or {}).get("meta") or t.get("meta") or {}
+        name = t.get("identifier") or t["name"]
+        table = Table(name, t.get("description", ""), bool(tmeta.get("replicate", True)), tmeta.get("reason"))
+        for c in t.get("columns", []):
+            meta = (c.get("config") or {}).get("meta") or c.get("meta") or {}
+            table.columns.append(Column(name, c["name"], meta.get("privacy"), meta.get("treatment"),
+                                        c.get("description", ""), meta))
+        tables[name] = table
+    return tables
+
+
+def unclassified_columns(dsn: str, tables: dict[str, Table] | None = None, schema: str = RAW_SCHEMA) -> list[tuple[str, str]]:
+    """Columns of ``schema`` (raw_trackdechets) with no privacy class or treatment (gate rule (a)).
+
+    Load columns ``_tdw_*`` are exempt. A table missing from the sources file gives all its columns.
+
+    Returns:
+        ``[(table, column)]`` sorted.
+    """
+    from . import db
+
+    tables = tables if tables is not None else load_classification()
+    known = {(c.table, c.name) for t in tables.values() for c in t.columns if c.privacy and c.treatment}
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = %s and column_name not like '\\_tdw\\_%%' order by 1, ordinal_position",
+            (schema,),
+        )
+        return sorted((t, c) for t, c in cur.fetchall() if (t, c) not in known)
+
+
+# --------------------------------------------------------------------------------------------
+# Leak scan
+# --------------------------------------------------------------------------------------------
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# French numbers: 0X XX XX XX XX with optional separators, or +33 / 0033 then 9 digits.
+PHONE_RE = re.compile(r"(?<![\w+])(?:(?:\+|00)33[\s.-]?[1-9]|0[1-9])(?:[\s.-]?\d{2}){4}(?![\w])")
+# SIV (since 2009): AA-123-AA, letters without I, O, U; FNI (before 2009): 123-ABC-75, 1234 AB 75, 12 ABC 2A.
+_L = "A-HJ-NP-TV-Z"
+PLATE_RE = re.compile(
+    rf"(?<![\w-])(?:[{_L}]{{2}}[- ]\d{{3}}[- ][{_L}]{{2}}"
+    r"|\d{1,4}[- ][A-Z]{1,3}[- ](?:0[1-9]|[1-8]\d|9[0-5]|2A|2B|97[1-6]))(?![\w-])"
+)
+PATTERNS = {"email": EMAIL_RE, "phone": PHONE_RE, "plate": PLATE_RE}
+_TOKEN_RE = re.compile(r"[0-9a-zà-ÿ]+")
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN_RE.findall(text.lower())
+
+
+class ValueIndex:
+    """Known sensitive values matched as whole token sequences (case-insensitive) inside any text.
+
+    ``add('name', 'Jean Dupont')`` finds "jean dupont" in "Signé : JEAN DUPONT." but not in
+    "Jean Dupontel". Lookup cost is one dict access per token of the scanned text.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
+        self.size = 0
+
+    def add(self, kind: str, value: str) -> None:
+        toks = tuple(_tokens(value))
+        if not toks:
+            return
+        self._first.setdefault(toks[0], []).append((toks, kind, value))
+        self.size += 1
+
+    def find(self, text: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(kind, value)`` for each known value found in ``text``.
+
+        A person's name right after a street type ("rue Michelle Verdier", "avenue de X") is a street
+        name, part of a public address, and is not reported.
+        """
+        toks = _tokens(text)
+        for i, tok in enumerate(toks):
+            for seq, kind, value in self._first.get(tok, ()):
+                if tuple(toks[i:i + len(seq)]) == seq:
+                    if kind == "name" and _after_street_type(toks, i):
+                        continue
+                    yield kind, value
+
+
+# Street types of French addresses (voies), lower case, as tokens.
+STREET_TYPES = frozenset(
+    "rue avenue av boulevard bd chemin impasse place allee allée route quai square cours passage "
+    "sentier voie rond point esplanade promenade parvis mail cite cité residence résidence lotissement "
+    "hameau lieu dit faubourg".split()
+)
+_LINK_WORDS = frozenset({"de", "du", "des", "la", "le", "l", "d", "saint", "sainte"})
+
+
+def _after_street_type(toks: list[str], i: int) -> bool:
+    j = i - 1
+    while j >= 0 and toks[j] in _LINK_WORDS:
+        j -= 1
+    return j >= 0 and toks[j] in STREET_TYPES
+
+
+@dataclass
+class Finding:
+    """Sensitive values found in one column (or one file column)."""
+
+    table: str
+    column: str
+    kind: str
+    count: int = 0
+    sample: str = ""
+
+    def __str__(self) -> str:
+        return f'{self.table}."{self.column}": {self.count} {self.kind} value(s), e.g. {self.sample!r}'
+
+
+class Scanner:
+    """Accumulates findings per (table, column, kind) while texts stream through :meth:`scan_text`."""
+
+    def __init__(self, values: ValueIndex | None = None, patterns: dict[str, re.Pattern] | None = None):
+        self.values = values or ValueIndex()
+        self.patterns = PATTERNS if patterns is None else patterns
+        self.findings: dict[tuple[str, str, str], Finding] = {}
+
+    def _hit(self, table: str, column: str, kind: str, sample: str) -> None:
+        f = self.findings.get((table, column, kind))
+        if f is None:
+            f = self.findings[(table, column, kind)] = Finding(table, column, kind, 0, sample[:80])
+        f.count += 1
+
+    def scan_text(self, table: str, column: str, text: str) -> None:
+        for kind, pattern in self.patterns.items():
+            m = pattern.search(text)
+            if m:
+                self._hit(table, column, kind, m.group(0))
+        for kind, value in self.values.find(text):
+            self._hit(table, column, f"known {kind}", value)
+            break
+
+    def results(self) -> list[Finding]:
+        return sorted(self.findings.values(), key=lambda f: (f.table, f.column, f.kind))
+
+
+def manifest_values(manifest_path: Path, index: ValueIndex | None = None) -> ValueIndex:
+    """Load the simulator manifest's personal values into a :class:`ValueIndex`.
+
+    Reads ``personal_values`` (lists ``names``, ``emails``, ``phones``, ``plates``; ``streets`` are
+    skipped because the simulator also draws company addresses, which are public, from the same
+    pool) and ``anonymous_company_sirets`` (non-diffusible SIRETs, kind ``non-diffusible siret``).
+
+    Raises:
+        InputFileError: the manifest is missing or not JSON.
+    """
+    index = index or ValueIndex()
+    try:
+        manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputFileError(manifest_path, None, None, "simulator manifest not found (run 'tdw simulate' or give --manifest)") from exc
+    except json.JSONDecodeError as exc:
+        raise InputFileError(manifest_path, exc.lineno, str(exc.colno), f"not valid JSON ({exc.msg})") from exc
+    personal = manifest.get("personal_values") or {}
+    for key, kind in (("names", "name"), ("emails", "email"), ("phones", "phone"), ("plates", "plate")):
+        for v in personal.get(key) or []:
+            index.add(kind, str(v))
+    for siret in manifest.get("anonymous_company_sirets") or []:
+        index.add("non-diffusible siret", str(siret))
+    return index
+
+
+def restricted_values(dsn: str, index: ValueIndex | None = None, schema: str = RAW_SCHEMA) -> ValueIndex:
+    """Add the identifiers and names of non-diffusible establishments (raw AnonymousCompany) to ``index``.
+
+    Nothing is added when the table does not exist. Names shorter than two tokens are skipped (too
+    generic to be evidence of a leak).
+    """
+    from . import db
+
+    index = index or ValueIndex()
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor(name="tdw_privacy_nd") as cur:
+        with conn.cursor() as check:
+            check.execute("select to_regclass(%s)", (f'{schema}."AnonymousCompany"',))
+            if check.fetchone()[0] is None:
+                return index
+        cur.execute(sql.SQL('select "siret", "orgId", "vatNumber", "name" from {}.{}').format(
+            sql.Identifier(schema), sql.Identifier("AnonymousCompany")))
+        for siret, org, vat, name in cur:
+            for v in {siret, org, vat} - {None, ""}:
+                index.add("non-diffusible siret", v)
+            if name and len(_tokens(name)) >= 2:
+                index.add("non-diffusible name", name)
+    return index
+
+
+def scan_schema(dsn: str, schema: str = "replica", values: ValueIndex | None = None,
+                tables: Iterable[str] | None = None, itersize: int = 5000) -> list[Finding]:
+    """Stream every text, varchar, text[] and jsonb column of ``schema`` through the detectors.
+
+    Each column is read with its own server-side cursor (``itersize`` rows per round trip): memory
+    does not grow with the table. Arrays and jsonb are scanned as their PostgreSQL text form.
+
+    Returns:
+        One :class:`Finding` per (table, column, kind) with the number of matching rows and a sample.
+    """
+    from . import db
+
+    scanner = Scanner(values)
+    with contextlib.closing(db.connect(dsn)) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                """
+                select c.relname::text, a.attname::text
+                from pg_attribute a
+                join pg_class c on c.oid = a.attrelid
+                join pg_namespace n on n.oid = c.relnamespace
+                join pg_type t on t.oid = a.atttypid
+                where n.nspname = %s and c.relkind in ('r', 'v', 'm', 'p', 'f')
+                  and a.attnum > 0 and not a.attisdropped
+                  and (t.typcategory = 'S' or t.typname in ('json', 'jsonb')
+                       or (t.typcategory = 'A' and exists (select 1 from pg_type e where e.oid = t.typelem
+                                                           and (e.typcategory = 'S' or e.typname in ('json', 'jsonb')))))
+                order by 1, a.attnum
+                """,
+                (schema,),
+            )
+            columns = [r for r in cur.fetchall() if tables is None or r[0] in set(tables)]
+        for table, column in columns:
+            q = sql.SQL("select {c}::text from {s}.{t} where {c} is not null").format(
+                c=sql.Identifier(column), s=sql.Identifier(schema), t=sql.Identifier(table))
+            with conn.cursor(name="tdw_privacy_scan") as cur:
+                cur.itersize = itersize
+                cur.execute(q)
+                for (text,) in cur:
+                    scanner.scan_text(f"{schema}.{table}", column, text)
+            conn.commit()
+    return scanner.results()
+
+
+_FILE_SUFFIXES = (".csv", ".csv.gz", ".json", ".jsonl", ".ndjson", ".geojson", ".txt", ".md", ".tsv")
+
+
+def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
+    """Scan export files under ``folder`` (recursively), line by line.
+
+    CSV/TSV files (optionally gzipped) are read as rows and reported per header column; other text
+    files (JSON, JSON lines, GeoJSON, Markdown, text) per file with column ``line``.
+
+    Raises:
+        InputFileError: ``folder`` does not exist, or a file is not UTF-8 (file and line named).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputFileError(folder, None, None, "folder not found")
+    scanner = Scanner(values)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(_FILE_SUFFIXES)):
+        rel = str(path.relative_to(folder))
+        opener = gzip.open if path.name.endswith(".gz") else open
+        line_no = 0
+        try:
+            with opener(path, "rt", encoding="utf-8", newline="") as fh:
+                if path.name.endswith((".csv", ".csv.gz", ".tsv")):
+                    reader = csv.reader(fh, delimiter="\t" if path.name.endswith(".tsv") else ",")
+                    header = next(reader, [])
+                    for row in reader:
+                        line_no = reader.line_num
+                        for name, value in zip(header, row):
+                            if value:
+                                scanner.scan_text(rel, name, value)
+                else:
+                    for line_no, line in enumerate(fh, 1):
+                        scanner.scan_text(rel, "line", line)
+        except UnicodeDecodeError as exc:
+            raise InputFileError(path, line_no + 1, None, f"not UTF-8 text ({exc.reason})") from exc
+    return scanner.results()
+
+
+# --------------------------------------------------------------------------------------------
+# Data dictionary
+# --------------------------------------------------------------------------------------------
+
+_WHY = {
+    "PERSONAL": "personal data (a natural person's name, contact, signature, plate or private address)",
+    "COMMERCIAL": "commercial information (trade / brokerage relationships, CAP, own references, free text)",
+    "SECRET": "credential or secret code",
+    "RESTRICTED": "non-diffusible establishment data",
+}
+_GENERALISE_TO = {
+    "null": "emptied",
+    "particulier": "replaced by 'Particulier'",
+    "commune": "reduced to the postal code and commune",
+}
+
+
+def dictionary_markdown(tables: dict[str, Table], replica_columns: dict[str, list[str]] | None = None) -> str:
+    """The replica's data dictionary as Markdown.
+
+    Args:
+        tables: the classification (:func:`load_classification`).
+        replica_columns: real columns per replica table (from the database); when given, the document
+            lists them and says when a classified column is missing from the build.
+    """
+    out = io.StringIO()
+    w = out.write
+    n_rep = sum(t.replicate for t in tables.values())
+    w("# Replica data dictionary\n\n")
+    w("Generated by `tdw privacy dictionary` from the privacy classification in "
+      "`models/staging/trackdechets/_trackdechets__sources.yml`; do not edit by hand.\n\n")
+    w("The `replica` schema is a daily copy of the Trackdéchets production tables, under their production "
+      "names (`replica.\"Form\"`, column `\"wasteDetailsCode\"`), for open data, public statistics and "
+      "applications that need no sensitive data. Readable by the role `tdw_public`.\n\n")
+    w("Rules applied to every table:\n\n")
+    w("- columns classified PERSONAL, COMMERCIAL or SECRET are removed (classes: "
+      "`../shared/reference/trackdechets-source-schema.md` § 1);\n")
+    w("- the identity and address of private individuals (`emitterIsPrivateIndividual`, BSVHU "
+      "`emitterNoSiret` / `emitterIrregularSituation`, BSFF `detenteurIsPrivateIndividual`) are generalised: "
+      "name 'Particulier', SIRET and street emptied, address reduced to postal code and commune;\n")
+    w("- non-diffusible establishments (listed in `AnonymousCompany`) are masked wherever their SIRET, VAT "
+      "number or orgId appears: name 'non diffusible', SIRET, address and registration numbers emptied, "
+      "and their SIRETs removed from the text[] lists;\n")
+    w("- a column added in production reaches the replica only once it has been classified: until then "
+      "the build fails (privacy gate) and the column is never selected.\n\n")
+    w(f"{n_rep} tables replicated, {len(tables) - n_rep} not replicated.\n\n")
+    w("| table | columns kept | generalised | masked if non-diffusible | removed |\n|---|---:|---:|---:|---:|\n")
+    for t in tables.values():
+        if not t.replicate:
+            w(f"| `{t.name}` | not replicated | | | {len(t.columns)} |\n")
+            continue
+        kept = [c for c in t.columns if c.treatment not in ("drop",)]
+        gen = [c for c in t.columns if c.treatment == "generalise"]
+        nd = [c for c in t.columns if c.meta.get("nd_keys") and c.treatment != "drop"]
+        w(f"| [`{t.name}`](#{t.name.lower()}) | {len(kept)} | {len(gen)} | {len(nd)} | {len(t.columns) - len(kept)} |\n")
+    for t in tables.values():
+        w(f"\n## {t.name}\n\n{t.description}\n\n")
+        if not t.replicate:
+            w(f"**Not replicated**: {t.reason}.\n")
+            continue
+        real = (replica_columns or {}).get(t.name)
+        if replica_columns is not None and real is None:
+            w("*Not built in the replica schema at the time this file was generated.*\n\n")
+        removed = [c for c in t.columns if c.treatment == "drop"]
+        changed = [c for c in t.columns if c.treatment in ("generalise", "null", "pseudonymise") or
+                   (c.meta.get("nd_keys") and c.treatment != "drop")]
+        if removed:
+            w("Removed:\n\n")
+            by_class: dict[str, list[str]] = {}
+            for c in removed:
+                by_class.setdefault(c.privacy or "?", []).append(c.name)
+            for cls, names in by_class.items():
+                why = _WHY.get(cls, "links the row to a natural person (user id)" if cls == "IDENT" else cls)
+                w(f"- {', '.join(f'`{n}`' for n in names)}: {why}.\n")
+            w("\n")
+        if changed:
+            w("Generalised or masked:\n\n")
+            for c in changed:
+                parts = []
+                if c.treatment == "generalise":
+                    parts.append(f"{_GENERALISE_TO.get(c.meta.get('generalise_to'), 'generalised')} when "
+                                 f"`{c.meta.get('private_when')}`")
+                elif c.treatment == "null":
+                    parts.append("always empty")
+                elif c.treatment == "pseudonymise":
+                    parts.append("salted MD5 pseudonym")
+                if c.meta.get("nd_keys"):
+                    keys = ", ".join(f"`{k}`" for k in c.meta["nd_keys"])
+                    parts.append(f"masked when {keys} is non-diffusible")
+                w(f"- `{c.name}`: {'; '.join(parts)}.\n")
+            w("\n")
+        w("| column | class | in the replica | description |\n|---|---|---|---|\n")
+        for c in t.columns:
+            state = {"keep": "kept", "drop": "**removed**", "generalise": "generalised", "null": "empty",
+                     "pseudonymise": "pseudonymised"}.get(c.treatment or "", "unclassified")
+            if c.treatment == "keep" and c.meta.get("nd_keys"):
+                state = "kept, masked if non-diffusible"
+            if real is not None and c.treatment != "drop" and c.name not in real:
+                state += " (not in the built table)"
+            desc = c.description.replace("|", "\\|").replace("\n", " ")
+            w(f"| `{c.name}` | {c.privacy} | {state} | {desc} |\n")
+    return out.getvalue()
+
+
+def replica_columns(dsn: str, schema: str = "replica") -> dict[str, list[str]]:
+    """Real columns of each relation of ``schema``: ``{table: [column, ...]}`` (empty if none)."""
+    from . import db
+
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute("select table_name, column_name from information_schema.columns where table_schema = %s "
+                    "order by table_name, ordinal_position", (schema,))
+        out: dict[str, list[str]] = {}
+        for t, c in cur.fetchall():
+            out.setdefault(t, []).append(c)
+        return out
+
+
+def write_dictionary(path: Path = DICTIONARY_MD, dsn: str | None = None) -> Path:
+    """Write the replica's data dictionary (Markdown) to ``path``; with ``dsn``, checks the built tables."""
+    tables = load_classification()
+    real = replica_columns(dsn) if dsn else None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dictionary_markdown(tables, real), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def default_manifest(settings: Settings) -> Path:
+    return settings.home / "simulator" / "manifest.json"
+
+
+def register(app) -> None:
+    """Add ``tdw privacy scan | dictionary | check`` to the Typer ``app``."""
+    from rich.console import Console
+
+    from . import db
+    from .config import load_settings
+
+    privacy_app = typer.Typer(help="Privacy of the anonymised replica: leak scan, data dictionary, gate.",
+                              no_args_is_help=True)
+    app.add_typer(privacy_app, name="privacy")
+    out = Console()
+
+    @privacy_app.command("scan")
+    def scan_cmd(
+        schema: Annotated[str, typer.Option(help="Schema to scan (ignored with --files).")] = "replica",
+        files: Annotated[Path | None, typer.Option(help="Scan the export files under this folder instead.")] = None,
+        manifest: Annotated[Path | None, typer.Option(help="Simulator manifest with personal_values "
+                                                           "(default $TDW_HOME/simulator/manifest.json if present).")] = None,
+    ) -> None:
+        """Look for e-mails, phones, plates, known personal values and non-diffusible SIRETs; exit 1 if any."""
+        settings = load_settings()
+        values = ValueIndex()
+        path = manifest or default_manifest(settings)
+        if manifest is not None or path.exists():
+            manifest_values(path, values)
+        dsn = db.warehouse_dsn(settings)
+        restricted_values(dsn, values)
+        findings = scan_files(files, values) if files else scan_schema(dsn, schema, values)
+        where = str(files) if files else f"schema {schema}"
+        if not findings:
+            out.print(f"no sensitive value found in {where} ({values.size} known values checked)")
+            return
+        for f in findings:
+            out.print(str(f), highlight=False)
+        raise TdwError(f"{len(findings)} column(s) of {where} hold sensitive values (listed above)")
+
+    @privacy_app.command("dictionary")
+    def dictionary_cmd(
+        output: Annotated[Path, typer.Option(help="Markdown file to write.")] = DICTIONARY_MD,
+        offline: Annotated[bool, typer.Option(help="Do not read the built replica from the warehouse.")] = False,
+    ) -> None:
+        """Write the replica's data dictionary (docs/replica_dictionary.md) from the classification."""
+        dsn = None if offline else db.warehouse_dsn(load_settings())
+        out.print(f"written {write_dictionary(output, dsn)}")
+
+    @privacy_app.command("check")
+    def check_cmd() -> None:
+        """Fail when a raw_trackdechets column has no privacy classification (gate rule (a))."""
+        dsn = db.warehouse_dsn(load_settings())
+        missing = unclassified_columns(dsn)
+        if missing:
+            for t, c in missing:
+                out.print(f'raw_trackdechets."{t}"."{c}" has no privacy classification', highlight=False)
+            raise TdwError(f"{len(missing)} raw column(s) are not classified in {SOURCES_YML.relative_to(REPO_ROOT)}")
+        out.print("every raw_trackdechets column is classified")
