@@ -1,0 +1,161 @@
+{#-
+    replica_model(table_name): the whole body of one replica model.
+
+    models/replica/replica__<Table>.sql is the one line `{{ replica_model('<Table>') }}`: the model is
+    materialised as replica."<Table>" (production name, quoted), with the production column names,
+    and each column is rendered from its classification in
+    models/staging/trackdechets/_trackdechets__sources.yml (read through graph.sources):
+
+      treatment    | replica column
+      keep         | the raw value
+      drop         | absent
+      null         | present, always null (keeps the table's shape)
+      generalise   | when `private_when` (SQL over the raw row) holds: null, 'Particulier' or the postal
+                   | code + commune found at the end of the address (`generalise_to`); else the raw value
+      pseudonymise | md5(TDW_PSEUDONYM_SALT || value); refuses to compile without the salt
+
+    Then any column with `nd_keys` is masked when one of those columns holds a SIRET / VAT number /
+    orgId listed in AnonymousCompany (non-diffusible establishments): text[] columns lose those
+    elements, names become 'non diffusible', other values null.
+
+    Fail-closed: only raw columns that are classified are selected (a new, unclassified raw column
+    never reaches the replica, and the privacy gate names it); a PERSONAL, COMMERCIAL, SECRET or
+    RESTRICTED column whose treatment is not drop/null, a table with `replicate: false`, or an
+    unknown treatment stop the compilation. A post-hook re-checks the built table's real columns.
+    Rules: trackdechets-source-schema.md § 1 (classes), RGPD art. 4 and 89 (pseudonymisation is
+    still personal data, hence no pseudonymised column by default), SIRENE "diffusion partielle".
+-#}
+{% macro replica_model(table_name) -%}
+    {{ config(
+        alias=table_name,
+        materialized='table',
+        schema='replica',
+        tags=['replica', 'privacy'],
+        grants={'select': [privacy_public_role()]},
+        post_hook=["{{ privacy_assert_replica_relation('" ~ table_name ~ "') }}"]
+    ) }}
+    {%- set raw = source('trackdechets', table_name) -%}
+    {%- set anonymous = source('trackdechets', 'AnonymousCompany') -%}
+    {%- if execute -%}
+        {{ replica_select(table_name, raw, anonymous) }}
+    {%- else -%}
+        select 1 as parsing
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro privacy_public_role() -%}
+    {{ return(env_var('TDW_ROLE_PREFIX', var('tdw_role_prefix', 'tdw')) ~ '_public') }}
+{%- endmacro %}
+
+{% macro replica_select(table_name, raw, anonymous) -%}
+    {%- set node = privacy_source_node(table_name) -%}
+    {%- set tmeta = (node.get('config') or {}).get('meta') or node.get('meta') or {} -%}
+    {%- if not tmeta.get('replicate', true) -%}
+        {{ exceptions.raise_compiler_error("table '" ~ table_name ~ "' is marked replicate: false in the sources ("
+            ~ tmeta.get('reason', 'no reason given') ~ "); it must not have a replica model") }}
+    {%- endif -%}
+    {%- set raw_columns = privacy_relation_columns(raw.schema, raw.identifier) -%}
+    {%- if raw_columns | length == 0 -%}
+        {{ exceptions.raise_compiler_error("relation " ~ raw ~ " does not exist or has no column: run 'tdw extract' first") }}
+    {%- endif -%}
+    {%- set exprs = [] -%}
+    {%- for rc in raw_columns -%}
+        {%- set column = node.columns.get(rc.name) -%}
+        {%- if column is not none -%}
+            {%- set e = replica_column_expression(table_name, rc, privacy_column_meta(column), raw_columns) -%}
+            {%- if e -%}
+                {%- do exprs.append(e ~ ' as ' ~ adapter.quote(rc.name)) -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if exprs | length == 0 -%}
+        {{ exceptions.raise_compiler_error("table '" ~ table_name ~ "' has no column to replicate") }}
+    {%- endif %}
+with non_diffusible as (
+    -- every identifier of a non-diffusible establishment (SIRET, VAT number, orgId)
+    select distinct k from (
+        select "siret" as k from {{ anonymous }}
+        union all select "orgId" from {{ anonymous }}
+        union all select "vatNumber" from {{ anonymous }}
+    ) as ids
+    where k is not null and k <> ''
+)
+
+select
+    {{ exprs | join(',\n    ') }}
+from {{ raw }} as src
+{%- endmacro %}
+
+{#- SQL expression of one replica column, or '' when the column is dropped. -#}
+{% macro replica_column_expression(table_name, rc, meta, raw_columns) -%}
+    {%- set where = 'column "' ~ table_name ~ '"."' ~ rc.name ~ '"' -%}
+    {%- set privacy = meta.get('privacy') -%}
+    {%- set treatment = meta.get('treatment') -%}
+    {%- if privacy is none or treatment is none -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- if treatment not in privacy_treatments() -%}
+        {{ exceptions.raise_compiler_error(where ~ ": unknown treatment '" ~ treatment ~ "' (expected one of "
+            ~ privacy_treatments() | join(', ') ~ ")") }}
+    {%- endif -%}
+    {%- if privacy in privacy_protected_classes() and treatment not in ['drop', 'null'] -%}
+        {{ exceptions.raise_compiler_error(where ~ " is classified " ~ privacy ~ " but its treatment is '"
+            ~ treatment ~ "': such columns must be dropped (or nulled)") }}
+    {%- endif -%}
+    {%- set col = 'src.' ~ adapter.quote(rc.name) -%}
+    {%- set typed_null = 'cast(null as ' ~ rc.type ~ ')' -%}
+    {%- if treatment == 'drop' -%}
+        {{ return('') }}
+    {%- elif treatment == 'null' -%}
+        {{ return(typed_null) }}
+    {%- elif treatment == 'pseudonymise' -%}
+        {%- set salt = env_var('TDW_PSEUDONYM_SALT', '') -%}
+        {%- if salt | length < 16 -%}
+            {{ exceptions.raise_compiler_error(where ~ " is to be pseudonymised but TDW_PSEUDONYM_SALT is unset or shorter than 16 characters") }}
+        {%- endif -%}
+        {%- set expr = "md5('" ~ salt | replace("'", "''") ~ "' || " ~ col ~ "::text)" -%}
+    {%- elif treatment == 'generalise' -%}
+        {%- set cond = meta.get('private_when') -%}
+        {%- set to = meta.get('generalise_to') -%}
+        {%- if not cond or to not in ['null', 'particulier', 'commune'] -%}
+            {{ exceptions.raise_compiler_error(where ~ ": treatment generalise needs private_when and generalise_to (null, particulier or commune)") }}
+        {%- endif -%}
+        {%- if to == 'null' -%}
+            {%- set general = typed_null -%}
+        {%- elif to == 'particulier' -%}
+            {%- set general = "'Particulier'" -%}
+        {%- else -%}
+            {#- '12 rue X 75001 Paris' -> '75001 Paris'; null when no postal code is found -#}
+            {%- set general = "substring(" ~ col ~ " from '(\\d{5}[ ,]+[^0-9, ][^,]*?)\\s*$')" -%}
+        {%- endif -%}
+        {%- set expr = 'case when coalesce((' ~ cond ~ '), false) then ' ~ general ~ ' else ' ~ col ~ ' end' -%}
+    {%- else -%}
+        {%- set expr = col -%}
+    {%- endif -%}
+    {%- set keys = meta.get('nd_keys') or [] -%}
+    {%- if keys | length > 0 -%}
+        {%- set types = {} -%}
+        {%- for c in raw_columns -%}{%- do types.update({c.name: c.type}) -%}{%- endfor -%}
+        {%- if rc.type.endswith('[]') and keys == [rc.name] -%}
+            {#- a denormalised array of SIRETs: drop the non-diffusible elements, keep the order -#}
+            {%- set expr = 'array(select u.e from unnest(' ~ expr ~ ') with ordinality as u (e, i)'
+                ~ ' where not exists (select 1 from non_diffusible as nd where nd.k = u.e) order by u.i)' -%}
+        {%- else -%}
+            {%- set tests = [] -%}
+            {%- for k in keys -%}
+                {%- if k not in types -%}
+                    {{ exceptions.raise_compiler_error(where ~ ": nd_keys names '" ~ k ~ "', which is not a column of the table") }}
+                {%- endif -%}
+                {%- if types[k].endswith('[]') -%}
+                    {%- do tests.append('src.' ~ adapter.quote(k) ~ ' && array(select k from non_diffusible)') -%}
+                {%- else -%}
+                    {%- do tests.append('src.' ~ adapter.quote(k) ~ ' in (select k from non_diffusible)') -%}
+                {%- endif -%}
+            {%- endfor -%}
+            {%- set is_name = rc.name.endswith('Name') or rc.name in ['name', 'givenName'] -%}
+            {%- set masked = "'non diffusible'" if (is_name and rc.type == 'text') else typed_null -%}
+            {%- set expr = 'case when coalesce(' ~ tests | join(' or ') ~ ', false) then ' ~ masked ~ ' else ' ~ expr ~ ' end' -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(expr) }}
+{%- endmacro %}

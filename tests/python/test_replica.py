@@ -1,0 +1,263 @@
+"""The anonymised replica (issue 5): privacy gate, leak scan, masking, roles. Real PostgreSQL and dbt.
+
+One simulated production (scale 1500) is extracted once for the module; dbt runs on a private copy
+of the project holding only the privacy pieces (sources + classification, macros, replica models,
+privacy tests), so other engineers' models do not slow these tests down or break them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg2
+import psycopg2.errors
+import pytest
+import yaml
+
+from tdw import db, privacy
+from tdw.config import REPO_ROOT
+from tdw.dbt import environment
+
+from conftest import _new_database, query
+
+PLANTED_EMAIL = "planted.person@example.org"
+
+
+def _copy_project(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("dbt_project.yml", "profiles.yml.example"):
+        shutil.copy(REPO_ROOT / name, dest / name)
+    (dest / "macros").mkdir()
+    shutil.copy(REPO_ROOT / "macros" / "generate_schema_name.sql", dest / "macros")
+    shutil.copytree(REPO_ROOT / "macros" / "privacy", dest / "macros" / "privacy")
+    shutil.copytree(REPO_ROOT / "models" / "replica", dest / "models" / "replica")
+    (dest / "models" / "staging" / "trackdechets").mkdir(parents=True)
+    shutil.copy(privacy.SOURCES_YML, dest / "models" / "staging" / "trackdechets")
+    shutil.copytree(REPO_ROOT / "tests" / "singular" / "privacy", dest / "tests" / "singular" / "privacy")
+    return dest
+
+
+class Env:
+    """The module's world: source + warehouse databases, the project copy, a dbt runner."""
+
+    def __init__(self, settings, warehouse: str, source: str, project: Path, manifest: dict, out_dir: Path):
+        self.settings, self.dsn, self.source, self.project = settings, warehouse, source, project
+        self.manifest, self.out_dir = manifest, out_dir
+
+    def dbt(self, *args: str) -> subprocess.CompletedProcess:
+        env = environment(self.settings, self.dsn)
+        env["DBT_TARGET_PATH"] = str(self.project / "target")
+        env["DBT_LOG_PATH"] = str(self.project / "logs")
+        exe = Path(shutil.which("dbt") or REPO_ROOT / ".venv" / "bin" / "dbt")
+        return subprocess.run([str(exe), *args, "--project-dir", str(self.project)], cwd=self.project, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    def build(self, *select: str) -> subprocess.CompletedProcess:
+        return self.dbt("build", "--threads", "4", *(["--select", *select] if select else []))
+
+
+@pytest.fixture(scope="module")
+def world(pg_base_uri, settings, tmp_path_factory) -> Env:
+    from tdw.extract import extract
+    from tdw.simulator import simulate
+
+    source = _new_database(pg_base_uri, "src")
+    warehouse = _new_database(pg_base_uri, "wh")
+    db.bootstrap_warehouse(warehouse, settings)
+    out_dir = tmp_path_factory.mktemp("sim")
+    manifest = simulate(source, scale=1500, seed=11, out_dir=out_dir)
+    extract(source, warehouse, full=True)
+    # Declare as non-diffusible the establishment that receives the most BSDDs (it is then on many
+    # rows, in the recipient block and in the recipientsSirets arrays).
+    siret, name = query(warehouse, 'select "recipientCompanySiret", min("recipientCompanyName") '
+                                   'from raw_trackdechets."Form" where "recipientCompanySiret" is not null '
+                                   'group by 1 order by count(*) desc limit 1')[0]
+    query_exec(warehouse, f"""insert into raw_trackdechets."AnonymousCompany" (id, "createdAt", "orgId", siret, name,
+        address, "codeNaf", "libelleNaf", "codeCommune", "etatAdministratif", _tdw_loaded_at, _tdw_extract_id)
+        values ('ndtest', now(), '{siret}', '{siret}', '{name.replace("'", "''")}', 'x', '84.22Z', 'Défense',
+        '75056', 'A', now(), 0)""")
+    project = _copy_project(tmp_path_factory.mktemp("project") / "p")
+    env = Env(settings, warehouse, source, project, manifest, out_dir)
+    env.nd_siret, env.nd_name = siret, name
+    proc = env.build()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return env
+
+
+def _replica_columns(dsn: str) -> dict[str, set[str]]:
+    return {t: set(cols) for t, cols in privacy.replica_columns(dsn).items()}
+
+
+def test_replica_has_production_names_and_no_protected_column(world):
+    tables = privacy.load_classification()
+    real = _replica_columns(world.dsn)
+    expected = {t.name for t in tables.values() if t.replicate}
+    assert set(real) == expected
+    assert {"wasteDetailsCode", "emitterCompanySiret", "processingOperationDone"} <= real["Form"]
+    for t in ("User", "AccessToken", "AnonymousCompany", "CompanyAssociation"):
+        assert t not in real
+    for t, cols in real.items():
+        classes = {c.name: c for c in tables[t].columns}
+        for col in cols:
+            c = classes[col]  # KeyError: an unclassified column reached the replica
+            assert c.privacy not in privacy.PROTECTED, f'replica."{t}"."{col}" is {c.privacy}'
+            assert c.treatment != "drop", f'replica."{t}"."{col}" should have been dropped'
+    # every kept / generalised column is there
+    for t in expected:
+        wanted = {c.name for c in tables[t].columns if c.treatment != "drop"}
+        assert wanted == real[t], t
+    n_raw = query(world.dsn, 'select count(*) from raw_trackdechets."Form"')[0][0]
+    assert n_raw > 500 and query(world.dsn, 'select count(*) from replica."Form"')[0][0] == n_raw
+
+
+def test_private_individuals_are_generalised_to_the_commune(world):
+    rows = query(world.dsn, 'select r."emitterCompanySiret", r."emitterCompanyName", r."emitterCompanyAddress", '
+                            'w."emitterCompanyAddress" from replica."Bsda" r join raw_trackdechets."Bsda" w using (id) '
+                            'where r."emitterIsPrivateIndividual"')
+    assert rows, "the simulation should hold private individuals on BSDA"
+    for siret, name, address, raw_address in rows:
+        assert siret is None and name == "Particulier"
+        assert address is not None and raw_address.endswith(address) and address[:5].isdigit(), raw_address
+        assert len(address) < len(raw_address)  # the street is gone
+
+
+def test_leak_scan_finds_nothing_on_demo_data(world):
+    values = privacy.manifest_values(world.out_dir / "manifest.json")
+    privacy.restricted_values(world.dsn, values)
+    assert values.size > 10000
+    assert privacy.scan_schema(world.dsn, "replica", values) == []
+
+
+def test_leak_scan_finds_planted_values_when_masking_is_bypassed(world, tmp_path):
+    # A replica-like copy built straight from raw, without the privacy macro.
+    with contextlib.closing(psycopg2.connect(world.dsn)) as conn, conn.cursor() as cur:
+        cur.execute("drop schema if exists leaky cascade; create schema leaky")
+        cur.execute('create table leaky."BsddTransporter" as select * from raw_trackdechets."BsddTransporter"')
+        cur.execute('create table leaky."Form" as select id, "emitterCompanyMail", "emitterCompanyContact", '
+                    '"wasteDetailsName" from raw_trackdechets."Form"')
+        cur.execute('update leaky."Form" set "wasteDetailsName" = %s where id = (select min(id) from leaky."Form")',
+                    (f"contact {PLANTED_EMAIL}",))
+        conn.commit()
+    values = privacy.manifest_values(world.out_dir / "manifest.json")
+    findings = privacy.scan_schema(world.dsn, "leaky", values)
+    got = {(f.table, f.column, f.kind): f for f in findings}
+    mail = got[("leaky.Form", "emitterCompanyMail", "email")]
+    assert "@" in mail.sample and mail.count > 100
+    assert ("leaky.Form", "emitterCompanyContact", "known name") in got
+    planted = got[("leaky.Form", "wasteDetailsName", "email")]
+    assert planted.sample == PLANTED_EMAIL and planted.count == 1
+    plates = got[("leaky.BsddTransporter", "transporterNumberPlate", "plate")]
+    assert plates.sample in values_of(world.manifest, "plates")
+    assert ("leaky.BsddTransporter", "transporterCompanyPhone", "phone") in got
+    # the same scan over an export file
+    (tmp_path / "export.csv").write_text(f"id,comment\n1,call 06 12 34 56 78\n2,{PLANTED_EMAIL}\n3,AB-123-CD\n",
+                                         encoding="utf-8")
+    file_findings = {(f.table, f.column, f.kind) for f in privacy.scan_files(tmp_path, values)}
+    assert file_findings == {("export.csv", "comment", "phone"), ("export.csv", "comment", "email"),
+                             ("export.csv", "comment", "plate")}
+
+
+def values_of(manifest: dict, key: str) -> set[str]:
+    return set(manifest["personal_values"][key])
+
+
+def test_detectors_recognise_french_formats_and_ignore_codes():
+    assert privacy.PHONE_RE.search("tel +33 6 12 34 56 78") and privacy.PHONE_RE.search("01.23.45.67.89")
+    assert not privacy.PHONE_RE.search("SIRET 01234567890123")
+    assert privacy.PLATE_RE.search("plaque AB-123-CD") and privacy.PLATE_RE.search("ancienne 123 ABC 75")
+    assert not privacy.PLATE_RE.search("BSD-20240101-AB123CD45") and not privacy.PLATE_RE.search("R 13")
+    idx = privacy.ValueIndex()
+    idx.add("name", "Michelle Verdier")
+    assert list(idx.find("Signé: MICHELLE VERDIER.")) == [("name", "Michelle Verdier")]
+    assert list(idx.find("12 rue Michelle Verdier 75001 Paris")) == []
+
+
+def test_non_diffusible_siret_appears_nowhere_in_replica(world):
+    siret = world.nd_siret
+    values = privacy.ValueIndex()
+    values.add("non-diffusible siret", siret)
+    raw_hits = privacy.scan_schema(world.dsn, "raw_trackdechets", values, tables=["Form"])
+    assert {f.column for f in raw_hits} >= {"recipientCompanySiret", "recipientsSirets"}
+    assert privacy.scan_schema(world.dsn, "replica", values) == []
+    masked = query(world.dsn, 'select count(*) from replica."Form" f join raw_trackdechets."Form" r using (id) '
+                              'where r."recipientCompanySiret" = %s and f."recipientCompanyName" = %s '
+                              'and f."recipientCompanySiret" is null and f."recipientCompanyAddress" is null',
+                   (siret, "non diffusible"))[0][0]
+    assert masked == query(world.dsn, 'select count(*) from raw_trackdechets."Form" where "recipientCompanySiret" = %s',
+                           (siret,))[0][0] > 0
+    # other establishments keep their identity
+    assert query(world.dsn, 'select count(*) from replica."Form" where "recipientCompanySiret" is not null')[0][0] > 0
+
+
+def query_exec(dsn: str, statement: str) -> None:
+    with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        conn.commit()
+
+
+def test_public_role_reads_replica_but_not_raw(world):
+    role = world.settings.role("public")
+    with contextlib.closing(psycopg2.connect(world.dsn)) as conn, conn.cursor() as cur:
+        cur.execute(f'set role "{role}"')
+        cur.execute('select count(*) from replica."Form"')
+        assert cur.fetchone()[0] > 0
+        for schema in ("raw_trackdechets", "staging", "intermediate"):
+            conn.rollback()
+            cur.execute(f'set role "{role}"')
+            table = '"Form"' if schema == "raw_trackdechets" else "anything"
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="permission denied"):
+                cur.execute(f"select 1 from {schema}.{table} limit 1")
+
+
+def test_gate_fails_on_a_new_unclassified_column_then_passes_once_classified(world):
+    query_exec(world.dsn, 'alter table raw_trackdechets."Form" add column "emitterCompanyFavouriteColour" text')
+    yml_path = world.project / "models" / "staging" / "trackdechets" / "_trackdechets__sources.yml"
+    original = yml_path.read_text(encoding="utf-8")
+    try:
+        assert privacy.unclassified_columns(world.dsn) == [("Form", "emitterCompanyFavouriteColour")]
+        proc = world.build("replica__Form", "path:tests/singular/privacy")
+        assert proc.returncode != 0
+        assert 'raw_trackdechets."Form"."emitterCompanyFavouriteColour"' in proc.stdout
+        # fail-closed: the unclassified column did not reach the replica
+        assert "emitterCompanyFavouriteColour" not in _replica_columns(world.dsn)["Form"]
+
+        doc = yaml.safe_load(original)
+        form = next(t for t in doc["sources"][0]["tables"] if t["name"] == "Form")
+        form["columns"].append({"name": "emitterCompanyFavouriteColour", "description": "Test column.",
+                                "config": {"meta": {"privacy": "PROCESS", "treatment": "keep"}}})
+        yml_path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        proc = world.build("replica__Form", "path:tests/singular/privacy")
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "emitterCompanyFavouriteColour" in _replica_columns(world.dsn)["Form"]
+    finally:
+        yml_path.write_text(original, encoding="utf-8")
+        for schema in ("raw_trackdechets", "replica"):
+            query_exec(world.dsn, f'alter table {schema}."Form" drop column if exists "emitterCompanyFavouriteColour"')
+
+
+def test_gate_fails_when_a_mart_is_fed_by_a_personal_column(world):
+    staging = world.project / "models" / "staging" / "trackdechets" / "stg_test__forms.sql"
+    mart = world.project / "models" / "marts" / "mart_test_contacts.sql"
+    mart.parent.mkdir(parents=True, exist_ok=True)
+    staging.write_text("select id as form_id, \"emitterCompanyMail\" as emitter_company_mail\n"
+                       "from {{ source('trackdechets', 'Form') }}\n", encoding="utf-8")
+    mart.write_text("select form_id from {{ ref('stg_test__forms') }}\n", encoding="utf-8")
+    try:
+        proc = world.build("stg_test__forms", "mart_test_contacts", "privacy_marts_lineage")
+        assert proc.returncode != 0
+        assert "mart_test_contacts depends on stg_test__forms" in proc.stdout
+        assert "emitterCompanyMail (PERSONAL)" in proc.stdout
+        # the same mart over a staging model without the personal column passes
+        # The gate reads the built relations' real columns: build first, then test (in a single
+        # `dbt build` the test may run before the view is replaced; the on-run-end hook sees the end state).
+        staging.write_text("select id as form_id from {{ source('trackdechets', 'Form') }}\n", encoding="utf-8")
+        proc = world.dbt("run", "--select", "stg_test__forms", "mart_test_contacts")
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        proc = world.dbt("test", "--select", "privacy_marts_lineage")
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    finally:
+        staging.unlink(missing_ok=True)
+        mart.unlink(missing_ok=True)
