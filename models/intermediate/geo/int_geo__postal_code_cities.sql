@@ -16,11 +16,13 @@ named as (
         ref_communes.population
     from {{ ref('stg_reference__communes') }} as ref_communes
     left join {{ ref('int_geo__communes') }} as communes
-        on ref_communes.commune_type in ('COM', 'ARM')
-        and ref_communes.code_commune_insee = communes.code_commune
+        on
+            ref_communes.commune_type in ('COM', 'ARM')
+            and ref_communes.code_commune_insee = communes.code_commune
     left join {{ ref('int_geo__communes') }} as parents
-        on ref_communes.commune_type = 'COMD'
-        and coalesce(ref_communes.code_commune_parente, ref_communes.code_commune_insee) = parents.code_commune
+        on
+            ref_communes.commune_type = 'COMD'
+            and coalesce(ref_communes.code_commune_parente, ref_communes.code_commune_insee) = parents.code_commune
     where ref_communes.code_postal is not null
 ),
 
@@ -29,7 +31,7 @@ ranked as (
         *,
         row_number() over (
             partition by code_postal, city_key
-            order by type_rank, population desc nulls last, code_commune
+            order by type_rank asc, population desc nulls last, code_commune asc
         ) as rank_in_key
     from named
     where city_key is not null and code_commune is not null

@@ -14,7 +14,7 @@ postcodes as (
         count(*) over (partition by ref_communes.code_postal) as communes_sharing_postcode,
         row_number() over (
             partition by ref_communes.code_postal
-            order by communes.population desc nulls last, communes.code_commune
+            order by communes.population desc nulls last, communes.code_commune asc
         ) as rank_in_postcode
     from {{ ref('stg_reference__communes') }} as ref_communes
     inner join {{ ref('int_geo__communes') }} as communes

@@ -16,13 +16,21 @@ bsdd_transporters as (
 ),
 
 bsdd_first_transporters as (
-    select distinct on (bsd_id) bsd_id, transporter_siret, transport_mode, taken_over_at, dq_malformed_siret
+    select distinct on (bsd_id)
+        bsd_id,
+        transporter_siret,
+        transport_mode,
+        taken_over_at,
+        dq_malformed_siret
     from bsdd_transporters
     order by bsd_id, transporter_number
 ),
 
 bsdd_transporters_loaded as (
-    select bsd_id, max(_tdw_loaded_at) as loaded_at, bool_or(dq_malformed_siret) as dq_malformed_siret
+    select
+        bsd_id,
+        max(_tdw_loaded_at) as loaded_at,
+        bool_or(dq_malformed_siret) as dq_malformed_siret
     from bsdd_transporters
     group by bsd_id
 ),
@@ -37,17 +45,37 @@ grouped_into as (
         grouping_bsd_id,
         count(*) over (partition by initial_bsd_id) as grouping_count
     from groupements
-    order by initial_bsd_id, quantity_t desc nulls last, grouping_bsd_id
+    order by initial_bsd_id asc, quantity_t desc nulls last, grouping_bsd_id asc
 ),
 
 groupements_loaded as (
-    select bsd_id, max(loaded_at) as loaded_at
+    select
+        bsd_id,
+        max(loaded_at) as loaded_at
     from (
-        select initial_bsd_id as bsd_id, _tdw_loaded_at as loaded_at from groupements
+        select
+            initial_bsd_id as bsd_id,
+            _tdw_loaded_at as loaded_at
+        from groupements
         union all
-        select grouping_bsd_id as bsd_id, _tdw_loaded_at as loaded_at from groupements
+        select
+            grouping_bsd_id as bsd_id,
+            _tdw_loaded_at as loaded_at
+        from groupements
     ) as both_ends
     group by bsd_id
+),
+
+grouping_bsds as (
+    select distinct grouping_bsd_id from groupements
+),
+
+bsdd_initial as (
+    select
+        bsdd.*,
+        bsdd.recipient_is_temp_storage or bsdd.forwarded_in_id is not null as is_temp
+    from bsdd
+    where not bsdd.is_suite
 ),
 
 bsdd_unified as (
@@ -62,8 +90,8 @@ bsdd_unified as (
         initial.updated_at,
         initial.emitted_at,
         coalesce(initial.taken_over_at, first_leg.taken_over_at) as taken_over_at,
-        case when has_suite then suite.received_at else initial.received_at end as received_at,
-        case when has_suite then suite.processed_at else initial.processed_at end as processed_at,
+        case when suite.bsd_id is not null then suite.received_at else initial.received_at end as received_at,
+        case when suite.bsd_id is not null then suite.processed_at else initial.processed_at end as processed_at,
 
         initial.emitter_siret,
         initial.emitter_is_private_individual,
@@ -73,40 +101,56 @@ bsdd_unified as (
             else initial.emitter_city
         end as emitter_city,
         initial.work_site_postal_code is not null as emitter_address_is_work_site,
-        case when has_suite then suite.recipient_siret when not is_temp then initial.recipient_siret end
-            as destination_siret,
-        case when has_suite then suite.recipient_postal_code when not is_temp then initial.recipient_postal_code end
-            as destination_postal_code,
-        case when has_suite then suite.recipient_city when not is_temp then initial.recipient_city end
-            as destination_city,
+        case
+            when suite.bsd_id is not null then suite.recipient_siret
+            when not initial.is_temp then initial.recipient_siret
+        end as destination_siret,
+        case
+            when suite.bsd_id is not null then suite.recipient_postal_code
+            when not initial.is_temp then initial.recipient_postal_code
+        end as destination_postal_code,
+        case
+            when suite.bsd_id is not null then suite.recipient_city
+            when not initial.is_temp then initial.recipient_city
+        end as destination_city,
         first_leg.transporter_siret,
         first_leg.transport_mode,
         initial.eco_organisme_siret,
-        is_temp as has_temp_storage,
-        case when is_temp then initial.recipient_siret end as temp_storer_siret,
+        initial.is_temp as has_temp_storage,
+        case when initial.is_temp then initial.recipient_siret end as temp_storer_siret,
 
         initial.waste_code,
         initial.is_dangerous as is_declared_dangerous,
         initial.is_pop,
 
         initial.quantity_declared_t,
-        case when has_suite then suite.quantity_received_t when not is_temp then initial.quantity_received_t end
-            as quantity_received_t,
-        case when has_suite then suite.quantity_refused_t when not is_temp then initial.quantity_refused_t end
-            as quantity_refused_t,
+        case
+            when suite.bsd_id is not null then suite.quantity_received_t
+            when not initial.is_temp then initial.quantity_received_t
+        end as quantity_received_t,
+        case
+            when suite.bsd_id is not null then suite.quantity_refused_t
+            when not initial.is_temp then initial.quantity_refused_t
+        end as quantity_refused_t,
 
-        case when has_suite then suite.acceptation_status when not is_temp then initial.acceptation_status end
-            as acceptation_status,
-        case when has_suite then suite.planned_operation_code else initial.planned_operation_code end
-            as planned_operation_code,
-        case when has_suite then suite.operation_code when not is_temp then initial.operation_code end
-            as operation_code,
-        case when has_suite then suite.operation_mode when not is_temp then initial.operation_mode end
-            as operation_mode,
+        case
+            when suite.bsd_id is not null then suite.acceptation_status
+            when not initial.is_temp then initial.acceptation_status
+        end as acceptation_status,
+        case
+            when suite.bsd_id is not null then suite.planned_operation_code
+            else initial.planned_operation_code
+        end as planned_operation_code,
+        case
+            when suite.bsd_id is not null then suite.operation_code
+            when not initial.is_temp then initial.operation_code
+        end as operation_code,
+        case
+            when suite.bsd_id is not null then suite.operation_mode
+            when not initial.is_temp then initial.operation_mode
+        end as operation_mode,
 
-        initial.emitter_type = 'APPENDIX2' or exists (
-            select 1 from groupements where groupements.grouping_bsd_id = initial.bsd_id
-        ) as is_grouping,
+        initial.emitter_type = 'APPENDIX2' or grouping_bsds.grouping_bsd_id is not null as is_grouping,
         grouped_into.grouping_bsd_id as grouped_into_bsd_id,
 
         initial.is_draft,
@@ -124,36 +168,37 @@ bsdd_unified as (
             initial._tdw_loaded_at, suite._tdw_loaded_at, transporters_loaded.loaded_at,
             suite_transporters_loaded.loaded_at, groupements_loaded.loaded_at
         ) as _tdw_last_loaded_at
-    from (
-        select
-            bsdd.*,
-            bsdd.recipient_is_temp_storage or bsdd.forwarded_in_id is not null as is_temp
-        from bsdd
-        where not bsdd.is_suite
-    ) as initial
+    from bsdd_initial as initial
     left join bsdd as suite
         on initial.forwarded_in_id = suite.bsd_id and not suite.is_deleted
-    cross join lateral (select suite.bsd_id is not null as has_suite) as suite_presence
     left join bsdd_first_transporters as first_leg on initial.bsd_id = first_leg.bsd_id
     left join bsdd_transporters_loaded as transporters_loaded on initial.bsd_id = transporters_loaded.bsd_id
     left join bsdd_transporters_loaded as suite_transporters_loaded on suite.bsd_id = suite_transporters_loaded.bsd_id
+    left join grouping_bsds on initial.bsd_id = grouping_bsds.grouping_bsd_id
     left join grouped_into on initial.bsd_id = grouped_into.initial_bsd_id
     left join groupements_loaded on initial.bsd_id = groupements_loaded.bsd_id
 ),
 
 -- ------------------------------------------------------------------ types with a transporter table
 {% for kind in ['bsda', 'bsff', 'bsvhu', 'bspaoh'] %}
-{{ kind }}_first_transporters as (
-    select distinct on (bsd_id) bsd_id, transporter_siret, transport_mode, taken_over_at
-    from {{ ref('stg_trackdechets__' ~ kind ~ '_transporters') }}
-    order by bsd_id, transporter_number
-),
+    {{ kind }}_first_transporters as (
+        select distinct on (bsd_id)
+            bsd_id,
+            transporter_siret,
+            transport_mode,
+            taken_over_at
+        from {{ ref('stg_trackdechets__' ~ kind ~ '_transporters') }}
+        order by bsd_id, transporter_number
+    ),
 
-{{ kind }}_transporters_loaded as (
-    select bsd_id, max(_tdw_loaded_at) as loaded_at, bool_or(dq_malformed_siret) as dq_malformed_siret
-    from {{ ref('stg_trackdechets__' ~ kind ~ '_transporters') }}
-    group by bsd_id
-),
+    {{ kind }}_transporters_loaded as (
+        select
+            bsd_id,
+            max(_tdw_loaded_at) as loaded_at,
+            bool_or(dq_malformed_siret) as dq_malformed_siret
+        from {{ ref('stg_trackdechets__' ~ kind ~ '_transporters') }}
+        group by bsd_id
+    ),
 {% endfor %}
 
 -- ------------------------------------------------------------------ BSDA
@@ -205,7 +250,8 @@ bsda_unified as (
         bsda.operation_mode,
 
         bsda.bsda_type = 'GATHERING' or exists (
-            select 1 from bsda as children where children.grouped_in_bsd_id = bsda.bsd_id
+            select 1 from bsda as children
+            where children.grouped_in_bsd_id = bsda.bsd_id
         ) as is_grouping,
         coalesce(bsda.grouped_in_bsd_id, forwarding.bsd_id) as grouped_into_bsd_id,
 
@@ -280,7 +326,11 @@ bsff_unified as (
         bsff.emitted_at,
         coalesce(first_leg.taken_over_at, bsff.transport_signed_at) as taken_over_at,
         bsff.received_at,
-        case when totals.processed_count >= totals.to_process_count and totals.processed_count > 0 then totals.processed_at end
+        case
+            when
+                totals.processed_count >= totals.to_process_count and totals.processed_count > 0
+                then totals.processed_at
+        end
             as processed_at,
 
         bsff.emitter_siret,

@@ -22,10 +22,11 @@ with
 
 prepared as (
     select * from {{ ref('int_bordereaux__prepared') }}
-    where not is_excluded
-    {% if is_incremental() %}
-        and {{ loaded_since_high_water_mark() }}
-    {% endif %}
+    where
+        not is_excluded
+        {% if is_incremental() %}
+            and {{ loaded_since_high_water_mark() }}
+        {% endif %}
 )
 
 select

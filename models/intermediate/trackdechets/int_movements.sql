@@ -23,10 +23,11 @@ with
 
 prepared as (
     select * from {{ ref('int_movements__prepared') }}
-    where not is_excluded
-    {% if is_incremental() %}
-        and {{ loaded_since_high_water_mark() }}
-    {% endif %}
+    where
+        not is_excluded
+        {% if is_incremental() %}
+            and {{ loaded_since_high_water_mark() }}
+        {% endif %}
 )
 
 select

@@ -15,7 +15,11 @@ bsdd as (
 ),
 
 bsdd_first_transporters as (
-    select distinct on (bsd_id) bsd_id, transporter_siret, transport_mode, taken_over_at
+    select distinct on (bsd_id)
+        bsd_id,
+        transporter_siret,
+        transport_mode,
+        taken_over_at
     from {{ ref('stg_trackdechets__bsdd_transporters') }}
     order by bsd_id, transporter_number
 ),
@@ -222,6 +226,9 @@ select
     -- locations (METRICS.md § Distances): the company's coordinates first; else the commune of
     -- the address written on the BSD (work / pickup site when given); else what is known of the
     -- site (its commune or département)
+    {% set location_columns = [
+        'latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'
+    ] %}
     {% for end in ['origin', 'destination'] %}
         {% set use_site -%}
             ({{ end }}_site.location_precision = 'exact'
@@ -229,7 +236,7 @@ select
             or (enriched.{{ end }}_address_location_precision = 'unknown' and {{ end }}_site.siret is not null))
         {%- endset %}
         case when {{ use_site }} then 'site' else 'address' end as {{ end }}_location_source,
-        {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
+        {% for col in location_columns %}
             case
                 when {{ use_site }} then {{ end }}_site.{{ col }}
                 else enriched.{{ end }}_address_{{ col }}

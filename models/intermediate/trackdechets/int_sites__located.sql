@@ -12,14 +12,14 @@ companies as (
     select distinct on (siret) *
     from {{ ref('stg_trackdechets__companies') }}
     where siret is not null
-    order by siret, updated_at desc
+    order by siret asc, updated_at desc
 ),
 
 anonymous_companies as (
     select distinct on (siret) *
     from {{ ref('stg_trackdechets__anonymous_companies') }}
     where siret is not null
-    order by siret, created_at desc
+    order by siret asc, created_at desc
 ),
 
 bordereaux as (
@@ -29,20 +29,35 @@ bordereaux as (
 
 -- SIRETs written on bordereaux, with the address written next to them when there is one
 seen as (
-    select emitter_siret as siret, emitter_postal_code as postal_code, emitter_city as city
+    select
+        emitter_siret as siret,
+        emitter_postal_code as postal_code,
+        emitter_city as city
     from bordereaux
     where emitter_siret is not null and not emitter_address_is_work_site
     union all
-    select destination_siret as siret, destination_postal_code as postal_code, destination_city as city
+    select
+        destination_siret as siret,
+        destination_postal_code as postal_code,
+        destination_city as city
     from bordereaux
     union all
-    select transporter_siret as siret, null as postal_code, null as city
+    select
+        transporter_siret as siret,
+        null as postal_code,
+        null as city
     from bordereaux
     union all
-    select temp_storer_siret as siret, null as postal_code, null as city
+    select
+        temp_storer_siret as siret,
+        null as postal_code,
+        null as city
     from bordereaux
     union all
-    select eco_organisme_siret as siret, null as postal_code, null as city
+    select
+        eco_organisme_siret as siret,
+        null as postal_code,
+        null as city
     from bordereaux
 ),
 
@@ -53,13 +68,19 @@ seen_addresses as (
         city
     from seen
     where siret is not null
-    order by siret, (postal_code is null), count(*) over (partition by siret, postal_code, city) desc, postal_code, city
+    order by
+        siret asc,
+        (postal_code is null),
+        count(*) over (partition by siret, postal_code, city) desc,
+        postal_code,
+        city asc
 ),
 
 all_sirets as (
     select siret from companies
     union
-    select siret from seen where siret is not null
+    select siret from seen
+    where siret is not null
 ),
 
 candidates as (

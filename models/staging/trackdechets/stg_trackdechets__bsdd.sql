@@ -80,7 +80,9 @@ renamed as (
             {{ is_noncanonical_operation_code('"recipientProcessingOperation"', 'BSDD') }}
             or {{ is_noncanonical_operation_code('"processingOperationDone"', 'BSDD') }}
         ) as dq_noncanonical_operation_code,
-        {{ is_dangerous_without_star(normalise_waste_code('"wasteDetailsCode"'), '"wasteDetailsPop"', '"wasteDetailsIsDangerous"') }}
+        {{ is_dangerous_without_star(
+            normalise_waste_code('"wasteDetailsCode"'), '"wasteDetailsPop"', '"wasteDetailsIsDangerous"'
+        ) }}
             as dq_dangerous_without_star_code,
         (
             {{ is_bsdd_quantity_kg_suspected('"wasteDetailsQuantity"') }}

@@ -35,7 +35,8 @@ renamed as (
         {{ quantity_to_tonnes('"emitterWasteWeightValue"', 'BSPAOH') }} as quantity_declared_t,
         "emitterWasteWeightIsEstimate" as is_quantity_declared_estimate,
         {{ quantity_to_tonnes('"destinationReceptionWasteReceivedWeightValue"', 'BSPAOH') }} as quantity_received_t,
-        {{ quantity_to_tonnes('"destinationReceptionWasteAcceptedWeightValue"', 'BSPAOH') }} as quantity_accepted_declared_t,
+        {{ quantity_to_tonnes('"destinationReceptionWasteAcceptedWeightValue"', 'BSPAOH') }}
+            as quantity_accepted_declared_t,
         {{ quantity_to_tonnes('"destinationReceptionWasteRefusedWeightValue"', 'BSPAOH') }} as quantity_refused_t,
 
         -- operation

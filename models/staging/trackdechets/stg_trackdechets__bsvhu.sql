@@ -17,14 +17,17 @@ renamed as (
         -- emitter (structured address; "no SIRET" / "irregular situation" emitters may be persons:
         -- postal code and city only)
         {{ normalise_siret('"emitterCompanySiret"') }} as emitter_siret,
-        coalesce("emitterNoSiret", false) or coalesce("emitterIrregularSituation", false) as emitter_is_private_individual,
+        coalesce("emitterNoSiret", false)
+        or coalesce("emitterIrregularSituation", false) as emitter_is_private_individual,
         coalesce("emitterNoSiret", false) as emitter_has_no_siret,
         coalesce("emitterIrregularSituation", false) as emitter_is_irregular_situation,
         coalesce(
             {{ normalise_postal_code('"emitterCompanyPostalCode"') }},
             {{ postal_code_from_address('"emitterCompanyAddress"') }}
         ) as emitter_postal_code,
-        coalesce(nullif(trim("emitterCompanyCity"), ''), {{ city_from_address('"emitterCompanyAddress"') }}) as emitter_city,
+        coalesce(
+            nullif(trim("emitterCompanyCity"), ''), {{ city_from_address('"emitterCompanyAddress"') }}
+        ) as emitter_city,
         {{ normalise_siret('"ecoOrganismeSiret"') }} as eco_organisme_siret,
 
         -- destination

@@ -16,7 +16,7 @@ renamed as (
         name,
         nullif(trim("givenName"), '') as given_name,
         nullif(trim("codeNaf"), '') as code_naf,
-        "companyTypes"::text [] as company_types,
+        "companyTypes"::text[] as company_types,
 
         -- geography
         latitude::double precision as latitude,

@@ -7,7 +7,11 @@
 -- depends_on: {{ source('trackdechets', 'Form') }}
 -- depends_on: {{ source('trackdechets', 'AnonymousCompany') }}
 {%- if execute %}
-    {{- privacy_raise('raw columns without a privacy classification; classify them in models/staging/trackdechets/_trackdechets__sources.yml', privacy_unclassified_raw_columns()) }}
+    {%- set where_to_classify = 'models/staging/trackdechets/_trackdechets__sources.yml' %}
+    {{- privacy_raise(
+        'raw columns without a privacy classification; classify them in ' ~ where_to_classify,
+        privacy_unclassified_raw_columns()
+    ) }}
 {%- endif %}
 select 'unclassified' as problem
 where false
