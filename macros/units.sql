@@ -3,10 +3,11 @@
     packagings) and Bspaoh store kilograms. No unit is ever guessed from the value. -#}
 {% macro quantity_to_tonnes(expr, bsd_type) -%}
     {%- set kind = bsd_type | upper -%}
+    {#- trim_scale: production's decimal(65,30) would otherwise carry 30 decimal zeros. -#}
     {%- if kind == 'BSDD' -%}
-        ({{ expr }})::numeric
+        trim_scale(({{ expr }})::numeric)
     {%- elif kind in ('BSDA', 'BSVHU', 'BSDASRI', 'BSFF', 'BSPAOH') -%}
-        (({{ expr }})::numeric / 1000)
+        trim_scale(({{ expr }})::numeric / 1000)
     {%- else -%}
         {{ exceptions.raise_compiler_error("quantity_to_tonnes: unknown BSD type '" ~ bsd_type ~ "' (expected BSDD, BSDA, BSVHU, BSDASRI, BSFF or BSPAOH)") }}
     {%- endif -%}
