@@ -1,0 +1,38 @@
+{#- Bucketing of timestamps for the marts (METRICS.md § Units and dates). -#}
+
+{#- Local calendar day of a timestamptz in var('tdw_time_zone') (Europe/Paris), or null when the
+    timestamp is null or invalid: before var('tdw_min_valid_date') (local day) or in the future
+    (after the build's transaction time). Invalid dates are flagged upstream (dq_invalid_date) and
+    never bucketed. -#}
+{% macro local_date_if_valid(ts) -%}
+    case
+        when ({{ ts }} at time zone '{{ var("tdw_time_zone") }}')::date >= date '{{ var("tdw_min_valid_date") }}'
+            and {{ ts }} <= current_timestamp
+            then ({{ ts }} at time zone '{{ var("tdw_time_zone") }}')::date
+    end
+{%- endmacro %}
+
+{#- Today in var('tdw_time_zone'). -#}
+{% macro local_today() -%}
+    (current_timestamp at time zone '{{ var("tdw_time_zone") }}')::date
+{%- endmacro %}
+
+{#- The data-quality flags of fct_bordereaux reported by mart_data_quality, in report order:
+    every dq_* flag of the int_bordereaux__unioned contract, and is_quantity_outlier. The singular
+    test assert_data_quality_covers_every_flag fails when fct_bordereaux gains a dq_* column that
+    is not listed here. -#}
+{% macro marts_defect_kinds() -%}
+    {{ return([
+        'is_quantity_outlier',
+        'dq_quantity_outlier',
+        'dq_invalid_date',
+        'dq_unknown_waste_code',
+        'dq_unknown_operation_code',
+        'dq_noncanonical_operation_code',
+        'dq_malformed_siret',
+        'dq_unknown_destination_siret',
+        'dq_received_never_processed',
+        'dq_dangerous_without_star_code',
+        'dq_quantity_typed_in_kg_suspected',
+    ]) }}
+{%- endmacro %}

@@ -1,0 +1,115 @@
+{#- One row per BSD (bordereau) from int_bordereaux__unioned (METRICS.md § Bordereaux and
+    movements): drafts, deleted rows and BSDD "-suite" rows are already excluded upstream.
+
+    Incremental: a run re-reads the BSDs loaded within var('tdw_incremental_lookback_days') of the
+    fact's latest loaded_at (the extraction's high-water mark), and any BSD whose derived values changed without updated_at moving
+    (row_hash differs: e.g. dq_received_never_processed becomes true as days pass). BSDs gone from
+    upstream (deleted or turned back into drafts) are removed by the post-hook, so an incremental
+    run and a full refresh give the same table. -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='bsd_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=[
+            "delete from {{ this }} as fct where not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
+            ~ " as src where src.bsd_id = fct.bsd_id)",
+            "analyze {{ this }}",
+        ],
+    )
+}}
+
+with
+
+bordereaux as (
+    select * from {{ ref('int_bordereaux__unioned') }}
+),
+
+shaped as (
+    select
+        -- ids
+        bsd_id::text as bsd_id,
+        bsd_type::text as bsd_type,
+        readable_id::text as readable_id,
+        status::text as status,
+        bsd_subtype::text as bsd_subtype,
+
+        -- timestamps (as recorded) and their Europe/Paris day, null when invalid
+        created_at::timestamptz as created_at,
+        updated_at::timestamptz as updated_at,
+        _tdw_last_loaded_at::timestamptz as loaded_at,
+        emitted_at::timestamptz as emitted_at,
+        taken_over_at::timestamptz as taken_over_at,
+        received_at::timestamptz as received_at,
+        processed_at::timestamptz as processed_at,
+        {{ local_date_if_valid('created_at') }} as created_date,
+        {{ local_date_if_valid('emitted_at') }} as emitted_date,
+        {{ local_date_if_valid('taken_over_at') }} as taken_over_date,
+        {{ local_date_if_valid('received_at') }} as received_date,
+        {{ local_date_if_valid('processed_at') }} as processed_date,
+
+        -- actors
+        emitter_siret::text as emitter_siret,
+        coalesce(emitter_is_private_individual, false)::boolean as emitter_is_private_individual,
+        emitter_postal_code::text as emitter_postal_code,
+        destination_siret::text as destination_siret,
+        destination_postal_code::text as destination_postal_code,
+        transporter_siret::text as transporter_siret,
+        eco_organisme_siret::text as eco_organisme_siret,
+        coalesce(has_temp_storage, false)::boolean as has_temp_storage,
+        temp_storer_siret::text as temp_storer_siret,
+
+        -- waste
+        waste_code::text as waste_code,
+        waste_chapter_code::text as waste_chapter_code,
+        coalesce(is_hazardous, false)::boolean as is_hazardous,
+        coalesce(is_pop, false)::boolean as is_pop,
+
+        -- quantities (tonnes, at the final destination)
+        quantity_declared_t::numeric as quantity_declared_t,
+        quantity_received_t::numeric as quantity_received_t,
+        quantity_refused_t::numeric as quantity_refused_t,
+        quantity_accepted_t::numeric as quantity_accepted_t,
+
+        -- operation
+        acceptation_status::text as acceptation_status,
+        planned_operation_code::text as planned_operation_code,
+        operation_code::text as operation_code,
+        operation_class::text as operation_class,
+        operation_mode::text as operation_mode,
+
+        -- data quality
+        coalesce(is_quantity_outlier, false)::boolean as is_quantity_outlier,
+        coalesce(dq_invalid_date, false)::boolean as dq_invalid_date,
+        coalesce(dq_quantity_outlier, false)::boolean as dq_quantity_outlier,
+        coalesce(dq_unknown_waste_code, false)::boolean as dq_unknown_waste_code,
+        coalesce(dq_unknown_operation_code, false)::boolean as dq_unknown_operation_code,
+        coalesce(dq_noncanonical_operation_code, false)::boolean as dq_noncanonical_operation_code,
+        coalesce(dq_malformed_siret, false)::boolean as dq_malformed_siret,
+        coalesce(dq_unknown_destination_siret, false)::boolean as dq_unknown_destination_siret,
+        coalesce(dq_received_never_processed, false)::boolean as dq_received_never_processed,
+        coalesce(dq_dangerous_without_star_code, false)::boolean as dq_dangerous_without_star_code,
+        coalesce(dq_quantity_typed_in_kg_suspected, false)::boolean as dq_quantity_typed_in_kg_suspected
+    from bordereaux
+),
+
+hashed as (
+    select
+        shaped.*,
+        md5(shaped::text)::text as row_hash
+    from shaped
+)
+
+select * from hashed
+{% if is_incremental() %}
+    where
+        loaded_at >= (
+            select max(fct.loaded_at) - interval '{{ var("tdw_incremental_lookback_days") }} days'
+            from {{ this }} as fct
+        )
+        or not exists (
+            select 1 from {{ this }} as fct
+            where fct.bsd_id = hashed.bsd_id and fct.row_hash = hashed.row_hash
+        )
+{% endif %}

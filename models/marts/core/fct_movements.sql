@@ -1,0 +1,138 @@
+{#- One row per physical movement origin site -> destination site, from int_movements
+    (METRICS.md § Bordereaux and movements, § Distances): two rows for a BSDD with temporary
+    storage, one per packaging for a BSFF, one for the other types.
+
+    distance_km: haversine great circle between the two sites' locations (macro haversine_km);
+    null when either end is unknown, never zero. location_precision: the worse of the two ends.
+    tonne_km: tonnes carried (quantity received at the destination: refused tonnes were carried
+    too) x distance_km. Outliers (is_quantity_outlier) are kept and flagged; the marts leave them
+    out of every tonnage sum.
+
+    Incremental: same scheme as fct_bordereaux (lookback window on the BSD's loaded_at, plus rows
+    whose values changed, e.g. a site's location was corrected; rows gone upstream deleted). -#}
+{{
+    config(
+        materialized='incremental',
+        unique_key='movement_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=[
+            "delete from {{ this }} as fct where not exists (select 1 from {{ ref('int_movements') }}"
+            ~ " as src where src.movement_id = fct.movement_id)",
+            "analyze {{ this }}",
+        ],
+    )
+}}
+
+with
+
+movements as (
+    select * from {{ ref('int_movements') }}
+),
+
+bordereaux as (
+    select
+        bsd_id,
+        _tdw_last_loaded_at as loaded_at
+    from {{ ref('int_bordereaux__unioned') }}
+),
+
+shaped as (
+    select
+        -- ids
+        movements.movement_id::text as movement_id,
+        movements.bsd_id::text as bsd_id,
+        movements.bsd_type::text as bsd_type,
+        movements.leg_number::integer as leg_number,
+        movements.packaging_id::text as packaging_id,
+        bordereaux.loaded_at::timestamptz as bsd_loaded_at,
+
+        -- actors
+        movements.origin_siret::text as origin_siret,
+        movements.origin_role::text as origin_role,
+        movements.destination_siret::text as destination_siret,
+        movements.destination_role::text as destination_role,
+        movements.transporter_siret::text as transporter_siret,
+        coalesce(movements.transport_mode, 'ROAD')::text as transport_mode,
+
+        -- dates (as recorded) and their Europe/Paris day, null when invalid
+        movements.taken_over_at::timestamptz as taken_over_at,
+        movements.received_at::timestamptz as received_at,
+        movements.processed_at::timestamptz as processed_at,
+        {{ local_date_if_valid('movements.taken_over_at') }} as taken_over_date,
+        {{ local_date_if_valid('movements.received_at') }} as received_date,
+        {{ local_date_if_valid('movements.processed_at') }} as processed_date,
+
+        -- waste
+        movements.waste_code::text as waste_code,
+        movements.waste_chapter_code::text as waste_chapter_code,
+        coalesce(movements.is_hazardous, false)::boolean as is_hazardous,
+
+        -- quantities (tonnes, at this movement's destination)
+        movements.quantity_received_t::numeric as quantity_received_t,
+        movements.quantity_refused_t::numeric as quantity_refused_t,
+        movements.quantity_accepted_t::numeric as quantity_accepted_t,
+
+        -- operation performed at this movement's destination
+        movements.planned_operation_code::text as planned_operation_code,
+        movements.operation_code::text as operation_code,
+        movements.operation_class::text as operation_class,
+
+        -- data quality
+        coalesce(movements.is_quantity_outlier, false)::boolean as is_quantity_outlier,
+        coalesce(movements.dq_invalid_date, false)::boolean as dq_invalid_date,
+
+        -- locations (WGS84 degrees)
+        movements.origin_latitude::double precision as origin_latitude,
+        movements.origin_longitude::double precision as origin_longitude,
+        coalesce(movements.origin_location_precision, 'unknown')::text as origin_location_precision,
+        movements.origin_code_commune::text as origin_code_commune,
+        movements.origin_code_departement::text as origin_code_departement,
+        movements.origin_code_region::text as origin_code_region,
+        movements.destination_latitude::double precision as destination_latitude,
+        movements.destination_longitude::double precision as destination_longitude,
+        coalesce(movements.destination_location_precision, 'unknown')::text as destination_location_precision,
+        movements.destination_code_commune::text as destination_code_commune,
+        movements.destination_code_departement::text as destination_code_departement,
+        movements.destination_code_region::text as destination_code_region,
+        {{ worse_location_precision(
+            'movements.origin_location_precision', 'movements.destination_location_precision'
+        ) }}::text as location_precision
+    from movements
+    left join bordereaux
+        on movements.bsd_id = bordereaux.bsd_id
+),
+
+measured as (
+    select
+        shaped.*,
+        (case
+            when shaped.location_precision != 'unknown'
+                then {{ haversine_km(
+                    'shaped.origin_latitude', 'shaped.origin_longitude',
+                    'shaped.destination_latitude', 'shaped.destination_longitude'
+                ) }}
+        end)::double precision as distance_km
+    from shaped
+),
+
+final as (
+    select
+        measured.*,
+        (measured.quantity_received_t::double precision * measured.distance_km)::double precision as tonne_km,
+        md5(measured::text)::text as row_hash
+    from measured
+)
+
+select * from final
+{% if is_incremental() %}
+    where
+        bsd_loaded_at >= (
+            select max(fct.bsd_loaded_at) - interval '{{ var("tdw_incremental_lookback_days") }} days'
+            from {{ this }} as fct
+        )
+        or not exists (
+            select 1 from {{ this }} as fct
+            where fct.movement_id = final.movement_id and fct.row_hash = final.row_hash
+        )
+{% endif %}

@@ -1,0 +1,23 @@
+-- Every data-quality flag of fct_bordereaux (dq_* columns, is_quantity_outlier) is reported by
+-- mart_data_quality (macro marts_defect_kinds): a flag added upstream cannot be silently left out.
+with
+
+flag_columns as (
+    select column_name::text as flag
+    from information_schema.columns
+    where
+        table_schema = '{{ ref("fct_bordereaux").schema }}'
+        and table_name = '{{ ref("fct_bordereaux").identifier }}'
+        and (column_name like 'dq\_%' or column_name = 'is_quantity_outlier')
+),
+
+reported as (
+    select unnest(string_to_array('{{ marts_defect_kinds() | join(",") }}', ',')) as flag
+)
+
+select flag_columns.flag
+from flag_columns
+where not exists (
+    select 1 from reported
+    where reported.flag = flag_columns.flag
+)
