@@ -62,7 +62,8 @@
 {%- endmacro %}
 
 {#- (b) columns of the replica schema that must not be there. -#}
-{% macro privacy_replica_problems(schema='replica', source_name='trackdechets') -%}
+{% macro privacy_replica_problems(schema=none, source_name='trackdechets') -%}
+    {%- set schema = schema or tdw_schema_name('replica') -%}
     {%- set q -%}
         with classified as ({{ privacy_classification_values(source_name) }})
         select c.table_name::text, c.column_name::text, k.privacy, k.treatment, k.replicate
@@ -95,7 +96,8 @@
 {%- endmacro %}
 
 {#- (c) marts fed by models exposing protected columns (lineage by name, see above). -#}
-{% macro privacy_marts_problems(marts_schema='marts', source_name='trackdechets') -%}
+{% macro privacy_marts_problems(marts_schema=none, source_name='trackdechets') -%}
+    {%- set marts_schema = marts_schema or tdw_schema_name('marts') -%}
     {%- set protected = {} -%}
     {%- for node in graph.sources.values() if node.source_name == source_name -%}
         {%- set names = {} -%}

@@ -115,7 +115,7 @@ def icpe_step(settings: Settings, dsn: str, *, simulated_source: bool) -> None:
         console.print(f"  {folder} (load {result['load_id']}): {counts}", highlight=False)
 
 
-def extract_step(source: str, dsn: str) -> None:
+def extract_step(source: str, dsn: str) -> dict:
     from .extract import extract
 
     with step("Extracting production into raw_trackdechets") as status:
@@ -127,6 +127,12 @@ def extract_step(source: str, dsn: str) -> None:
     )
     for line in report.lines():
         console.print(f"  {line}", highlight=False)
+    return {
+        "extract_id": report.extract_id,
+        "rows_read": report.rows_read,
+        "rows_upserted": report.rows_upserted,
+        "notes": report.lines(),
+    }
 
 
 def schema_summary(dsn: str) -> list[tuple[str, int, int, int]]:
@@ -161,19 +167,44 @@ def print_summary(dsn: str) -> None:
 def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = False, build: bool = True) -> None:
     """Run the whole pipeline on the configured warehouse (embedded by default).
 
+    One run at a time per warehouse (advisory lock); every step is recorded in
+    ``meta.pipeline_runs`` / ``meta.pipeline_run_steps``. The published schemas (``marts``,
+    ``replica``) change only if every step up to and including ``dbt build`` succeeded
+    (blue/green, see :mod:`tdw.publish`).
+
     Raises:
-        TdwError: any step failed (its message names the step's input or log).
+        TdwError: another run holds the lock, or a step failed (its message names the step's
+            input or log); what was published before is untouched.
         InputFileError: a reference or ICPE file is malformed; nothing was replaced.
     """
+    from . import publish
+
     with step("Starting the warehouse database"):
         dsn = db.warehouse_dsn(settings)
         db.bootstrap_warehouse(dsn, settings)
     console.print(f"  warehouse: {db.describe_dsn(dsn)}", highlight=False)
-    load_reference_step(settings, dsn)
-    source = source_step(settings, scale=scale, resimulate=resimulate)
-    icpe_step(settings, dsn, simulated_source=settings.source_dsn is None)
-    extract_step(source, dsn)
-    if build:
-        console.rule("[bold]dbt build (seeds, models, snapshots and tests)")
-        run_dbt(settings, ["build"], dsn=dsn)
-    print_summary(dsn)
+    with publish.RunLog(dsn) as runlog:
+        console.print(f"  run {runlog.run_id} (log: meta.pipeline_runs)", highlight=False)
+        with runlog.step("load_reference") as detail:
+            detail.update(load_reference_step(settings, dsn))
+        with runlog.step("source") as detail:
+            source = source_step(settings, scale=scale, resimulate=resimulate)
+            detail["source"] = db.describe_dsn(source)
+        with runlog.step("load_icpe"):
+            icpe_step(settings, dsn, simulated_source=settings.source_dsn is None)
+        with runlog.step("extract") as detail:
+            detail.update(extract_step(source, dsn))
+        if not build:
+            print_summary(dsn)
+            return
+        with runlog.step("source_freshness"):
+            console.rule("[bold]dbt source freshness")
+            run_dbt(settings, ["source", "freshness"], dsn=dsn)
+        with runlog.step("dbt_build"):
+            console.rule("[bold]dbt build into marts__next / replica__next (seeds, models, snapshots, tests)")
+            publish.prepare(dsn)
+            run_dbt(settings, ["build", "--vars", f"{{tdw_publish_suffix: '{publish.SUFFIX}'}}"], dsn=dsn)
+        with runlog.step("publish"):
+            publish.swap(dsn, settings)
+            console.print("  published: marts and replica swapped in", highlight=False)
+        print_summary(dsn)

@@ -1,0 +1,203 @@
+"""Blue/green publication of the ``marts`` and ``replica`` schemas, the run lock and the run log.
+
+``tdw run`` builds the published schemas under a suffix (``marts__next``, ``replica__next``; see
+``macros/generate_schema_name.sql``), runs every dbt test there, and only when the whole build is
+green swaps them in one transaction: ``marts`` becomes ``marts__next`` and ``marts__next`` becomes
+``marts``. A failure anywhere before the swap leaves the published schemas exactly as they were.
+The previous version, now under ``__next``, is the base the next run's incremental models update
+(they read their own high-water mark, so a version one run old is a correct base).
+
+Views in other schemas bind to tables, not names: a view built in the same dbt run on
+``marts__next`` tables follows them into ``marts`` at the swap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+
+from psycopg2 import sql
+
+from . import db
+from .config import Settings
+from .errors import TdwError
+
+PUBLISHED = ("marts", "replica")
+SUFFIX = "__next"
+_RUN_LOCK_KEY = 0x7464775F72756E  # "tdw_run"
+
+RUN_LOG_DDL = """
+create table if not exists meta.pipeline_runs (
+    run_id bigserial primary key,
+    started_at timestamptz not null default now(),
+    ended_at timestamptz,
+    status text not null default 'running' check (status in ('running', 'succeeded', 'failed')),
+    failed_step text,
+    error text,
+    host text,
+    pid integer
+);
+create table if not exists meta.pipeline_run_steps (
+    run_id bigint not null references meta.pipeline_runs (run_id),
+    step text not null,
+    started_at timestamptz not null,
+    ended_at timestamptz,
+    status text not null check (status in ('running', 'succeeded', 'failed', 'skipped')),
+    detail jsonb not null default '{}'::jsonb,
+    primary key (run_id, step)
+);
+"""
+
+
+def build_schema(name: str) -> str:
+    """Schema a published schema is built into during ``tdw run`` (``marts`` → ``marts__next``)."""
+    return f"{name}{SUFFIX}"
+
+
+def prepare(dsn: str) -> None:
+    """Create the build schemas if missing (the first run builds them from scratch)."""
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        for name in PUBLISHED:
+            cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(build_schema(name))))
+            cur.execute(sql.SQL("revoke all on schema {} from public").format(sql.Identifier(build_schema(name))))
+
+
+def swap(dsn: str, settings: Settings) -> None:
+    """Publish the build schemas: rotate ``X`` ↔ ``X__next`` for marts and replica, in one transaction.
+
+    Schema usage is granted to the analyst and public roles on the newly published schemas (as
+    :func:`tdw.db.bootstrap_warehouse` does) and revoked from the build schemas.
+
+    Raises:
+        TdwError: a build schema is missing (nothing was built), nothing is changed.
+    """
+    analyst, public = settings.role("analyst"), settings.role("public")
+    readers = {"marts": (analyst, public), "replica": (public,)}
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("select rolname from pg_roles where rolname in (%s, %s)", (analyst, public))
+        present = {r[0] for r in cur.fetchall()}
+        for name in PUBLISHED:
+            nxt, tmp = build_schema(name), f"{name}__swap"
+            cur.execute("select 1 from information_schema.schemata where schema_name = %s", (nxt,))
+            if cur.fetchone() is None:
+                raise TdwError(f"nothing to publish: schema {nxt} does not exist")
+            ident = sql.Identifier
+            cur.execute(sql.SQL("create schema if not exists {}").format(ident(name)))
+            cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(name), ident(tmp)))
+            cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(nxt), ident(name)))
+            cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(tmp), ident(nxt)))
+            for role in readers[name]:
+                if role in present:
+                    cur.execute(sql.SQL("grant usage on schema {} to {}").format(ident(name), ident(role)))
+                    cur.execute(sql.SQL("revoke all on schema {} from {}").format(ident(nxt), ident(role)))
+
+
+@dataclass
+class RunLog:
+    """The run lock and the ``meta.pipeline_runs`` / ``meta.pipeline_run_steps`` rows of one run.
+
+    The lock is a PostgreSQL advisory lock held by a dedicated connection for the whole run, so
+    it is released even if the process dies; a second run on the same warehouse is refused.
+    """
+
+    dsn: str
+    run_id: int | None = None
+    _conn: object = field(default=None, repr=False)
+
+    def __enter__(self) -> RunLog:
+        self._conn = db.connect(self.dsn)
+        self._conn.autocommit = True
+        with self._conn.cursor() as cur:
+            cur.execute("select pg_try_advisory_lock(%s)", (_RUN_LOCK_KEY,))
+            if not cur.fetchone()[0]:
+                running = self._running(cur)
+                self._conn.close()
+                raise TdwError(
+                    "another 'tdw run' is in progress on this warehouse"
+                    + (f" (run {running[0]}, started {running[1]:%Y-%m-%d %H:%M:%S %Z} on {running[2]}, pid {running[3]})" if running else "")
+                    + "; wait for it to finish"
+                )
+            cur.execute(RUN_LOG_DDL)
+            # A run that died without closing its row (killed process) is marked failed.
+            cur.execute(
+                "update meta.pipeline_runs set status = 'failed', ended_at = now(), "
+                "error = coalesce(error, 'interrupted (process ended without closing the run)') where status = 'running'"
+            )
+            cur.execute(
+                "insert into meta.pipeline_runs (host, pid) values (%s, %s) returning run_id",
+                (socket.gethostname(), os.getpid()),
+            )
+            self.run_id = cur.fetchone()[0]
+        return self
+
+    @staticmethod
+    def _running(cur):
+        with contextlib.suppress(Exception):
+            cur.execute(
+                "select run_id, started_at, host, pid from meta.pipeline_runs where status = 'running' "
+                "order by run_id desc limit 1"
+            )
+            return cur.fetchone()
+        return None
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        """Record one step; yields a dict the step may fill with figures (stored as ``detail``)."""
+        detail: dict = {}
+        with self._conn.cursor() as cur:
+            cur.execute(
+                "insert into meta.pipeline_run_steps (run_id, step, started_at, status) values (%s, %s, now(), 'running')",
+                (self.run_id, name),
+            )
+        status = "failed"
+        try:
+            yield detail
+            status = detail.pop("_status", "succeeded")
+        finally:
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "update meta.pipeline_run_steps set ended_at = now(), status = %s, detail = %s "
+                    "where run_id = %s and step = %s",
+                    (status, json.dumps(detail, default=str), self.run_id, name),
+                )
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                if exc is None:
+                    cur.execute(
+                        "update meta.pipeline_runs set status = 'succeeded', ended_at = now() where run_id = %s",
+                        (self.run_id,),
+                    )
+                else:
+                    cur.execute(
+                        "select step from meta.pipeline_run_steps where run_id = %s and status = 'failed' "
+                        "order by started_at desc limit 1",
+                        (self.run_id,),
+                    )
+                    row = cur.fetchone()
+                    cur.execute(
+                        "update meta.pipeline_runs set status = 'failed', ended_at = now(), failed_step = %s, error = %s "
+                        "where run_id = %s",
+                        (row[0] if row else None, str(exc)[:2000] or type(exc).__name__, self.run_id),
+                    )
+                cur.execute("select pg_advisory_unlock(%s)", (_RUN_LOCK_KEY,))
+        finally:
+            self._conn.close()
+
+
+def last_runs(dsn: str, limit: int = 10) -> list[tuple]:
+    """The latest runs: (run_id, started_at, ended_at, status, failed_step, error)."""
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('meta.pipeline_runs')")
+        if cur.fetchone()[0] is None:
+            return []
+        cur.execute(
+            "select run_id, started_at, ended_at, status, failed_step, error from meta.pipeline_runs "
+            "order by run_id desc limit %s",
+            (limit,),
+        )
+        return cur.fetchall()
