@@ -78,7 +78,9 @@ def warehouse(new_database, settings) -> str:
 
 
 def query(dsn: str, statement: str, params=None) -> list[tuple]:
-    """Run one statement and return its rows (helper for assertions)."""
+    """Run one statement, commit, and return its rows (helper for set-ups and assertions)."""
     with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
         cur.execute(statement, params)
-        return cur.fetchall() if cur.description else []
+        rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows

@@ -1,0 +1,110 @@
+"""The daily run (issue 10): one run at a time, and a failure leaves what was published untouched.
+
+Runs the real pipeline (`tdw.pipeline.run`) on a small simulated source in its own TDW_HOME.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import psycopg2
+import pytest
+from conftest import DATA_DIR, query
+
+from tdw import db, publish
+from tdw.config import load_settings
+from tdw.errors import TdwError
+from tdw.pipeline import run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_settings(tmp_path_factory, pg_base_uri):
+    """Settings of a home of its own whose warehouse lives on the session's server."""
+    home = tmp_path_factory.mktemp("daily_run_home")
+    name = "daily_run_wh"
+    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"drop database if exists {name} with (force)")
+            cur.execute("drop database if exists daily_run_src with (force)")
+            cur.execute("create database daily_run_src")
+    db.ensure_database(pg_base_uri, name)
+    return load_settings({
+        "TDW_HOME": str(home),
+        "TDW_DATA_DIR": str(DATA_DIR),
+        "TDW_WAREHOUSE_DSN": db._with_database(pg_base_uri, name),
+        "TDW_SOURCE_DSN": db._with_database(pg_base_uri, "daily_run_src"),
+    })
+
+
+def _published_fingerprint(dsn: str) -> dict[str, tuple]:
+    """Row count and content checksum of every table of the published schemas."""
+    out = {}
+    for schema in publish.PUBLISHED:
+        tables = [r[0] for r in query(
+            dsn, "select table_name from information_schema.tables where table_schema = %s and table_type = 'BASE TABLE'",
+            (schema,),
+        )]
+        for t in tables:
+            out[f"{schema}.{t}"] = query(
+                dsn, f'select count(*), coalesce(sum(hashtext(x::text)), 0) from {schema}."{t}" as x'
+            )[0]
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(run_settings):
+    """A simulated production and a first successful run."""
+    from tdw.simulator import simulate
+
+    simulate(run_settings.source_dsn, scale=600, out_dir=run_settings.home / "simulator")
+    run(run_settings)
+    return run_settings
+
+
+def test_first_run_publishes_and_logs(first_run):
+    dsn = first_run.warehouse_dsn
+    published = _published_fingerprint(dsn)
+    assert published["marts.fct_bordereaux"][0] > 0
+    assert published['replica.Form'][0] > 0
+    runs = publish.last_runs(dsn)
+    assert runs[0][3] == "succeeded"
+    steps = dict(query(dsn, "select step, status from meta.pipeline_run_steps where run_id = %s", (runs[0][0],)))
+    assert steps == {s: "succeeded" for s in (
+        "load_reference", "source", "load_icpe", "extract", "source_freshness", "dbt_build", "publish"
+    )}
+
+
+def test_failure_in_the_middle_of_the_build_leaves_published_schemas_untouched(first_run):
+    dsn = first_run.warehouse_dsn
+    before = _published_fingerprint(dsn)
+    # A status no workflow knows, loaded "now" so the incremental models pick it up: the
+    # accepted-values test of int_bordereaux__unioned fails half-way through dbt build, after
+    # many models of marts__next / replica__next were already rebuilt.
+    query(dsn, """
+        update raw_trackdechets."Form" set status = 'NOT_A_STATUS', _tdw_loaded_at = now()
+        where id = (select id from raw_trackdechets."Form"
+                    where status = 'PROCESSED' and not "readableId" like '%%-suite' limit 1)
+    """)
+    with pytest.raises(TdwError, match="dbt build"):
+        run(first_run)
+    assert _published_fingerprint(dsn) == before
+    last = publish.last_runs(dsn)[0]
+    assert last[3] == "failed" and last[4] == "dbt_build"
+    # the raw defect repaired, the next run publishes again
+    query(dsn, """update raw_trackdechets."Form" set status = 'PROCESSED', _tdw_loaded_at = now()
+                  where status = 'NOT_A_STATUS'""")
+    run(first_run)
+    assert publish.last_runs(dsn)[0][3] == "succeeded"
+
+
+def test_second_concurrent_run_is_refused(first_run):
+    dsn = first_run.warehouse_dsn
+    with publish.RunLog(dsn) as holder:
+        with pytest.raises(TdwError, match=r"another 'tdw run' is in progress on this warehouse \(run \d+"):
+            run(first_run)
+        assert holder.run_id is not None
+    runs = publish.last_runs(dsn)
+    assert runs[0][3] == "succeeded"  # the holder's own run closed normally
