@@ -8,15 +8,20 @@
     end
 {%- endmacro %}
 
-{#- Postcode of a one-line French address ("12 rue X, 75001 Paris"): the last five-digit group
-    followed only by the city name. Null when there is none. -#}
+{#- A one-line address without what may follow the city: "CEDEX 11" and a trailing ", France". -#}
+{% macro address_without_suffix(expr) -%}
+    regexp_replace({{ expr }}, '([[:space:]]+cedex([[:space:]]*[0-9]+)?|[[:space:]]*,?[[:space:]]*france)[[:space:]]*$', '', 'i')
+{%- endmacro %}
+
+{#- Postcode of a one-line French address ("12 rue X, 75001 Paris", "… 75011 Paris Cedex 11"):
+    the last five-digit group followed only by the city name. Null when there is none. -#}
 {% macro postal_code_from_address(expr) -%}
-    substring({{ expr }} from '([0-9]{5})[^0-9]*$')
+    substring({{ address_without_suffix(expr) }} from '([0-9]{5})[^0-9]*$')
 {%- endmacro %}
 
 {#- City of a one-line French address: the text after the last five-digit postcode. -#}
 {% macro city_from_address(expr) -%}
-    nullif(trim(substring({{ expr }} from '[0-9]{5}[[:space:]]+([^0-9,]+)$')), '')
+    nullif(trim(substring({{ address_without_suffix(expr) }} from '[0-9]{5}[[:space:]]+([^0-9,]+)$')), '')
 {%- endmacro %}
 
 {#- City name as a match key: upper case, accents removed, punctuation as single spaces,
