@@ -93,11 +93,8 @@ def test_failure_in_the_middle_of_the_build_leaves_published_schemas_untouched(f
     assert _published_fingerprint(dsn) == before
     last = publish.last_runs(dsn)[0]
     assert last[3] == "failed" and last[4] == "dbt_build"
-    # the raw defect repaired, the next run publishes again
-    query(dsn, """update raw_trackdechets."Form" set status = 'PROCESSED', _tdw_loaded_at = now()
-                  where status = 'NOT_A_STATUS'""")
-    run(first_run)
-    assert publish.last_runs(dsn)[0][3] == "succeeded"
+    steps = dict(query(dsn, "select step, status from meta.pipeline_run_steps where run_id = %s", (last[0],)))
+    assert steps["extract"] == "succeeded" and steps["dbt_build"] == "failed" and "publish" not in steps
 
 
 def test_second_concurrent_run_is_refused(first_run):
@@ -107,4 +104,4 @@ def test_second_concurrent_run_is_refused(first_run):
             run(first_run)
         assert holder.run_id is not None
     runs = publish.last_runs(dsn)
-    assert runs[0][3] == "succeeded"  # the holder's own run closed normally
+    assert runs[0][0] == holder.run_id and runs[0][3] == "succeeded"  # the holder's run closed normally
