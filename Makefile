@@ -33,6 +33,7 @@ test: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
 	$(BIN)/pytest
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw metabase check
 
 lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
