@@ -31,7 +31,7 @@ run: $(STAMP)
 test: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw db start
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw metabase check
 
@@ -39,7 +39,7 @@ lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 docs: $(STAMP)
 	$(BIN)/tdw dbt docs generate

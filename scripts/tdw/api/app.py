@@ -1,0 +1,884 @@
+"""The FastAPI application: ``create_app(api_dsn, settings)``.
+
+Every ``/v1`` route needs ``Authorization: Bearer <token>``. A request runs in one read-only
+transaction under the API role (:mod:`tdw.api.db`); ``api.authenticate`` checks the token and sets
+the client's scope for that transaction, and the row-level security policies of schema ``api``
+(:mod:`tdw.api.security`) keep every query inside it. Python checks the same scope first only to
+answer 403 with a clear message instead of an empty result.
+
+Errors are JSON: ``{"error": code, "message": "français / English", "message_fr", "message_en"}``;
+401 (token missing, unknown, revoked, expired), 403 (outside the territorial scope, or data family
+not granted), 404 (unknown SIRET or route), 422 (malformed parameter, e.g. a SIRET that is not 14
+digits), 429 (rate limit; ``Retry-After`` in seconds), 503 (inspection sheet not available).
+
+Lists are paginated (``limit`` ≤ 1000, ``offset``) with ``total``; ``format=csv`` or
+``Accept: text/csv`` gives CSV (UTF-8, comma-separated, header row; arrays joined with ``|``;
+``X-Total-Count`` header).
+"""
+
+
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Path, Query, Request, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import Settings
+from ..errors import TdwError
+from .auth import Client, RateLimiter, hash_token
+from .db import ApiDatabase
+from .security import api_role
+
+log = logging.getLogger(__name__)
+
+SIRET_PATTERN = r"^\d{14}$"
+DEPT_PATTERN = r"^(\d{2}|2A|2B|97\d)$"
+REGION_PATTERN = r"^\d{2}$"
+WASTE_CODE_PATTERN = r"^\d{2} \d{2} \d{2}\*?$"
+RUBRIQUE_PATTERN = r"^\d{4}(-[0-9a-zA-Z]{1,3}){0,3}$"
+MAX_LIMIT = 1000
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+class ApiError(Exception):
+    """An error answered as JSON with a French and an English message."""
+
+    def __init__(self, status: int, code: str, fr: str, en: str, headers: dict[str, str] | None = None):
+        super().__init__(en)
+        self.status, self.code, self.fr, self.en, self.headers = status, code, fr, en, headers
+
+
+class ErrorBody(BaseModel):
+    """Corps JSON d'une erreur / JSON body of an error."""
+
+    error: str = Field(description="Code de l'erreur (missing_token, out_of_scope, unknown_siret, invalid_request…).")
+    message: str = Field(description="Message en français / English message.")
+    message_fr: str
+    message_en: str
+    detail: list[dict[str, Any]] | None = Field(None, description="Paramètres invalides (422).")
+
+
+def _error_response(status: int, code: str, fr: str, en: str, headers=None, detail=None) -> JSONResponse:
+    body = {"error": code, "message": f"{fr} / {en}", "message_fr": fr, "message_en": en}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_ERROR_RESPONSES = {
+    401: {"model": ErrorBody, "description": "Jeton absent, inconnu, révoqué ou expiré."},
+    403: {"model": ErrorBody, "description": "Hors du périmètre territorial ou famille de données non habilitée."},
+    422: {"model": ErrorBody, "description": "Paramètre invalide."},
+    429: {"model": ErrorBody, "description": "Trop de requêtes : réessayer après Retry-After secondes."},
+}
+_SIRET_RESPONSES = {**_ERROR_RESPONSES, 404: {"model": ErrorBody, "description": "SIRET inconnu de l'entrepôt."}}
+
+
+# --- response models (field name, type, French description) ----------------------------------
+
+def _item_model(name: str, doc: str, fields: list[tuple[str, Any, str]]) -> type[BaseModel]:
+    model = create_model(name, __doc__=doc, **{n: (t | None, Field(None, description=d)) for n, t, d in fields})
+    model.__columns__ = [n for n, _, _ in fields]
+    return model
+
+
+def _page_model(item: type[BaseModel]) -> type[BaseModel]:
+    return create_model(
+        f"Page{item.__name__}",
+        __doc__=f"Page de résultats ({item.__name__}).",
+        total=(int, Field(description="Nombre total de lignes correspondant aux filtres (dans le périmètre).")),
+        limit=(int, Field(description="Taille de page demandée.")),
+        offset=(int, Field(description="Rang de la première ligne de la page (0 = début).")),
+        items=(list[item], Field(description="Lignes de la page.")),
+    )
+
+
+Establishment = _item_model("Establishment", "Identité et profils d'un établissement (SIRET).", [
+    ("siret", str, "SIRET (14 chiffres)."),
+    ("siren", str, "SIREN (9 premiers chiffres)."),
+    ("establishment_name", str, "Raison sociale ; nulle si l'établissement est non diffusible."),
+    ("is_registered", bool, "Inscrit sur Trackdéchets."),
+    ("is_non_diffusible", bool, "Non diffusible (SIRENE) : nom masqué."),
+    ("code_naf", str, "Code NAF rév. 2."),
+    ("libelle_naf", str, "Libellé NAF."),
+    ("code_commune", str, "Commune (code INSEE)."),
+    ("nom_commune", str, "Nom de la commune."),
+    ("code_departement", str, "Département."),
+    ("nom_departement", str, "Nom du département."),
+    ("code_region", str, "Région."),
+    ("nom_region", str, "Nom de la région."),
+    ("latitude", float, "Latitude WGS84 (voir location_precision)."),
+    ("longitude", float, "Longitude WGS84."),
+    ("location_precision", str, "exact, commune, departement ou unknown."),
+    ("company_types", list[str], "Profils Trackdéchets (PRODUCER, WASTEPROCESSOR, TRANSPORTER…)."),
+    ("is_treatment_facility", bool, "Installation de traitement (WASTEPROCESSOR, RECOVERY_FACILITY, DISPOSAL_FACILITY)."),
+    ("registered_date", date, "Date d'inscription sur Trackdéchets."),
+    ("is_dormant", bool, "Compte en sommeil."),
+])
+
+Tonnage = _item_model("Tonnage", "Tonnes entrantes ou sortantes d'un établissement pour un mois et un code déchet.", [
+    ("siret", str, "SIRET de l'établissement."),
+    ("direction", str, "incoming (réceptions, mois de réception) ou outgoing (enlèvements, mois de prise en charge)."),
+    ("month_start", date, "Premier jour du mois (Europe/Paris)."),
+    ("waste_code", str, "Code déchet (« 16 01 04* »)."),
+    ("is_hazardous", bool, "Déchet dangereux (METRICS.md)."),
+    ("n_movements", int, "Nombre de mouvements."),
+    ("n_bordereaux", int, "Nombre de bordereaux distincts."),
+    ("quantity_received_t", float, "Tonnes reçues à destination (valeurs aberrantes exclues)."),
+    ("quantity_accepted_t", float, "Tonnes acceptées à destination (reçues − refusées)."),
+])
+
+Authorisation = _item_model("IcpeAuthorisation", "Version d'une autorisation ICPE (rubrique × alinéa × période de validité).", [
+    ("authorisation_id", str, "Identifiant de la version."),
+    ("siret", str, "SIRET du site."),
+    ("s3ic_id", str, "Installation (identifiant S3IC)."),
+    ("installation_name", str, "Nom de l'installation."),
+    ("code_departement", str, "Département de l'installation."),
+    ("rubrique", str, "Rubrique (« 2760 »)."),
+    ("alinea", str, "Alinéa (« 2-b »)."),
+    ("rubrique_alinea", str, "Rubrique avec alinéa (« 2760-2-b »)."),
+    ("regime_code", str, "Régime."),
+    ("rubrique_state", str, "État d'activité."),
+    ("is_in_force", bool, "État en vigueur (à combiner avec la période)."),
+    ("is_current_version", bool, "Version courante (sans fin)."),
+    ("valid_from", date, "Début de validité (inclus) ; nul = avant tout acte daté."),
+    ("valid_to", date, "Fin de validité (exclue) ; nulle = version courante."),
+    ("authorisation_date", date, "Date de l'acte."),
+    ("authorised_quantity_raw", float, "Quantité autorisée telle que livrée (unit_raw)."),
+    ("unit_raw", str, "Unité telle que livrée."),
+    ("unit", str, "Unité normalisée : t, t/j, t/an ou not_comparable."),
+    ("authorised_quantity", float, "Quantité autorisée dans l'unité normalisée ; nulle si non comparable."),
+    ("unit_not_comparable_reason", str, "Pourquoi l'unité n'est pas comparable à des tonnes."),
+    ("capacity_kind", str, "daily, annual ou storage."),
+    ("is_hazardous_waste_rubrique", bool, "Rubrique de déchets dangereux."),
+    ("seveso_code", str, "Statut Seveso."),
+])
+
+Alert = _item_model("IcpeAlert", "Alerte de conformité ICPE (METRICS.md § ICPE conformity).", [
+    ("alert_id", str, "Identifiant stable de l'alerte."),
+    ("alert_kind", str, "site_not_icpe, operation_not_authorised, daily_capacity_exceeded, annual_capacity_exceeded, storage_threshold_exceeded ou unit_not_comparable."),
+    ("siret", str, "Site récepteur."),
+    ("establishment_name", str, "Raison sociale (nulle si non diffusible)."),
+    ("s3ic_id", str, "Installation ICPE concernée."),
+    ("code_departement", str, "Département de l'installation, sinon du site."),
+    ("code_region", str, "Région."),
+    ("alert_date", date, "Premier jour du manquement."),
+    ("period_start", date, "Début de la période couverte."),
+    ("period_end", date, "Fin de la période couverte."),
+    ("rubrique", str, "Rubrique (avec alinéa) ou rubriques candidates."),
+    ("authorised_quantity", float, "Quantité autorisée."),
+    ("authorised_unit", str, "Unité de la quantité autorisée."),
+    ("observed_quantity_t", float, "Tonnes observées."),
+    ("bsd_ids", list[str], "Bordereaux en cause."),
+    ("n_bsds", int, "Nombre de bordereaux."),
+    ("waste_codes", list[str], "Codes déchet de ces bordereaux."),
+    ("operation_codes", list[str], "Codes d'opération de ces bordereaux."),
+    ("detail", str, "Une phrase pour l'inspecteur."),
+])
+
+DailyProcessing = _item_model("IcpeDailyProcessing", "Tonnes traitées, reçues et stockées par jour et rubrique ICPE.", [
+    ("siret", str, "Site."),
+    ("s3ic_id", str, "Installation en vigueur ce jour."),
+    ("code_departement", str, "Département."),
+    ("rubrique_alinea", str, "Rubrique avec alinéa."),
+    ("capacity_kind", str, "daily, annual ou storage."),
+    ("day", date, "Jour (Europe/Paris)."),
+    ("processed_t", float, "Tonnes traitées ce jour."),
+    ("received_t", float, "Tonnes reçues ce jour."),
+    ("ytd_received_t", float, "Tonnes reçues depuis le 1er janvier."),
+    ("theoretical_stock_t", float, "Stock théorique (2718)."),
+    ("authorised_quantity", float, "Quantité autorisée (rule_unit)."),
+    ("rule_unit", str, "t/j, t/an ou t."),
+    ("is_unit_comparable", bool, "Unité comparable."),
+    ("unit_not_comparable_reason", str, "Raison de la non-comparabilité."),
+    ("is_daily_capacity_exceeded", bool, "Capacité journalière dépassée."),
+    ("is_annual_capacity_exceeded", bool, "Capacité annuelle dépassée."),
+    ("is_storage_threshold_exceeded", bool, "Seuil de stockage dépassé."),
+])
+
+Flow = _item_model("WasteFlow", "Flux de déchets : tonnes d'une origine vers une destination pour un mois (METRICS.md § Waste flows).", [
+    ("month_start", date, "Mois de réception."),
+    ("bsd_type", str, "Type de bordereau."),
+    ("origin_code_departement", str, "Département d'origine."),
+    ("origin_code_region", str, "Région d'origine."),
+    ("destination_code_departement", str, "Département de destination."),
+    ("destination_code_region", str, "Région de destination."),
+    ("is_intra_departement", bool, "Flux interne au département."),
+    ("is_intra_region", bool, "Flux interne à la région."),
+    ("waste_code", str, "Code déchet."),
+    ("waste_chapter_code", str, "Chapitre."),
+    ("is_hazardous", bool, "Dangereux."),
+    ("operation_class", str, "final_recovery, final_disposal, intermediate, unknown."),
+    ("n_movements", int, "Mouvements."),
+    ("n_bordereaux", int, "Bordereaux."),
+    ("quantity_accepted_t", float, "Tonnes acceptées."),
+    ("quantity_received_t", float, "Tonnes reçues."),
+])
+
+RecoveryRate = _item_model("RecoveryRate", "Taux de valorisation (METRICS.md § Recovery rate), secret statistique appliqué.", [
+    ("period_type", str, "month ou year."),
+    ("period_start", date, "Début de la période."),
+    ("geo_level", str, "departement, region ou national."),
+    ("code_region", str, "Région du site de traitement."),
+    ("code_departement", str, "Département du site de traitement."),
+    ("bsd_type", str, "Type de bordereau."),
+    ("waste_chapter_code", str, "Chapitre déchet."),
+    ("is_hazardous", bool, "Dangereux."),
+    ("final_recovery_t", float, "Tonnes valorisées (R0–R11)."),
+    ("final_disposal_t", float, "Tonnes éliminées (D1–D12, D9F)."),
+    ("treated_t", float, "Total."),
+    ("n_establishments", int, "Établissements contributeurs."),
+    ("recovery_rate", float, "Taux ; nul si secret statistique."),
+    ("is_suppressed", bool, "Taux masqué (secret statistique)."),
+    ("suppression_reason", str, "Raison du masquage."),
+])
+
+
+class Me(BaseModel):
+    """Habilitation du client appelant."""
+
+    client: str = Field(description="Nom du client.")
+    scope_kind: str = Field(description="national, regions ou departements.")
+    regions: list[str]
+    departements: list[str]
+    families: list[str] = Field(description="Familles de données habilitées.")
+    rate_limit_per_minute: int
+    token_expires_at: datetime
+    data_refreshed_at: datetime | None = Field(description="Dernière mise à jour des données de l'API.")
+
+
+class Health(BaseModel):
+    """État du service."""
+
+    status: str
+    data_refreshed_at: datetime | None
+
+
+class AlertKind(str, Enum):
+    site_not_icpe = "site_not_icpe"
+    operation_not_authorised = "operation_not_authorised"
+    daily_capacity_exceeded = "daily_capacity_exceeded"
+    annual_capacity_exceeded = "annual_capacity_exceeded"
+    storage_threshold_exceeded = "storage_threshold_exceeded"
+    unit_not_comparable = "unit_not_comparable"
+
+
+class BsdType(str, Enum):
+    BSDD = "BSDD"
+    BSDA = "BSDA"
+    BSFF = "BSFF"
+    BSDASRI = "BSDASRI"
+    BSVHU = "BSVHU"
+    BSPAOH = "BSPAOH"
+
+
+class OutputFormat(str, Enum):
+    json = "json"
+    csv = "csv"
+
+
+class SheetFormat(str, Enum):
+    html = "html"
+    pdf = "pdf"
+
+
+# --- request context ------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    """What an endpoint gets: the request's cursor (API role, scope set) and the client."""
+
+    cur: Any
+    client: Client
+    audit: dict = field(default_factory=dict)
+
+    def require(self, *families: str) -> None:
+        """403 unless every family is granted to the client."""
+        missing = [f for f in families if f not in self.client.families]
+        if missing:
+            names = ", ".join(missing)
+            raise ApiError(403, "family_not_granted",
+                           f"Votre habilitation ne couvre pas les données « {names} »",
+                           f"your authorisation does not cover the '{names}' data family")
+
+    def locate(self, siret: str) -> None:
+        """404 if the SIRET is unknown, 403 if it lies outside the client's territory."""
+        self.audit["sirets"] = [siret]
+        self.cur.execute("select found, in_scope, code_departement from api.siret_territory(%s)", (siret,))
+        found, in_scope, dep = self.cur.fetchone()
+        if not found:
+            raise ApiError(404, "unknown_siret", f"SIRET {siret} inconnu de l'entrepôt",
+                           f"SIRET {siret} is not known to the warehouse")
+        if not in_scope:
+            where = f" (département {dep})" if dep else ""
+            raise ApiError(403, "out_of_scope",
+                           f"L'établissement {siret}{where} est hors de votre périmètre ({self.client.describe_scope()})",
+                           f"establishment {siret}{where} is outside your scope ({self.client.describe_scope()})")
+
+    def check_departement(self, dep: str | None) -> None:
+        """403 if a requested département is outside the client's territory."""
+        if dep is None or self.client.scope_kind == "national" or dep in self.client.departements:
+            return
+        if self.client.scope_kind == "regions":
+            self.cur.execute("select code_region from api.departements where code_departement = %s", (dep,))
+            row = self.cur.fetchone()
+            if row and row[0] in self.client.regions:
+                return
+        raise ApiError(403, "out_of_scope", f"Le département {dep} est hors de votre périmètre ({self.client.describe_scope()})",
+                       f"département {dep} is outside your scope ({self.client.describe_scope()})")
+
+    def check_region(self, region: str | None) -> None:
+        """403 if a requested région is outside the client's territory (a département client cannot ask by région)."""
+        if region is None or self.client.scope_kind == "national" or region in self.client.regions:
+            return
+        raise ApiError(403, "out_of_scope", f"La région {region} est hors de votre périmètre ({self.client.describe_scope()})",
+                       f"région {region} is outside your scope ({self.client.describe_scope()})")
+
+    def page(self, table: str, model: type[BaseModel], where: list[tuple[str, tuple]], order_by: str,
+             limit: int, offset: int) -> dict:
+        """One page of ``api.<table>`` (constant name) filtered by constant SQL fragments with bound values."""
+        cols = model.__columns__
+        where_sql = " and ".join(f"({w})" for w, _ in where) or "true"
+        params = [p for _, ps in where for p in ps]
+        self.cur.execute(f"select count(*) from api.{table} where {where_sql}", params)
+        total = self.cur.fetchone()[0]
+        self.cur.execute(
+            f"select {', '.join(cols)} from api.{table} where {where_sql} order by {order_by} limit %s offset %s",
+            [*params, limit, offset],
+        )
+        items = [dict(zip(cols, r)) for r in self.cur.fetchall()]
+        sirets = {i["siret"] for i in items if i.get("siret")}
+        if sirets:
+            self.audit["sirets"] = sorted(set(self.audit.get("sirets", [])) | sirets)
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+def _check_period(date_from: date | None, date_to: date | None) -> None:
+    if date_from and date_to and date_from > date_to:
+        raise ApiError(422, "invalid_period", "date_from doit précéder date_to", "date_from must not be after date_to")
+
+
+def _wants_csv(request: Request, fmt: OutputFormat | None) -> bool:
+    if fmt is not None:
+        return fmt is OutputFormat.csv
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)):
+        return "|".join("" if x is None else str(x) for x in v)
+    if isinstance(v, (date, datetime)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    return v
+
+
+def _render(request: Request, fmt: OutputFormat | None, payload: dict, model: type[BaseModel], filename: str):
+    """JSON (the dict, validated by the response model) or CSV of ``payload['items']`` (or of the single object)."""
+    if not _wants_csv(request, fmt):
+        return payload
+    items = payload["items"] if "items" in payload else [payload]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols = model.__columns__
+    writer.writerow(cols)
+    for item in items:
+        writer.writerow([_csv_value(item.get(c)) for c in cols])
+    headers = {"Content-Disposition": f'attachment; filename="{filename}.csv"'}
+    if "total" in payload:
+        headers.update({"X-Total-Count": str(payload["total"]), "X-Limit": str(payload["limit"]),
+                        "X-Offset": str(payload["offset"])})
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+_CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
+
+
+# --- audit middleware ----------------------------------------------------------------------
+
+class AuditMiddleware:
+    """ASGI middleware writing one ``api_admin.audit_log`` row per ``/v1`` call (after the response).
+
+    Records the client (None when authentication failed before identifying one), method, route
+    template, path, query and path parameters, the SIRETs named or returned, status and duration.
+    """
+
+    def __init__(self, app, database: ApiDatabase):
+        self.app = app
+        self.database = database
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        audit = {"client_id": None, "token_id": None, "sirets": []}
+        scope["tdw.audit"] = audit
+        status = {"code": 500}
+        started = time.perf_counter()
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or scope["path"]
+            params = {k: v for k, v in _query_pairs(scope)}
+            params.update({k: str(v) for k, v in (scope.get("path_params") or {}).items()})
+            client = scope.get("client")
+            row = (audit["client_id"], audit["token_id"], scope["method"], endpoint, scope["path"], params,
+                   audit["sirets"], status["code"], duration_ms, client[0] if client else None)
+            try:
+                await anyio.to_thread.run_sync(self._write, row)
+            except Exception:  # the response is gone; never lose the reason
+                log.exception("could not write the audit row for %s %s", scope["method"], scope["path"])
+
+    def _write(self, row) -> None:
+        from psycopg2.extras import Json
+
+        with self.database.transaction(read_only=False) as cur:
+            cur.execute("select api.log_request(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (*row[:5], Json(row[5]), list(row[6]), *row[7:]))
+
+
+def _query_pairs(scope) -> Iterator[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    yield from parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+
+# --- the application ------------------------------------------------------------------------
+
+DESCRIPTION = """
+API sécurisée de l'entrepôt Trackdéchets pour les agents de l'État (administration centrale,
+inspection des installations classées, DREAL, ARS, douanes…).
+
+**Habilitation.** Chaque client reçoit un jeton (`Authorization: Bearer <jeton>`) lié à un
+périmètre territorial (national, liste de régions ou de départements) et à des familles de
+données (`establishments`, `icpe`, `flows`). Le périmètre est appliqué dans la base de données par
+des politiques de sécurité au niveau des lignes : aucune réponse ne contient de ligne hors
+périmètre. Chaque appel est journalisé.
+
+**Formats.** JSON par défaut ; CSV avec `format=csv` ou `Accept: text/csv`. Listes paginées
+(`limit`, `offset`, `total`). Tonnes (`*_t`), dates Europe/Paris.
+
+**Erreurs.** 401 jeton absent/inconnu/révoqué/expiré ; 403 hors périmètre ou famille non habilitée ;
+404 SIRET inconnu ; 422 paramètre invalide (SIRET ≠ 14 chiffres…) ; 429 trop de requêtes
+(`Retry-After`) ; 503 fiche d'inspection indisponible.
+"""
+
+
+def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None,
+               limiter: RateLimiter | None = None, maxconn: int = 10) -> FastAPI:
+    """Build the API application.
+
+    Args:
+        api_dsn: connection string used under the API role (``TDW_API_DSN``, else the warehouse's).
+        settings: project settings (role names).
+        sheet_dsn: connection string given to the inspection-sheet export (default: ``api_dsn``);
+            the sheet is produced only after the SIRET has been checked inside the client's scope.
+        limiter: rate limiter (default: 60-second sliding window, in process).
+        maxconn: database connections in the pool.
+
+    Returns:
+        The FastAPI app (serve it with uvicorn: ``tdw serve``).
+    """
+    database = ApiDatabase(api_dsn, api_role(settings), maxconn=maxconn)
+    limiter = limiter or RateLimiter()
+    sheet_dsn = sheet_dsn or api_dsn
+    bearer = HTTPBearer(auto_error=False, scheme_name="jeton",
+                        description="Jeton d'accès délivré par `tdw api client create` (Bearer).")
+
+    app = FastAPI(
+        title="API Trackdéchets — agents de l'État",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "établissements", "description": "Un établissement par SIRET : identité, tonnages, ICPE, fiche d'inspection."},
+            {"name": "icpe", "description": "Alertes de conformité ICPE."},
+            {"name": "flux", "description": "Flux de déchets et taux de valorisation par territoire."},
+            {"name": "service", "description": "Habilitation et état du service."},
+        ],
+    )
+    app.state.database = database
+    app.state.limiter = limiter
+    app.add_middleware(AuditMiddleware, database=database)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return _error_response(exc.status, exc.code, exc.fr, exc.en, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        for e in errors:
+            e.pop("input", None)
+            e.pop("ctx", None)
+            e.pop("url", None)
+        if any(e.get("loc", [None])[-1] == "siret" for e in errors):
+            return _error_response(422, "invalid_siret", "Un SIRET comporte exactement 14 chiffres",
+                                   "a SIRET is exactly 14 digits", detail=errors)
+        names = ", ".join(str(e.get("loc", ["?"])[-1]) for e in errors)
+        return _error_response(422, "invalid_request", f"Paramètre invalide : {names}", f"invalid parameter: {names}",
+                               detail=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return _error_response(404, "not_found", "Ressource inexistante", "no such resource")
+        if exc.status_code == 405:
+            return _error_response(405, "method_not_allowed", "Méthode non autorisée", "method not allowed",
+                                   headers=getattr(exc, "headers", None))
+        return _error_response(exc.status_code, "http_error", str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(TdwError)
+    async def _tdw_error(request: Request, exc: TdwError):
+        log.error("request %s failed: %s", request.url.path, exc)
+        return _error_response(503, "service_unavailable", "Service momentanément indisponible",
+                               f"service unavailable: {exc}")
+
+    def context(request: Request,
+                credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Iterator[Ctx]:
+        audit = request.scope.setdefault("tdw.audit", {"client_id": None, "token_id": None, "sirets": []})
+        if credentials is None or not credentials.credentials:
+            raise ApiError(401, "missing_token", "Jeton d'accès manquant (en-tête Authorization: Bearer <jeton>)",
+                           "missing access token (header Authorization: Bearer <token>)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        with database.transaction() as cur:
+            cur.execute("select * from api.authenticate(%s)", (hash_token(credentials.credentials),))
+            (status, client_id, token_id, name, scope_kind, regions, departements, families, rate,
+             expires_at) = cur.fetchone()
+            audit["client_id"], audit["token_id"] = client_id, token_id
+            if status != "ok":
+                fr, en = {
+                    "unknown": ("Jeton d'accès inconnu", "unknown access token"),
+                    "revoked": ("Jeton d'accès révoqué", "access token revoked"),
+                    "expired": (f"Jeton d'accès expiré le {expires_at:%Y-%m-%d}" if expires_at else "Jeton expiré",
+                                f"access token expired on {expires_at:%Y-%m-%d}" if expires_at else "token expired"),
+                }[status]
+                raise ApiError(401, f"{status}_token", fr, en,
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            client = Client(client_id, token_id, name, scope_kind, tuple(regions), tuple(departements),
+                            tuple(families), rate, expires_at)
+            wait = limiter.check(client_id, rate)
+            if wait is not None:
+                retry = RateLimiter.retry_after_header(wait)
+                raise ApiError(429, "rate_limited",
+                               f"Limite de {rate} requêtes par minute atteinte ; réessayer dans {retry} s",
+                               f"rate limit of {rate} requests per minute reached; retry in {retry} s",
+                               headers={"Retry-After": retry})
+            yield Ctx(cur, client, audit)
+
+    CtxDep = Annotated[Ctx, Depends(context)]
+    SiretPath = Annotated[str, Path(pattern=SIRET_PATTERN, description="SIRET (14 chiffres).", examples=["12345678900012"])]
+    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Taille de page (1 à 1000).")]
+    Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rang de la première ligne (0 = début).")]
+    Fmt = Annotated[OutputFormat | None, Query(alias="format", description="json (défaut) ou csv ; sinon selon l'en-tête Accept.")]
+    DateFrom = Annotated[date | None, Query(description="Début de période (inclus), AAAA-MM-JJ.")]
+    DateTo = Annotated[date | None, Query(description="Fin de période (incluse), AAAA-MM-JJ.")]
+    Dept = Annotated[str | None, Query(pattern=DEPT_PATTERN, description="Département (code INSEE : 75, 2A, 971…).")]
+    Region = Annotated[str | None, Query(pattern=REGION_PATTERN, description="Région (code INSEE : 11, 84…).")]
+
+    def page_responses(model):
+        return {**_ERROR_RESPONSES, 200: {"content": _CSV_CONTENT, "description": "JSON (défaut) ou CSV."}}
+
+    # --- service ----------------------------------------------------------------------------
+
+    @app.get("/health", response_model=Health, tags=["service"], summary="État du service",
+             description="Sans authentification : le service répond et la date de dernière mise à jour des données.")
+    def health() -> dict:
+        with database.transaction() as cur:
+            cur.execute("select max(refreshed_at) from api.refresh_info")
+            return {"status": "ok", "data_refreshed_at": cur.fetchone()[0]}
+
+    @app.get("/v1/me", response_model=Me, tags=["service"], summary="Mon habilitation",
+             description="Périmètre territorial, familles de données, limite de débit et expiration du jeton du client appelant.",
+             responses=_ERROR_RESPONSES)
+    def me(ctx: CtxDep) -> dict:
+        ctx.cur.execute("select max(refreshed_at) from api.refresh_info")
+        c = ctx.client
+        return {"client": c.name, "scope_kind": c.scope_kind, "regions": list(c.regions),
+                "departements": list(c.departements), "families": list(c.families),
+                "rate_limit_per_minute": c.rate_limit_per_minute, "token_expires_at": c.expires_at,
+                "data_refreshed_at": ctx.cur.fetchone()[0]}
+
+    # --- establishments ---------------------------------------------------------------------
+
+    @app.get("/v1/establishments/{siret}", response_model=Establishment, tags=["établissements"],
+             summary="Identité et profils d'un établissement",
+             description="Identité (raison sociale sauf non diffusible, NAF, commune, département, région, "
+                         "localisation) et profils Trackdéchets. Famille `establishments`.",
+             responses={**_SIRET_RESPONSES, 200: {"content": _CSV_CONTENT, "description": "JSON ou CSV."}})
+    def establishment(request: Request, ctx: CtxDep, siret: SiretPath, fmt: Fmt = None):
+        ctx.require("establishments")
+        ctx.locate(siret)
+        ctx.cur.execute(f"select {', '.join(Establishment.__columns__)} from api.establishments where siret = %s", (siret,))
+        row = ctx.cur.fetchone()
+        if row is None:  # known only through ICPE data, not an establishment of the BSDs
+            raise ApiError(404, "unknown_siret", f"SIRET {siret} absent du référentiel des établissements",
+                           f"SIRET {siret} is not in the establishments dimension")
+        return _render(request, fmt, dict(zip(Establishment.__columns__, row)), Establishment, f"etablissement_{siret}")
+
+    @app.get("/v1/establishments/{siret}/tonnages", response_model=_page_model(Tonnage), tags=["établissements"],
+             summary="Tonnages entrants et sortants par mois et code déchet",
+             description="Réceptions (incoming, mois de réception) et enlèvements (outgoing, mois de prise en "
+                         "charge) de l'établissement, en tonnes, par mois et code déchet ; valeurs aberrantes "
+                         "exclues (METRICS.md). Famille `establishments`.",
+             responses={**_SIRET_RESPONSES, 200: {"content": _CSV_CONTENT, "description": "JSON ou CSV."}})
+    def tonnages(request: Request, ctx: CtxDep, siret: SiretPath,
+                 direction: Annotated[str | None, Query(pattern=r"^(incoming|outgoing)$", description="incoming ou outgoing (défaut : les deux).")] = None,
+                 date_from: DateFrom = None, date_to: DateTo = None,
+                 waste_code: Annotated[str | None, Query(pattern=WASTE_CODE_PATTERN, description="Code déchet « 16 01 04* ».")] = None,
+                 limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("establishments")
+        _check_period(date_from, date_to)
+        ctx.locate(siret)
+        where = [("siret = %s", (siret,))]
+        if direction:
+            where.append(("direction = %s", (direction,)))
+        if date_from:
+            where.append(("month_start >= date_trunc('month', %s::date)", (date_from,)))
+        if date_to:
+            where.append(("month_start <= %s", (date_to,)))
+        if waste_code:
+            where.append(("waste_code = %s", (waste_code,)))
+        page = ctx.page("establishment_monthly_tonnage", Tonnage, where,
+                        "direction, month_start, waste_code, is_hazardous", limit, offset)
+        return _render(request, fmt, page, Tonnage, f"tonnages_{siret}")
+
+    @app.get("/v1/establishments/{siret}/icpe-authorisations", response_model=_page_model(Authorisation),
+             tags=["établissements"], summary="Autorisations ICPE de l'établissement",
+             description="Versions des autorisations ICPE (rubrique, alinéa, régime, quantité autorisée, période de "
+                         "validité) des installations liées au SIRET. `in_force_on` garde les versions en vigueur ce "
+                         "jour-là. Famille `icpe`.",
+             responses={**_SIRET_RESPONSES, 200: {"content": _CSV_CONTENT, "description": "JSON ou CSV."}})
+    def authorisations(request: Request, ctx: CtxDep, siret: SiretPath,
+                       in_force_on: Annotated[date | None, Query(description="Versions en vigueur à cette date.")] = None,
+                       limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("icpe")
+        ctx.locate(siret)
+        where = [("siret = %s", (siret,))]
+        if in_force_on:
+            where.append(("is_in_force and (valid_from is null or valid_from <= %s) and (valid_to is null or %s < valid_to)",
+                          (in_force_on, in_force_on)))
+        page = ctx.page("icpe_authorisations", Authorisation, where,
+                        "s3ic_id, rubrique_alinea, valid_from nulls first, authorisation_id", limit, offset)
+        return _render(request, fmt, page, Authorisation, f"autorisations_icpe_{siret}")
+
+    @app.get("/v1/establishments/{siret}/icpe-alerts", response_model=_page_model(Alert), tags=["établissements"],
+             summary="Alertes de conformité ICPE de l'établissement",
+             description="Alertes (site non ICPE, opération non autorisée, capacités dépassées, unité non "
+                         "comparable) de l'établissement, filtrables par type et période. Famille `icpe`.",
+             responses={**_SIRET_RESPONSES, 200: {"content": _CSV_CONTENT, "description": "JSON ou CSV."}})
+    def establishment_alerts(request: Request, ctx: CtxDep, siret: SiretPath,
+                             alert_kind: Annotated[AlertKind | None, Query(description="Type d'alerte.")] = None,
+                             date_from: DateFrom = None, date_to: DateTo = None,
+                             limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("icpe")
+        _check_period(date_from, date_to)
+        ctx.locate(siret)
+        where = [("siret = %s", (siret,))] + _alert_filters(alert_kind, None, date_from, date_to)
+        page = ctx.page("icpe_conformity_alerts", Alert, where, "alert_date desc, alert_id", limit, offset)
+        return _render(request, fmt, page, Alert, f"alertes_icpe_{siret}")
+
+    @app.get("/v1/establishments/{siret}/icpe-daily-processing", response_model=_page_model(DailyProcessing),
+             tags=["établissements"], summary="Quantités journalières par rubrique ICPE",
+             description="Tonnes traitées, reçues, cumul annuel et stock théorique par jour et rubrique, comparés "
+                         "à la quantité autorisée. Famille `icpe`.",
+             responses={**_SIRET_RESPONSES, 200: {"content": _CSV_CONTENT, "description": "JSON ou CSV."}})
+    def daily_processing(request: Request, ctx: CtxDep, siret: SiretPath,
+                         rubrique: Annotated[str | None, Query(pattern=RUBRIQUE_PATTERN, description="Rubrique (« 2790 ») ou rubrique-alinéa (« 2760-2 »).")] = None,
+                         date_from: DateFrom = None, date_to: DateTo = None,
+                         limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("icpe")
+        _check_period(date_from, date_to)
+        ctx.locate(siret)
+        where = [("siret = %s", (siret,))]
+        if rubrique:
+            where.append(("rubrique_alinea = %s or rubrique_alinea like %s || '-%%'", (rubrique, rubrique)))
+        if date_from:
+            where.append(("day >= %s", (date_from,)))
+        if date_to:
+            where.append(("day <= %s", (date_to,)))
+        page = ctx.page("icpe_daily_processing", DailyProcessing, where, "day, rubrique_alinea", limit, offset)
+        return _render(request, fmt, page, DailyProcessing, f"traitements_journaliers_{siret}")
+
+    @app.get("/v1/establishments/{siret}/inspection-sheet", tags=["établissements"],
+             summary="Fiche d'inspection de l'établissement (HTML ou PDF)",
+             description="Fiche d'inspection produite par l'export de l'entrepôt, pour la période demandée. "
+                         "Familles `establishments` et `icpe`. 503 si l'export n'est pas installé.",
+             responses={**_SIRET_RESPONSES,
+                        200: {"content": {"text/html": {"schema": {"type": "string"}},
+                                          "application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "La fiche."},
+                        503: {"model": ErrorBody, "description": "Fiche d'inspection indisponible."}})
+    def inspection_sheet(request: Request, ctx: CtxDep, siret: SiretPath,
+                         fmt: Annotated[SheetFormat | None, Query(alias="format", description="html (défaut) ou pdf ; sinon selon l'en-tête Accept.")] = None,
+                         date_from: DateFrom = None, date_to: DateTo = None):
+        ctx.require("establishments", "icpe")
+        _check_period(date_from, date_to)
+        ctx.locate(siret)
+        if fmt is None:
+            fmt = SheetFormat.pdf if "application/pdf" in request.headers.get("accept", "") else SheetFormat.html
+        try:
+            from ..exports.inspection import inspection_sheet_html, inspection_sheet_pdf
+        except ImportError as exc:
+            raise ApiError(503, "inspection_sheet_unavailable",
+                           "La fiche d'inspection n'est pas disponible sur ce serveur (module tdw.exports.inspection absent)",
+                           f"the inspection sheet is not available on this server ({exc})") from exc
+        try:
+            if fmt is SheetFormat.pdf:
+                body = inspection_sheet_pdf(sheet_dsn, siret, date_from=date_from, date_to=date_to)
+                return Response(body, media_type="application/pdf",
+                                headers={"Content-Disposition": f'inline; filename="fiche_inspection_{siret}.pdf"'})
+            body = inspection_sheet_html(sheet_dsn, siret, date_from=date_from, date_to=date_to)
+            return Response(body, media_type="text/html; charset=utf-8")
+        except TdwError as exc:
+            # The export checks SIRETs more strictly (Luhn key) and may not know an ICPE-only site.
+            text = str(exc)
+            if "not a valid SIRET" in text or "not a SIRET" in text:
+                raise ApiError(422, "invalid_siret", f"SIRET refusé par la fiche d'inspection : {text}",
+                               f"SIRET refused by the inspection sheet: {text}") from exc
+            if "unknown to the warehouse" in text:
+                raise ApiError(404, "unknown_siret", f"Aucune donnée pour la fiche d'inspection : {text}",
+                               f"no data for the inspection sheet: {text}") from exc
+            raise ApiError(503, "inspection_sheet_failed", f"La fiche d'inspection n'a pas pu être produite : {exc}",
+                           f"the inspection sheet could not be produced: {exc}") from exc
+
+    # --- territories ------------------------------------------------------------------------
+
+    def _alert_filters(alert_kind, rubrique, date_from, date_to) -> list[tuple[str, tuple]]:
+        where: list[tuple[str, tuple]] = []
+        if alert_kind:
+            where.append(("alert_kind = %s", (alert_kind.value,)))
+        if rubrique:
+            where.append(("exists (select 1 from unnest(regexp_split_to_array(coalesce(rubrique, ''), '\\s*,\\s*')) r "
+                          "where r = %s or r like %s || '-%%')", (rubrique, rubrique)))
+        if date_from:
+            where.append(("period_end >= %s", (date_from,)))
+        if date_to:
+            where.append(("period_start <= %s", (date_to,)))
+        return where
+
+    @app.get("/v1/icpe/alerts", response_model=_page_model(Alert), tags=["icpe"],
+             summary="Alertes de conformité ICPE par territoire",
+             description="Alertes filtrées par département, région, rubrique, type et période (alertes dont la "
+                         "période recoupe [date_from, date_to]). Limitées au périmètre du client. Famille `icpe`.",
+             responses=page_responses(Alert))
+    def alerts(request: Request, ctx: CtxDep, departement: Dept = None, region: Region = None,
+               rubrique: Annotated[str | None, Query(pattern=RUBRIQUE_PATTERN, description="Rubrique (« 2790 ») ou rubrique-alinéa (« 2760-1 »).")] = None,
+               alert_kind: Annotated[AlertKind | None, Query(description="Type d'alerte.")] = None,
+               date_from: DateFrom = None, date_to: DateTo = None,
+               limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("icpe")
+        _check_period(date_from, date_to)
+        ctx.check_departement(departement)
+        ctx.check_region(region)
+        where = _alert_filters(alert_kind, rubrique, date_from, date_to)
+        if departement:
+            where.append(("code_departement = %s", (departement,)))
+        if region:
+            where.append(("code_region = %s", (region,)))
+        page = ctx.page("icpe_conformity_alerts", Alert, where, "alert_date desc, alert_id", limit, offset)
+        return _render(request, fmt, page, Alert, "alertes_icpe")
+
+    @app.get("/v1/flows", response_model=_page_model(Flow), tags=["flux"],
+             summary="Flux de déchets par territoire et période",
+             description="Tonnes par mois, type de bordereau, origine et destination (département, région), code "
+                         "déchet et classe d'opération. `side` dit si le territoire demandé est l'origine, la "
+                         "destination ou l'une des deux. Famille `flows`.",
+             responses=page_responses(Flow))
+    def flows(request: Request, ctx: CtxDep, departement: Dept = None, region: Region = None,
+              side: Annotated[str, Query(pattern=r"^(origin|destination|either)$", description="origin, destination ou either (défaut).")] = "either",
+              date_from: DateFrom = None, date_to: DateTo = None,
+              waste_code: Annotated[str | None, Query(pattern=WASTE_CODE_PATTERN, description="Code déchet.")] = None,
+              bsd_type: Annotated[BsdType | None, Query(description="Type de bordereau.")] = None,
+              is_hazardous: Annotated[bool | None, Query(description="Déchets dangereux seulement (true) ou non dangereux (false).")] = None,
+              limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("flows")
+        _check_period(date_from, date_to)
+        ctx.check_departement(departement)
+        ctx.check_region(region)
+        where: list[tuple[str, tuple]] = []
+        for value, col in ((departement, "code_departement"), (region, "code_region")):
+            if value is None:
+                continue
+            if side == "origin":
+                where.append((f"origin_{col} = %s", (value,)))
+            elif side == "destination":
+                where.append((f"destination_{col} = %s", (value,)))
+            else:
+                where.append((f"origin_{col} = %s or destination_{col} = %s", (value, value)))
+        if date_from:
+            where.append(("month_start >= date_trunc('month', %s::date)", (date_from,)))
+        if date_to:
+            where.append(("month_start <= %s", (date_to,)))
+        if waste_code:
+            where.append(("waste_code = %s", (waste_code,)))
+        if bsd_type:
+            where.append(("bsd_type = %s", (bsd_type.value,)))
+        if is_hazardous is not None:
+            where.append(("is_hazardous = %s", (is_hazardous,)))
+        order = ("month_start, bsd_type, origin_code_departement, origin_code_region, destination_code_departement, "
+                 "destination_code_region, waste_code, is_hazardous, operation_class")
+        page = ctx.page("waste_flows", Flow, where, order, limit, offset)
+        return _render(request, fmt, page, Flow, "flux_dechets")
+
+    @app.get("/v1/recovery-rates", response_model=_page_model(RecoveryRate), tags=["flux"],
+             summary="Taux de valorisation par territoire et période",
+             description="Taux de valorisation (valorisation finale / (valorisation + élimination finales)) par "
+                         "période, niveau géographique du site de traitement, type de bordereau, chapitre et "
+                         "dangerosité ; secret statistique appliqué. Famille `flows`.",
+             responses=page_responses(RecoveryRate))
+    def recovery_rates(request: Request, ctx: CtxDep, departement: Dept = None, region: Region = None,
+                       geo_level: Annotated[str | None, Query(pattern=r"^(departement|region|national)$", description="departement, region ou national.")] = None,
+                       period_type: Annotated[str | None, Query(pattern=r"^(month|year)$", description="month ou year.")] = None,
+                       date_from: DateFrom = None, date_to: DateTo = None,
+                       bsd_type: Annotated[BsdType | None, Query(description="Type de bordereau.")] = None,
+                       waste_chapter_code: Annotated[str | None, Query(pattern=r"^\d{2}$", description="Chapitre déchet (« 16 »).")] = None,
+                       is_hazardous: Annotated[bool | None, Query(description="Dangereux.")] = None,
+                       limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
+        ctx.require("flows")
+        _check_period(date_from, date_to)
+        ctx.check_departement(departement)
+        ctx.check_region(region)
+        where: list[tuple[str, tuple]] = []
+        for value, col in ((departement, "code_departement"), (region, "code_region"), (geo_level, "geo_level"),
+                           (period_type, "period_type"), (waste_chapter_code, "waste_chapter_code"),
+                           (bsd_type.value if bsd_type else None, "bsd_type"), (is_hazardous, "is_hazardous")):
+            if value is not None:
+                where.append((f"{col} = %s", (value,)))
+        if date_from:
+            where.append(("period_start >= date_trunc('month', %s::date)", (date_from,)))
+        if date_to:
+            where.append(("period_start <= %s", (date_to,)))
+        order = ("period_type, period_start, geo_level, code_region, code_departement, bsd_type, waste_chapter_code, "
+                 "is_hazardous")
+        page = ctx.page("recovery_rates", RecoveryRate, where, order, limit, offset)
+        return _render(request, fmt, page, RecoveryRate, "taux_valorisation")
+
+    return app
