@@ -139,12 +139,21 @@ def lint_cmd(ctx: typer.Context) -> None:
 
 # --- commands contributed by the pipeline's modules: each exposes register(app) -------------
 # (one line per module; keep this block sorted)
+from .api.commands import register as register_api  # noqa: E402
+
+register_api(app)
+from .exports.commands import register as register_exports  # noqa: E402
+
+register_exports(app)
 from .extract import register as register_extract  # noqa: E402
 
 register_extract(app)
 from .icpe import register as register_icpe  # noqa: E402
 
 register_icpe(app)
+from .metabase.commands import register as register_metabase  # noqa: E402
+
+register_metabase(app)
 from .privacy import register as register_privacy  # noqa: E402
 
 register_privacy(app)

@@ -1,0 +1,107 @@
+"""Command line of the exports: ``tdw export open-data | stats-page | inspection-sheet``, ``tdw publish data-gouv``."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _day(value: str | None, option: str) -> date | None:
+    from ..errors import TdwError
+
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError as exc:
+        raise TdwError(f"{option} {value!r} is not a date (expected YYYY-MM-DD)") from exc
+
+
+def register(app) -> None:
+    """Add the ``export`` and ``publish`` command groups to the Typer ``app``."""
+    from rich.console import Console
+
+    out = Console()
+    export_app = typer.Typer(help="Exports on the marts: open data, public statistics page, inspection sheets.",
+                             no_args_is_help=True)
+    publish_app = typer.Typer(help="Publish exports (data.gouv.fr).", no_args_is_help=True)
+    app.add_typer(export_app, name="export")
+    app.add_typer(publish_app, name="publish")
+
+    @export_app.command("open-data")
+    def open_data_cmd(
+        out_dir: Annotated[Path | None, typer.Option("--out", help="Target folder (default $TDW_EXPORT_DIR/open-data).")] = None,
+    ) -> None:
+        """Write the open-data datasets (CSV, Parquet, datapackage.json, manifest.json), leak-scanned, atomically."""
+        from rich.progress import Progress
+
+        from .. import db
+        from ..config import load_settings
+        from .open_data import DATASETS, export_open_data
+
+        dsn = db.warehouse_dsn(load_settings())
+        with Progress(console=out, transient=True) as progress:
+            task = progress.add_task("open data", total=len(DATASETS))
+
+            def step(name: str, done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total, description=name)
+
+            manifest = export_open_data(dsn, out_dir, progress=step)
+        for r in manifest["resources"]:
+            out.print(f"  {r['name']}: {r['rows']} rows ({r['source']})", highlight=False)
+        out.print(f"published {len(manifest['files'])} files into {out_dir or load_settings().export_dir / 'open-data'}")
+
+    @export_app.command("stats-page")
+    def stats_page_cmd(
+        out_dir: Annotated[Path | None, typer.Option("--out", help="Target folder (default $TDW_EXPORT_DIR/stats).")] = None,
+    ) -> None:
+        """Build the public statistics page (static, offline, French, DSFR look)."""
+        from .. import db
+        from ..config import load_settings
+        from .stats_page import build_stats_page
+
+        settings = load_settings()
+        out.print(f"written {build_stats_page(db.warehouse_dsn(settings), out_dir, settings.geo_dir)}")
+
+    @export_app.command("inspection-sheet")
+    def inspection_cmd(
+        siret: Annotated[str, typer.Option("--siret", help="SIRET of the establishment (14 digits).")],
+        date_from: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
+        date_to: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
+        out_dir: Annotated[Path | None, typer.Option("--out", help="Target folder (default $TDW_EXPORT_DIR/inspection).")] = None,
+    ) -> None:
+        """Write the inspection sheet of one establishment as HTML and PDF."""
+        from .. import db
+        from ..config import load_settings
+        from .common import publish_folder, sensitive_values
+        from .inspection import inspection_sheet_html, inspection_sheet_pdf, validate_siret
+
+        settings = load_settings()
+        dsn = db.warehouse_dsn(settings)
+        s = validate_siret(siret)
+        d0, d1 = _day(date_from, "--from"), _day(date_to, "--to")
+        html = inspection_sheet_html(dsn, s, date_from=d0, date_to=d1)
+        pdf = inspection_sheet_pdf(dsn, s, date_from=d0, date_to=d1)
+        target = (out_dir or settings.export_dir / "inspection") / s
+        # For inspectors: the sheet may name a non-diffusible establishment; personal data is still scanned for.
+        with publish_folder(target, sensitive_values(dsn, settings, restricted=False)) as tmp:
+            (tmp / f"fiche-{s}.html").write_text(html, encoding="utf-8")
+            (tmp / f"fiche-{s}.pdf").write_bytes(pdf)
+        out.print(f"written {target / f'fiche-{s}.html'} and {target / f'fiche-{s}.pdf'}")
+
+    @publish_app.command("data-gouv")
+    def data_gouv_cmd(
+        apply: Annotated[bool, typer.Option("--apply/--dry-run", help="Upload (default: dry run, print what would change).")] = False,
+        export_dir: Annotated[Path | None, typer.Option("--from-dir", help="Open-data folder (default $TDW_EXPORT_DIR/open-data).")] = None,
+    ) -> None:
+        """Upload or replace the open-data files as resources of the data.gouv.fr dataset."""
+        from .publish import DataGouvConfig, publish
+
+        changes = publish(DataGouvConfig.from_env(), export_dir, apply=apply)
+        for ch in changes:
+            out.print(str(ch), highlight=False)
+        n = sum(ch.action != "unchanged" for ch in changes)
+        out.print(f"{'applied' if apply else 'dry run:'} {n} change(s), {len(changes) - n} unchanged")

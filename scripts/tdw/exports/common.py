@@ -1,0 +1,160 @@
+"""Shared pieces of the exports: leak scan before publication, atomic folder swap, manifest.
+
+Publication is atomic (``publish_folder``): files are written into a temporary folder next to the
+target, every file is scanned for sensitive values with :mod:`tdw.privacy` (its functions, not a
+copy), and only then the temporary folder is renamed into place. Whatever fails, the previous
+export folder is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import db, privacy
+from ..config import Settings, load_settings
+from ..errors import TdwError
+
+# Files copied verbatim from a library package (checked by sha256 against it) are not scanned.
+VENDORED_FILES = ("plotly.min.js",)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sensitive_values(dsn: str, settings: Settings | None = None, *, restricted: bool = True) -> privacy.ValueIndex:
+    """Known sensitive values for the leak scan (:mod:`tdw.privacy`).
+
+    The simulator manifest's personal values when the file exists, and, when ``restricted``, the
+    SIRETs and names of non-diffusible establishments (raw ``AnonymousCompany``).
+    """
+    settings = settings or load_settings()
+    values = privacy.ValueIndex()
+    manifest = privacy.default_manifest(settings)
+    if manifest.exists():
+        privacy.manifest_values(manifest, values)
+    if restricted:
+        privacy.restricted_values(dsn, values)
+    return values
+
+
+def scan_folder(folder: Path, values: privacy.ValueIndex) -> list[privacy.Finding]:
+    """Leak-scan every file of ``folder`` (privacy.Scanner detectors).
+
+    CSV / JSON / GeoJSON / text through :func:`tdw.privacy.scan_files`; Parquet (every string
+    column, batch by batch), HTML, CSS and SVG line by line through :class:`tdw.privacy.Scanner`.
+    Files listed in VENDORED_FILES are skipped; PDF files are scanned through the HTML they were
+    rendered from (the callers scan that HTML). Returns the findings (empty when clean).
+    """
+    findings = list(privacy.scan_files(folder, values))
+    scanner = privacy.Scanner(values)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(folder))
+        if path.name in VENDORED_FILES:
+            continue
+        if path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            names = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            if names:
+                for batch in pf.iter_batches(columns=names, batch_size=10_000):
+                    for name in names:
+                        for value in batch.column(name).to_pylist():
+                            if value:
+                                scanner.scan_text(rel, name, value)
+        elif path.suffix in (".html", ".css", ".svg"):
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    scanner.scan_text(rel, "line", line)
+    return findings + scanner.results()
+
+
+@contextlib.contextmanager
+def publish_folder(target: Path, values: privacy.ValueIndex | None,
+                   progress: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``target``; on success scan it and swap it in.
+
+    Usage::
+
+        with publish_folder(out, values) as tmp:
+            (tmp / "x.csv").write_text(...)
+
+    On leaving the block without error: every file is leak-scanned (``values``; None skips the
+    known-value part but keeps the e-mail / phone / plate patterns), then ``target`` is replaced by
+    the temporary folder in two renames (the old folder is removed afterwards). On any error
+    (including findings, raised as :class:`TdwError` naming the file and column) the temporary
+    folder is deleted and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if progress:
+            progress("leak scan")
+        findings = scan_folder(tmp, values if values is not None else privacy.ValueIndex())
+        if findings:
+            listed = "; ".join(str(f) for f in findings[:5])
+            raise TdwError(f"the export was not published: the leak scan found sensitive values ({listed})")
+        old = target.parent / f".{target.name}.old-{tag}"
+        if target.exists():
+            target.rename(old)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if old.exists():
+                old.rename(target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mart_build_info(dsn: str) -> dict:
+    """When the marts were built and how recent their data is.
+
+    Returns ``{"data_as_of": ISO timestamp of the latest BSD load (fct_bordereaux.loaded_at),
+    "mart_built_at": ISO time the public weekly mart's table file was written, or None when the
+    server does not let this role read it}``.
+    """
+    info: dict = {"data_as_of": None, "mart_built_at": None}
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute("select max(loaded_at) from marts.fct_bordereaux")
+        v = cur.fetchone()[0]
+        info["data_as_of"] = v.isoformat() if v else None
+        try:
+            cur.execute("select (pg_stat_file(pg_relation_filepath('marts.mart_public_weekly_stats'))).modification")
+            v = cur.fetchone()[0]
+            info["mart_built_at"] = v.astimezone(timezone.utc).isoformat() if v else None
+        except Exception:  # not superuser: the build time is unknown, say so (None)
+            conn.rollback()
+    return info
+
+
+def write_manifest(folder: Path, extra: dict) -> dict:
+    """Write ``manifest.json`` listing every file of ``folder`` (path, bytes, sha256) plus ``extra``."""
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        files.append({"path": str(path.relative_to(folder)), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+    manifest = {"generated_at": datetime.now(timezone.utc).isoformat(), **extra, "files": files}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
+                                          encoding="utf-8")
+    return manifest

@@ -1,0 +1,222 @@
+"""Open-data export (``tdw export open-data``): the public datasets as CSV + Parquet + datapackage.json.
+
+Every dataset is one table of the ``marts`` schema built by dbt with the secret statistique
+already applied (METRICS.md § Secret statistique; ``models/marts/open_data/``); this module only
+streams rows to files. Non-diffusible establishments are left out by the models and the leak scan
+(:func:`tdw.exports.common.scan_folder`) checks every file before publication.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import db
+from ..config import load_settings
+from .common import mart_build_info, publish_folder, sensitive_values, write_manifest
+
+BATCH_ROWS = 10_000
+
+# name -> (relation, order by, title, description); the grain and rules are in the models' docs.
+DATASETS: dict[str, tuple[str, str, str, str]] = {
+    "statistiques-hebdomadaires": (
+        "mart_public_weekly_stats", "iso_week_start, bsd_type",
+        "Statistiques hebdomadaires par type de bordereau",
+        "BSD créés, émis, reçus, traités et tonnages traités par semaine ISO et type de BSD (ALL = tous types)."),
+    "totaux": (
+        "od_public_totals", "bsd_type",
+        "Totaux depuis le début",
+        "Totaux sur toutes les semaines complètes publiées, par type de BSD."),
+    "flux-entre-departements": (
+        "od_waste_flows", "quarter_start, origin_code_departement nulls last, destination_code_departement nulls last",
+        "Flux de déchets entre départements",
+        "Tonnes acceptées par trimestre, département d'origine et de destination."),
+    "flux-par-departement": (
+        "od_departement_flows", "code_departement, direction",
+        "Tonnes entrantes et sortantes par département",
+        "Tonnes entrantes (site de destination) et sortantes (site d'origine) par département."),
+    "taux-de-valorisation": (
+        "od_recovery_rates",
+        "period_type, period_start, geo_level, code_region nulls first, code_departement nulls first, bsd_type, "
+        "waste_chapter_code nulls first, is_hazardous",
+        "Taux de valorisation",
+        "Valorisation finale / (valorisation + élimination finales), par période, territoire, type et chapitre."),
+    "distances": (
+        "od_distances", "quarter_start, bsd_type, origin_code_region nulls last, destination_code_region nulls last",
+        "Distances parcourues par les déchets",
+        "Tonnes transportées, tonnes-km et distance moyenne pondérée par trimestre, type et régions."),
+    "etablissements": (
+        "od_establishments", "siret",
+        "Établissements inscrits sur Trackdéchets",
+        "Établissements inscrits, hors établissements non diffusibles (SIRENE)."),
+}
+
+_TYPES = {  # PostgreSQL data_type -> (Table Schema type, Arrow type)
+    "text": ("string", pa.string()),
+    "character varying": ("string", pa.string()),
+    "bigint": ("integer", pa.int64()),
+    "integer": ("integer", pa.int64()),
+    "smallint": ("integer", pa.int64()),
+    "numeric": ("number", pa.float64()),
+    "double precision": ("number", pa.float64()),
+    "real": ("number", pa.float64()),
+    "boolean": ("boolean", pa.bool_()),
+    "date": ("date", pa.date32()),
+}
+
+
+def _columns(cur, relation: str) -> list[tuple[str, str, str]]:
+    """[(name, data_type, description)] of marts.<relation>, in order (descriptions from dbt docs)."""
+    cur.execute(
+        """
+        select c.column_name, c.data_type,
+               col_description(format('%%I.%%I', c.table_schema, c.table_name)::regclass, c.ordinal_position)
+        from information_schema.columns c
+        where c.table_schema = 'marts' and c.table_name = %s
+        order by c.ordinal_position
+        """,
+        (relation,),
+    )
+    cols = cur.fetchall()
+    if not cols:
+        from ..errors import TdwError
+
+        raise TdwError(f"the mart marts.{relation} does not exist; build the marts first ('tdw run' or "
+                       f"'tdw dbt build --select +{relation}')")
+    return cols
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f") if v == v.to_integral() else format(v, "f")
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
+
+
+def _arrow_value(v):
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def export_dataset(conn, name: str, folder: Path) -> dict:
+    """Stream one dataset to ``<name>.csv`` and ``<name>.parquet`` in ``folder``.
+
+    Rows come through a server-side cursor, BATCH_ROWS at a time; memory stays flat.
+    Returns the datapackage resource (Table Schema) with ``rows`` added.
+    """
+    relation, order_by, title, description = DATASETS[name]
+    with conn.cursor() as cur:
+        cols = _columns(cur, relation)
+    fields = []
+    arrow_fields = []
+    for col, dtype, desc in cols:
+        ts_type, arrow_type = _TYPES.get(dtype, ("string", pa.string()))
+        field = {"name": col, "type": ts_type}
+        if desc:
+            field["description"] = desc
+        fields.append(field)
+        arrow_fields.append(pa.field(col, arrow_type))
+    schema = pa.schema(arrow_fields)
+    names = [c[0] for c in cols]
+    rows = 0
+    csv_path, parquet_path = folder / f"{name}.csv", folder / f"{name}.parquet"
+    with open(csv_path, "w", encoding="utf-8", newline="") as fh, \
+            pq.ParquetWriter(parquet_path, schema, compression="zstd") as writer, \
+            conn.cursor(name=f"tdw_export_{relation}") as cur:
+        cur.itersize = BATCH_ROWS
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(names)
+        cur.execute(f"select {', '.join(_quote(n) for n in names)} from marts.{_quote(relation)} order by {order_by}")
+        while True:
+            batch = cur.fetchmany(BATCH_ROWS)
+            if not batch:
+                break
+            out.writerows([_csv_value(v) for v in row] for row in batch)
+            columns = list(zip(*batch))
+            writer.write_table(pa.table([pa.array([_arrow_value(v) for v in c], type=t)
+                                         for c, t in zip(columns, schema.types)], schema=schema))
+            rows += len(batch)
+    conn.commit()
+    return {
+        "name": name,
+        "title": title,
+        "description": description,
+        "path": csv_path.name,
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+        "dialect": {"delimiter": ",", "header": True},
+        "schema": {"fields": fields, "missingValues": [""]},
+        "rows": rows,
+        "parquet": parquet_path.name,
+        "source": f"marts.{relation}",
+    }
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def export_open_data(dsn: str, out_dir: Path | None = None, *, datasets: list[str] | None = None,
+                     progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Write the open-data datasets into ``out_dir`` (default ``$TDW_EXPORT_DIR/open-data``), atomically.
+
+    Args:
+        dsn: warehouse connection string (the marts, including ``marts.od_*``, must be built).
+        out_dir: target folder; replaced as a whole only when everything was written and scanned.
+        datasets: subset of DATASETS names (default all).
+        progress: optional callback ``(step, done, total)``.
+
+    Returns:
+        The manifest (also written as ``manifest.json``): files (path, bytes, sha256), resources
+        (name, rows, source mart), ``data_as_of`` and ``mart_built_at``.
+
+    Raises:
+        TdwError: a mart is missing, or the leak scan found a sensitive value (nothing published).
+    """
+    settings = load_settings()
+    out_dir = Path(out_dir) if out_dir else settings.export_dir / "open-data"
+    names = datasets or list(DATASETS)
+    unknown = sorted(set(names) - set(DATASETS))
+    if unknown:
+        from ..errors import TdwError
+
+        raise TdwError(f"unknown dataset(s) {', '.join(unknown)}; choose among {', '.join(DATASETS)}")
+    values = sensitive_values(dsn, settings)
+    info = mart_build_info(dsn)
+    with publish_folder(out_dir, values, progress=(lambda s: progress(s, len(names), len(names))) if progress else None) as tmp:
+        resources = []
+        with contextlib.closing(db.connect(dsn)) as conn:
+            for i, name in enumerate(names):
+                if progress:
+                    progress(name, i, len(names))
+                resources.append(export_dataset(conn, name, tmp))
+        package = {
+            "name": "trackdechets-dechets-dangereux",
+            "title": "Traçabilité des déchets dangereux (Trackdéchets) — statistiques publiques",
+            "description": "Jeux de données agrégés issus des bordereaux de suivi de déchets. Secret statistique : "
+                           "une cellule issue de moins de 3 établissements, ou dont un établissement représente plus "
+                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée). Unités : tonnes, km.",
+            "licenses": [{"name": "etalab-2.0", "title": "Licence Ouverte / Open Licence 2.0",
+                          "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"}],
+            "resources": [{k: v for k, v in r.items() if k not in ("rows", "parquet", "source")} for r in resources],
+        }
+        (tmp / "datapackage.json").write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        manifest = write_manifest(tmp, {
+            **info,
+            "resources": [{"name": r["name"], "rows": r["rows"], "csv": r["path"], "parquet": r["parquet"],
+                           "source": r["source"]} for r in resources],
+        })
+    return manifest

@@ -1,0 +1,230 @@
+"""Public statistics page (``tdw export stats-page``): a static, offline, accessible French site.
+
+Figures come from the public marts only: ``marts.od_public_totals`` (totals since the start),
+``marts.mart_public_weekly_stats`` (weekly series per BSD type; recovered vs disposed tonnes) and
+``marts.od_departement_flows`` (map), all with the secret statistique applied in dbt
+(METRICS.md). Charts are plotly.js, copied from the ``plotly`` PyPI package next to the page (no
+CDN); each chart has a text alternative and its data as a ``<table>`` (caption, ``th scope``). The
+page sets ``data-charts-rendered="<n>"`` on ``<html>`` once every chart rendered (or
+``data-charts-error``), which the tests read in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import plotly
+import plotly.graph_objects as go
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import db
+from ..config import load_settings
+from ..errors import InputFileError, TdwError
+from .common import mart_build_info, publish_folder, sensitive_values, write_manifest
+
+TEMPLATES = Path(__file__).parent / "templates"
+BSD_TYPES = ("BSDD", "BSDA", "BSFF", "BSDASRI", "BSVHU", "BSPAOH")
+COLOURS = {"BSDD": "#000091", "BSDA": "#e1000f", "BSFF": "#009081", "BSDASRI": "#a558a0", "BSVHU": "#c3992a",
+           "BSPAOH": "#465f9d"}
+SECRET = "secret"
+_LAYOUT = dict(separators=", ", font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"),
+               margin=dict(l=60, r=20, t=30, b=50), paper_bgcolor="#fff", plot_bgcolor="#fff",
+               legend=dict(orientation="h", y=-0.15))
+
+
+def fmt(v, digits: int = 0) -> str:
+    """French number format ("12 345,6"); None -> "secret" (withheld by the secret statistique)."""
+    if v is None:
+        return SECRET
+    s = f"{float(v):,.{digits}f}" if digits or isinstance(v, (float, Decimal)) else f"{int(v):,}"
+    return s.replace(",", "\u202f").replace(".", ",")
+
+
+def _fetch(cur, statement: str) -> list[dict]:
+    cur.execute(statement)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def load_departements_geojson(geo_dir: Path) -> dict:
+    """Read ``departements.geojson`` (features with ``properties.code``), coordinates rounded to 1e-3°.
+
+    Raises:
+        InputFileError: the file is missing or not GeoJSON.
+    """
+    path = Path(geo_dir) / "departements.geojson"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputFileError(path, None, None, "GeoJSON of the départements not found (set TDW_DATA_DIR)") from exc
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, exc.lineno, str(exc.colno), f"not valid JSON ({exc.msg})") from exc
+    if data.get("type") != "FeatureCollection" or not all("code" in (f.get("properties") or {}) for f in data["features"]):
+        raise InputFileError(path, None, "properties.code", "expected a FeatureCollection whose features have a 'code'")
+
+    def rnd(c):
+        return [rnd(x) for x in c] if isinstance(c[0], list) else [round(c[0], 3), round(c[1], 3)]
+
+    def area(ring):  # shoelace, planar lon/lat: > 0 counter-clockwise
+        return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:]))
+
+    def wind(polygon):
+        # plotly.js draws with d3-geo, which wants exterior rings clockwise and holes
+        # counter-clockwise (the opposite of RFC 7946); a wrongly wound ring fills the globe.
+        return [r if (area(r) < 0) == (i == 0) else r[::-1] for i, r in enumerate(polygon)]
+
+    for f in data["features"]:
+        g = f["geometry"]
+        g["coordinates"] = rnd(g["coordinates"])
+        if g["type"] == "Polygon":
+            g["coordinates"] = wind(g["coordinates"])
+        elif g["type"] == "MultiPolygon":
+            g["coordinates"] = [wind(p) for p in g["coordinates"]]
+    return data
+
+
+def _spec(fig: go.Figure) -> str:
+    # JSON for a <script type="application/json">: "</" must not close the script element.
+    return fig.to_json().replace("</", "<\\/")
+
+
+def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None = None) -> Path:
+    """Build the public statistics page into ``out_dir`` (default ``$TDW_EXPORT_DIR/stats``), atomically.
+
+    Writes ``index.html``, ``dsfr.css``, ``plotly.min.js`` and ``manifest.json``; the folder is
+    leak-scanned before it replaces the previous one.
+
+    Returns:
+        Path of ``index.html`` in the published folder.
+
+    Raises:
+        TdwError: the public marts are missing or empty; InputFileError: bad GeoJSON.
+    """
+    settings = load_settings()
+    out_dir = Path(out_dir) if out_dir else settings.export_dir / "stats"
+    geo = load_departements_geojson(Path(geo_dir) if geo_dir else settings.geo_dir)
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        try:
+            totals = {r["bsd_type"]: r for r in _fetch(cur, "select * from marts.od_public_totals")}
+            weekly = _fetch(cur, "select * from marts.mart_public_weekly_stats order by iso_week_start, bsd_type")
+            flows = _fetch(cur, "select * from marts.od_departement_flows where direction = 'incoming' "
+                                "order by code_departement")
+        except Exception as exc:
+            raise TdwError(f"the public marts are not built ({str(exc).splitlines()[0]}); run 'tdw run' first") from exc
+    if "ALL" not in totals or not weekly:
+        raise TdwError("the public marts are empty: no complete week of data to publish yet")
+    info = mart_build_info(dsn)
+    all_t = totals["ALL"]
+
+    cards = [
+        {"value": fmt(all_t["n_created"]), "label": "bordereaux créés"},
+        {"value": fmt(all_t["n_processed"]), "label": "bordereaux traités"},
+        {"value": fmt(all_t["processed_t"], 0), "label": "tonnes traitées"},
+        {"value": SECRET if all_t["recovery_rate"] is None else fmt(all_t["recovery_rate"] * 100, 1) + " %",
+         "label": "taux de valorisation"},
+    ]
+
+    # 1. weekly BSDs created per type
+    weeks = sorted({r["iso_week_start"] for r in weekly})
+    by = {(r["iso_week_start"], r["bsd_type"]): r for r in weekly}
+    fig1 = go.Figure(layout=dict(_LAYOUT, yaxis=dict(title="bordereaux créés"), hovermode="x unified"))
+    for t in BSD_TYPES:
+        fig1.add_trace(go.Scatter(x=[w.isoformat() for w in weeks], y=[by.get((w, t), {}).get("n_created") for w in weeks],
+                                  name=t, mode="lines", line=dict(color=COLOURS[t], width=2)))
+    peak_type = max(BSD_TYPES, key=lambda t: totals.get(t, {}).get("n_created") or 0)
+    chart1 = {
+        "id": "hebdo", "title": "Bordereaux créés chaque semaine",
+        "caption": "Bordereaux créés par semaine et par type de bordereau",
+        "alt": f"Courbes hebdomadaires du {weeks[0]:%d/%m/%Y} au {weeks[-1]:%d/%m/%Y}. Le type le plus fréquent est "
+               f"{peak_type} ({fmt(totals.get(peak_type, {}).get('n_created'))} bordereaux sur la période). "
+               "Les semaines sous secret statistique n'ont pas de point.",
+        "table": {"caption": "Bordereaux créés par semaine (semaine commençant le) et par type",
+                  "header": ["Semaine", *BSD_TYPES, "Tous types"],
+                  "rows": [[w.strftime("%d/%m/%Y"), *[fmt(by.get((w, t), {}).get("n_created")) for t in (*BSD_TYPES, "ALL")]]
+                           for w in weeks]},
+        "spec": _spec(fig1),
+    }
+
+    # 2. recovered vs disposed tonnes, weekly (all types)
+    rec = [by.get((w, "ALL"), {}).get("final_recovery_t") for w in weeks]
+    dis = [by.get((w, "ALL"), {}).get("final_disposal_t") for w in weeks]
+    fig2 = go.Figure(layout=dict(_LAYOUT, barmode="stack", yaxis=dict(title="tonnes"), hovermode="x unified"))
+    fig2.add_trace(go.Bar(x=[w.isoformat() for w in weeks], y=[None if v is None else float(v) for v in rec],
+                          name="valorisation finale (R0–R11)", marker_color="#000091"))
+    fig2.add_trace(go.Bar(x=[w.isoformat() for w in weeks], y=[None if v is None else float(v) for v in dis],
+                          name="élimination finale (D1–D12)", marker_color="#e1000f"))
+    chart2 = {
+        "id": "valorisation", "title": "Tonnes valorisées et éliminées",
+        "caption": "Tonnes traitées par une opération finale de valorisation ou d'élimination, par semaine",
+        "alt": f"Barres empilées par semaine. Sur la période : {fmt(all_t['final_recovery_t'], 1)} t valorisées et "
+               f"{fmt(all_t['final_disposal_t'], 1)} t éliminées"
+               + ("" if all_t["recovery_rate"] is None else f", soit un taux de valorisation de {fmt(all_t['recovery_rate'] * 100, 1)} %")
+               + ". Les opérations intermédiaires (regroupement, entreposage) ne sont pas comptées.",
+        "table": {"caption": "Tonnes valorisées et éliminées par semaine (tous types de bordereaux)",
+                  "header": ["Semaine", "Valorisation finale (t)", "Élimination finale (t)"],
+                  "rows": [[w.strftime("%d/%m/%Y"), fmt(r, 2), fmt(d, 2)] for w, r, d in zip(weeks, rec, dis)]},
+        "spec": _spec(fig2),
+    }
+
+    # 3. map: tonnes received per département
+    published = [f for f in flows if not f["is_suppressed"]]
+    fig3 = go.Figure(layout=dict(_LAYOUT, margin=dict(l=0, r=0, t=10, b=0),
+                                 geo=dict(visible=False, projection=dict(type="mercator"),
+                                          # metropolitan France; overseas départements are in the table
+                                          lonaxis=dict(range=[-5.5, 10.0]), lataxis=dict(range=[41.2, 51.3]))))
+    fig3.add_trace(go.Choropleth(
+        geojson=geo, featureidkey="properties.code",
+        locations=[f["code_departement"] for f in published],
+        z=[float(f["quantity_accepted_t"]) for f in published],
+        text=[f["nom_departement"] or f["code_departement"] for f in published],
+        colorscale=[[0, "#e3e3fd"], [1, "#000091"]], marker_line_color="#fff", marker_line_width=0.5,
+        colorbar=dict(title="tonnes"), hovertemplate="%{text} : %{z:,.1f} t<extra></extra>", name="tonnes reçues"))
+    secret_codes = [f["code_departement"] for f in flows if f["is_suppressed"]]
+    if secret_codes:
+        fig3.add_trace(go.Choropleth(geojson=geo, featureidkey="properties.code", locations=secret_codes,
+                                     z=[0] * len(secret_codes), colorscale=[[0, "#cccccc"], [1, "#cccccc"]],
+                                     showscale=False, hovertemplate="%{location} : secret statistique<extra></extra>",
+                                     marker_line_color="#fff", marker_line_width=0.5, name="secret"))
+    top = sorted(published, key=lambda f: f["quantity_accepted_t"], reverse=True)[:3]
+    chart3 = {
+        "id": "carte", "title": "Déchets reçus par département", "map": True,
+        "caption": "Tonnes de déchets reçues par les sites de chaque département",
+        "alt": (f"Carte des départements de métropole (l'outre-mer figure dans le tableau). {len(published)} départements publiés, {len(secret_codes)} sous secret "
+                "statistique (en gris). "
+                + ("Départements recevant le plus : " + ", ".join(
+                    f"{f['nom_departement'] or f['code_departement']} ({fmt(f['quantity_accepted_t'], 1)} t)" for f in top) + "."
+                   if top else "Aucun département ne peut être publié.")),
+        "table": {"caption": f"Tonnes reçues par département du {flows[0]['period_start']:%d/%m/%Y} au "
+                             f"{flows[0]['period_end']:%d/%m/%Y}" if flows else "Tonnes reçues par département",
+                  "header": ["Département", "Tonnes reçues", "Établissements destinataires"],
+                  "rows": [[f"{f['code_departement']} {f['nom_departement'] or ''}".strip(), fmt(f["quantity_accepted_t"], 1),
+                            fmt(f["n_establishments"])] for f in flows]},
+        "spec": _spec(fig3),
+    }
+
+    charts = [chart1, chart2, chart3]
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("stats_page.html.j2").render(
+        cards=cards, charts=charts, chart_ids=json.dumps([c["id"] for c in charts]),
+        period_start=all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
+        data_as_of=(info["data_as_of"] or "")[:10], plotly_version=_plotlyjs_version(),
+        generated_at=datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC"))
+    values = sensitive_values(dsn, settings)
+    with publish_folder(out_dir, values) as tmp:
+        (tmp / "index.html").write_text(html, encoding="utf-8")
+        (tmp / "dsfr.css").write_text((TEMPLATES / "dsfr.css").read_text(encoding="utf-8"), encoding="utf-8")
+        (tmp / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+        write_manifest(tmp, {**info, "charts": [c["id"] for c in charts]})
+    return out_dir / "index.html"
+
+
+def _plotlyjs_version() -> str:
+    from plotly.offline import get_plotlyjs_version
+
+    return get_plotlyjs_version()
+
+
