@@ -40,7 +40,7 @@ import typer
 from psycopg2 import sql
 
 from .errors import InputFileError, TdwError
-from .loading import Column, TableSpec, file_sha256, read_rows
+from .loading import Column, TableSpec, copy_rows, file_sha256, read_rows
 from .loading import convert_value  # the same value checks as every CSV loader
 
 SCHEMA = "raw_icpe"
@@ -268,31 +268,9 @@ def _ensure_tables(cur) -> None:
         )
 
 
-def _escape(value) -> str:
-    if value is None:
-        return r"\N"
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _copy(cur, table: str, columns: list[str], rows: Iterable[list], batch: int = 20000) -> int:
-    """Stream ``rows`` into ``raw_icpe.<table>`` with COPY, ``batch`` rows at a time (flat memory)."""
-    stmt = sql.SQL("copy {}.{} ({}) from stdin").format(
-        sql.Identifier(SCHEMA), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    ).as_string(cur)
-    buf, n, pending = io.StringIO(), 0, 0
-    for row in rows:
-        buf.write("\t".join(_escape(v) for v in row))
-        buf.write("\n")
-        n += 1
-        pending += 1
-        if pending >= batch:
-            buf.seek(0)
-            cur.copy_expert(stmt, buf)
-            buf, pending = io.StringIO(), 0
-    if pending:
-        buf.seek(0)
-        cur.copy_expert(stmt, buf)
-    return n
+def _copy(cur, table: str, columns: list[str], rows: Iterable[list]) -> int:
+    """Stream ``rows`` into ``raw_icpe.<table>`` (see :func:`tdw.loading.copy_rows`)."""
+    return copy_rows(cur, SCHEMA, table, columns, rows)
 
 
 @dataclass(frozen=True)

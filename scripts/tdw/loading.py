@@ -125,10 +125,10 @@ def convert_value(value: str, col: Column, path: Path, line: int | None):
     return v
 
 
-def _copy_escape(value: str | None) -> str:
+def _copy_escape(value) -> str:
     if value is None:
         return r"\N"
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
@@ -211,10 +211,14 @@ def _create_new_table(cur, spec: TableSpec, name: str) -> None:
     )
 
 
-def _copy_rows(cur, spec: TableSpec, name: str, rows: Iterable[list[str | None]], batch: int = 20000) -> int:
-    columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in spec.columns)
-    stmt = sql.SQL("copy {}.{} ({}) from stdin").format(sql.Identifier(spec.schema), sql.Identifier(name), columns)
-    stmt = stmt.as_string(cur)
+def copy_rows(cur, schema: str, table: str, columns: list[str], rows: Iterable[list], batch: int = 20000) -> int:
+    """Stream ``rows`` into ``schema.table (columns)`` with COPY, ``batch`` rows at a time (flat memory).
+
+    Values are written as text (``None`` → NULL). Returns the number of rows copied.
+    """
+    stmt = sql.SQL("copy {}.{} ({}) from stdin").format(
+        sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    ).as_string(cur)
     buf = io.StringIO()
     n = pending = 0
     for row in rows:
@@ -284,7 +288,7 @@ def load_files(conn, batch: list[tuple[TableSpec, Path]], progress: Callable[[st
                 new = f"{spec.table}__new"
                 cur.execute(sql.SQL("drop table if exists {}.{}").format(sql.Identifier(spec.schema), sql.Identifier(new)))
                 _create_new_table(cur, spec, new)
-                n = _copy_rows(cur, spec, new, read_rows(spec, path))
+                n = copy_rows(cur, spec.schema, new, [c.name for c in spec.columns], read_rows(spec, path))
                 if n == 0:
                     raise InputFileError(path, None, None, "no data rows")
                 counts[spec.qualified] = n
