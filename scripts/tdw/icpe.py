@@ -26,7 +26,6 @@ and the CRS are kept. A point that converts outside the declared CRS's area of u
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
