@@ -9,8 +9,9 @@ Steps, in order (ARCHITECTURE.md § Data flow):
 4. ICPE extracts → ``raw_icpe``: the real registry extract and, for the simulated source, the
    simulator's extract of its generated sites; an extract already loaded unchanged is skipped;
 5. extract production → ``raw_trackdechets`` (incremental on ``updatedAt``);
-6. ``dbt build``: seeds, models, snapshots and every dbt test;
-7. summary: rows per schema, ICPE alerts per kind and département.
+7. ``dbt source freshness``, then ``dbt build`` of the published schemas under ``__next``;
+8. publish (blue/green swap, see :mod:`tdw.publish`), refresh the API's row-level-secured copies;
+9. summary: rows per schema, ICPE conformity alerts per kind and département.
 """
 
 from __future__ import annotations
@@ -207,4 +208,13 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
         with runlog.step("publish"):
             publish.swap(dsn, settings)
             console.print("  published: marts and replica swapped in", highlight=False)
+        with runlog.step("api_refresh") as detail:
+            from .api import security
+
+            security.setup(dsn, settings)
+            detail.update(security.refresh(dsn, settings))
+            console.print(f"  API tables refreshed: {sum(detail.values()):,} rows", highlight=False)
         print_summary(dsn)
+        from .icpe_summary import print_alert_summary
+
+        print_alert_summary(dsn, console=Console())

@@ -1,0 +1,278 @@
+{#- Grain: site (SIRET) x capacity rubrique (with alinéa) x day (Europe/Paris) on which the site
+    processed, received or (2718) sent out waste covered by the rubrique (METRICS.md § ICPE
+    conformity). Capacity rubriques: daily (2770, 2790, 2771, 2791; t/j), annual (2760-x; t/an),
+    storage (2718; t).
+
+    - processed_t: tonnes processed that day (operation date) under operation codes mapped to the
+      rubrique, compared with the daily authorised quantity;
+    - ytd_received_t: tonnes received from 1 January to that day (operation performed, else
+      planned, mapped to the rubrique), compared with the yearly authorised quantity;
+    - theoretical_stock_t (2718): cumulative tonnes received for intermediate operations covered
+      by 2718 (performed, else planned) minus hazardous tonnes the site sent out as emitter or
+      temporary storer (taken over), at the end of the day, compared with the authorised quantity.
+    Accepted tonnes (received − refused); outliers count 0 (METRICS.md). The authorised quantity is
+    that of the versions in force on the day (int_icpe__authorisations; several installations of
+    one SIRET add up); a check is only made when every version in force has the rule's unit
+    (t/j, t/an, t), else is_unit_comparable is false and the alerts mart reports unit_not_comparable. -#}
+{{
+    config(
+        materialized='table',
+        indexes=[
+            {'columns': ['daily_processing_id'], 'unique': true},
+            {'columns': ['siret', 'rubrique_alinea', 'day']},
+        ],
+    )
+}}
+
+with
+
+authorisations as (
+    select *
+    from {{ ref('int_icpe__authorisations') }}
+    where siret is not null and capacity_kind is not null
+),
+
+site_rubriques as (
+    select distinct
+        siret,
+        rubrique,
+        alinea,
+        rubrique_alinea,
+        capacity_kind
+    from authorisations
+),
+
+-- each flow is aggregated per site, rubrique and day before they are put together
+processed as (
+    select
+        siret,
+        rubrique_alinea,
+        processed_date as day,
+        sum(counted_quantity_t) as processed_t,
+        count(*) as n_movements_processed
+    from {{ ref('int_icpe_conformity__coverage') }}
+    where capacity_kind is not null and processed_date is not null
+    group by siret, rubrique_alinea, processed_date
+),
+
+received as (
+    select
+        siret,
+        rubrique_alinea,
+        received_date as day,
+        sum(counted_quantity_t) as received_t,
+        count(*) as n_movements_received,
+        sum(case when capacity_kind = 'storage' then counted_quantity_t else 0 end) as stock_in_t
+    from {{ ref('int_icpe_conformity__coverage') }}
+    where capacity_kind is not null and received_date is not null
+    group by siret, rubrique_alinea, received_date
+),
+
+-- hazardous waste leaving a site that holds 2718 (taken over), outliers left out
+outflows as (
+    select
+        site_rubriques.siret,
+        site_rubriques.rubrique_alinea,
+        {{ local_date_if_valid('movements.taken_over_at') }} as day,
+        sum(greatest(coalesce(movements.quantity_declared_t, movements.quantity_received_t, 0), 0)) as stock_out_t
+    from {{ ref('int_movements') }} as movements
+    inner join site_rubriques on movements.origin_siret = site_rubriques.siret
+    where
+        site_rubriques.capacity_kind = 'storage'
+        and movements.taken_over_at is not null
+        and movements.is_hazardous
+        and not coalesce(movements.is_quantity_outlier, false)
+        and movements.destination_siret is distinct from movements.origin_siret
+    group by site_rubriques.siret, site_rubriques.rubrique_alinea, {{ local_date_if_valid('movements.taken_over_at') }}
+),
+
+events as (
+    select
+        siret,
+        rubrique_alinea,
+        day,
+        processed_t,
+        n_movements_processed,
+        0::numeric as received_t,
+        0::bigint as n_movements_received,
+        0::numeric as stock_in_t,
+        0::numeric as stock_out_t
+    from processed
+    union all
+    select
+        siret,
+        rubrique_alinea,
+        day,
+        0::numeric as processed_t,
+        0::bigint as n_movements_processed,
+        received_t,
+        n_movements_received,
+        stock_in_t,
+        0::numeric as stock_out_t
+    from received
+    union all
+    select
+        siret,
+        rubrique_alinea,
+        day,
+        0::numeric as processed_t,
+        0::bigint as n_movements_processed,
+        0::numeric as received_t,
+        0::bigint as n_movements_received,
+        0::numeric as stock_in_t,
+        stock_out_t
+    from outflows
+    where day is not null
+),
+
+days as (
+    select
+        site_rubriques.siret,
+        site_rubriques.rubrique,
+        site_rubriques.alinea,
+        site_rubriques.rubrique_alinea,
+        site_rubriques.capacity_kind,
+        events.day,
+        sum(events.processed_t) as processed_t,
+        sum(events.n_movements_processed) as n_movements_processed,
+        sum(events.received_t) as received_t,
+        sum(events.n_movements_received) as n_movements_received,
+        sum(events.stock_in_t) as stock_in_t,
+        sum(events.stock_out_t) as stock_out_t
+    from events
+    inner join site_rubriques
+        on
+            events.siret = site_rubriques.siret
+            and events.rubrique_alinea = site_rubriques.rubrique_alinea
+    group by
+        site_rubriques.siret,
+        site_rubriques.rubrique,
+        site_rubriques.alinea,
+        site_rubriques.rubrique_alinea,
+        site_rubriques.capacity_kind,
+        events.day
+),
+
+running as (
+    select
+        *,
+        sum(received_t) over (
+            partition by siret, rubrique_alinea, date_trunc('year', day)
+            order by day rows between unbounded preceding and current row
+        ) as ytd_received_t,
+        case
+            when capacity_kind = 'storage'
+                then sum(stock_in_t - stock_out_t) over (
+                    partition by siret, rubrique_alinea
+                    order by day rows between unbounded preceding and current row
+                )
+        end as theoretical_stock_t
+    from days
+),
+
+-- versions in force on the day (several installations of one SIRET add up)
+authorised as (
+    select
+        running.siret,
+        running.rubrique_alinea,
+        running.capacity_kind,
+        running.day,
+        count(authorisations.authorisation_id) as n_authorisations_in_force,
+        string_agg(authorisations.authorisation_id, ',' order by authorisations.authorisation_id) as authorisation_ids,
+        min(authorisations.s3ic_id) as s3ic_id,
+        min(authorisations.departement_code) as departement_code,
+        bool_and(
+            authorisations.unit = case running.capacity_kind
+                when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
+            end
+            and authorisations.authorised_quantity is not null
+        ) as is_unit_comparable,
+        sum(authorisations.authorised_quantity) as authorised_quantity,
+        string_agg(distinct authorisations.unit, ', ') as authorised_unit,
+        string_agg(distinct coalesce(authorisations.unit_raw, '(none)'), ', ') as authorised_unit_raw,
+        case
+            when count(distinct coalesce(authorisations.unit_raw, '')) = 1
+                then sum(authorisations.authorised_quantity_raw)
+        end as authorised_quantity_raw,
+        string_agg(
+            distinct coalesce(
+                authorisations.unit_not_comparable_reason,
+                'unit ' || authorisations.unit || ' where the rule compares '
+                || case running.capacity_kind
+                    when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
+                end
+            ),
+            '; '
+        ) filter (
+            where authorisations.unit is distinct from case running.capacity_kind
+                when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
+            end
+            or authorisations.authorised_quantity is null
+        ) as unit_not_comparable_reason
+    from running
+    left join authorisations
+        on
+            running.siret = authorisations.siret
+            and running.rubrique_alinea = authorisations.rubrique_alinea
+            and authorisations.is_in_force
+            and (authorisations.valid_from is null or running.day >= authorisations.valid_from)
+            and (authorisations.valid_to is null or running.day < authorisations.valid_to)
+    group by
+        running.siret, running.rubrique, running.alinea, running.rubrique_alinea, running.capacity_kind, running.day
+),
+
+final as (
+    select
+        md5(running.siret || '|' || running.rubrique_alinea || '|' || running.day::text) as daily_processing_id,
+        running.siret,
+        authorised.s3ic_id,
+        authorised.departement_code,
+        running.rubrique,
+        running.alinea,
+        running.rubrique_alinea,
+        running.capacity_kind,
+        running.day,
+        running.processed_t,
+        running.n_movements_processed::bigint as n_movements_processed,
+        running.received_t,
+        running.n_movements_received::bigint as n_movements_received,
+        running.ytd_received_t,
+        running.stock_in_t,
+        running.stock_out_t,
+        running.theoretical_stock_t,
+        authorised.n_authorisations_in_force,
+        authorised.authorisation_ids,
+        case when authorised.n_authorisations_in_force > 0 then authorised.is_unit_comparable end
+            as is_unit_comparable,
+        case when authorised.is_unit_comparable then authorised.authorised_quantity end as authorised_quantity,
+        case running.capacity_kind
+            when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
+        end as rule_unit,
+        authorised.authorised_unit,
+        authorised.authorised_quantity_raw,
+        authorised.authorised_unit_raw,
+        authorised.unit_not_comparable_reason,
+        coalesce(
+            running.capacity_kind = 'daily' and authorised.is_unit_comparable
+            and running.processed_t > authorised.authorised_quantity,
+            false
+        ) as is_daily_capacity_exceeded,
+        coalesce(
+            running.capacity_kind = 'annual' and authorised.is_unit_comparable
+            and running.ytd_received_t > authorised.authorised_quantity,
+            false
+        ) as is_annual_capacity_exceeded,
+        coalesce(
+            running.capacity_kind = 'storage' and authorised.is_unit_comparable
+            and running.theoretical_stock_t > authorised.authorised_quantity,
+            false
+        ) as is_storage_threshold_exceeded
+    from running
+    inner join authorised
+        on
+            running.siret = authorised.siret
+            and running.rubrique_alinea = authorised.rubrique_alinea
+            and running.day = authorised.day
+)
+
+select * from final
