@@ -1,0 +1,121 @@
+{#- Open data: distances travelled by the waste (METRICS.md § Distances), secret statistique
+    applied (METRICS.md § Secret statistique).
+
+    Grain: quarter (reception date, Europe/Paris, complete quarters only) × BSD type × origin
+    région × destination région. Tonnes carried = tonnes received at the destination (outliers
+    excluded); mean_distance_km = tonne_km / tonnes_with_distance_t (tonnage-weighted over the
+    movements whose both ends are located, km); unknown locations give no distance.
+    Suppressed (every figure null, suppression_reason set) when fewer than
+    var('tdw_secret_min_establishments') distinct origin or destination establishments
+    contribute, or one of them carries more than var('tdw_secret_max_share') of the tonnes. -#}
+with
+
+movements as (
+    select * from {{ ref('od_int_published_movements') }}
+),
+
+per_origin as (
+    select
+        quarter_start,
+        bsd_type,
+        origin_code_region,
+        destination_code_region,
+        origin_siret,
+        sum(quantity_received_t) as quantity_t
+    from movements
+    where origin_siret is not null
+    group by quarter_start, bsd_type, origin_code_region, destination_code_region, origin_siret
+),
+
+per_destination as (
+    select
+        quarter_start,
+        bsd_type,
+        origin_code_region,
+        destination_code_region,
+        destination_siret,
+        sum(quantity_received_t) as quantity_t
+    from movements
+    where destination_siret is not null
+    group by quarter_start, bsd_type, origin_code_region, destination_code_region, destination_siret
+),
+
+origin_stats as (
+    select
+        quarter_start,
+        bsd_type,
+        origin_code_region,
+        destination_code_region,
+        count(*) as n_establishments,
+        max(quantity_t) / nullif(sum(quantity_t), 0) as largest_share
+    from per_origin
+    group by quarter_start, bsd_type, origin_code_region, destination_code_region
+),
+
+destination_stats as (
+    select
+        quarter_start,
+        bsd_type,
+        origin_code_region,
+        destination_code_region,
+        count(*) as n_establishments,
+        max(quantity_t) / nullif(sum(quantity_t), 0) as largest_share
+    from per_destination
+    group by quarter_start, bsd_type, origin_code_region, destination_code_region
+),
+
+cells as (
+    select
+        quarter_start,
+        bsd_type,
+        origin_code_region,
+        destination_code_region,
+        count(*) as n_movements,
+        sum(quantity_received_t) as quantity_received_t,
+        coalesce(sum(quantity_received_t) filter (where distance_km is not null), 0) as tonnes_with_distance_t,
+        coalesce(sum(quantity_received_t) filter (where distance_km is null), 0) as tonnes_unknown_distance_t,
+        sum(tonne_km) as tonne_km
+    from movements
+    group by quarter_start, bsd_type, origin_code_region, destination_code_region
+),
+
+assessed as (
+    select
+        cells.*,
+        coalesce(o.n_establishments, 0) as n_origin_establishments,
+        coalesce(d.n_establishments, 0) as n_destination_establishments,
+        {{ secret_statistique_reason(
+            'least(coalesce(o.n_establishments, 0), coalesce(d.n_establishments, 0))',
+            'greatest(o.largest_share, d.largest_share)') }} as suppression_reason
+    from cells
+    left join origin_stats as o
+        on
+            cells.quarter_start = o.quarter_start and cells.bsd_type = o.bsd_type
+            and cells.origin_code_region is not distinct from o.origin_code_region
+            and cells.destination_code_region is not distinct from o.destination_code_region
+    left join destination_stats as d
+        on
+            cells.quarter_start = d.quarter_start and cells.bsd_type = d.bsd_type
+            and cells.origin_code_region is not distinct from d.origin_code_region
+            and cells.destination_code_region is not distinct from d.destination_code_region
+)
+
+select
+    quarter_start::date as quarter_start,
+    (quarter_start + interval '3 months' - interval '1 day')::date as quarter_end,
+    bsd_type::text as bsd_type,
+    origin_code_region::text as origin_code_region,
+    destination_code_region::text as destination_code_region,
+    (case when suppression_reason is null then n_movements end)::bigint as n_movements,
+    (case when suppression_reason is null then quantity_received_t end)::numeric as quantity_received_t,
+    (case when suppression_reason is null then tonnes_unknown_distance_t end)::numeric as tonnes_unknown_distance_t,
+    (case when suppression_reason is null then tonne_km end)::double precision as tonne_km,
+    (case
+        when suppression_reason is null and tonnes_with_distance_t > 0
+            then tonne_km / tonnes_with_distance_t::double precision
+    end)::double precision as mean_distance_km,
+    n_origin_establishments::bigint as n_origin_establishments,
+    n_destination_establishments::bigint as n_destination_establishments,
+    (suppression_reason is not null)::boolean as is_suppressed,
+    suppression_reason::text as suppression_reason
+from assessed

@@ -1,0 +1,168 @@
+{#- Public statistics page and open data: totals since the start, per BSD type and over all types
+    (bsd_type = 'ALL'), over exactly the complete weeks that mart_public_weekly_stats publishes
+    (same definitions: METRICS.md § Bordereaux and movements, § Operation codes, § Recovery rate).
+
+    Counts: BSDs created / emitted / received / processed at their final destination; tonnes
+    processed at the final destination and treated by a final recovery / disposal operation
+    (accepted tonnes, outliers excluded, by operation date). recovery_rate = final recovery /
+    (final recovery + final disposal). Secret statistique (METRICS.md): a count is null when fewer
+    than var('tdw_secret_min_establishments') establishments contribute; tonnes and rate are null
+    (tonnes_suppression_reason) under both rules over the treatment establishments. -#}
+with
+
+weeks as (
+    select
+        min(iso_week_start) as period_start,
+        max(iso_week_end) as period_end
+    from {{ ref('mart_public_weekly_stats') }}
+),
+
+bordereaux as (
+    select * from {{ ref('fct_bordereaux') }}
+),
+
+events as (
+    select
+        'created' as event_kind,
+        bsd_type,
+        created_date as event_date,
+        emitter_siret as siret
+    from bordereaux
+    union all
+    select
+        'emitted' as event_kind,
+        bsd_type,
+        emitted_date as event_date,
+        emitter_siret as siret
+    from bordereaux
+    union all
+    select
+        'received' as event_kind,
+        bsd_type,
+        received_date as event_date,
+        destination_siret as siret
+    from bordereaux
+    union all
+    select
+        'processed' as event_kind,
+        bsd_type,
+        processed_date as event_date,
+        destination_siret as siret
+    from bordereaux
+),
+
+event_counts as (
+    select
+        coalesce(events.bsd_type, 'ALL') as bsd_type,
+        events.event_kind,
+        count(*) as n_bordereaux,
+        count(distinct events.siret) as n_establishments
+    from events
+    cross join weeks
+    where events.event_date between weeks.period_start and weeks.period_end
+    group by grouping sets ((events.event_kind, events.bsd_type), (events.event_kind))
+),
+
+movements as (
+    select movements.*
+    from {{ ref('fct_movements') }} as movements
+    cross join weeks
+    where
+        not movements.is_quantity_outlier
+        and movements.quantity_accepted_t is not null
+        and movements.processed_date between weeks.period_start and weeks.period_end
+),
+
+tonnes_per_establishment as (
+    select
+        coalesce(bsd_type, 'ALL') as bsd_type,
+        destination_siret,
+        sum(quantity_accepted_t) filter (where destination_role = 'destination') as processed_t,
+        sum(quantity_accepted_t) filter (where operation_class = 'final_recovery') as final_recovery_t,
+        sum(quantity_accepted_t) filter (where operation_class = 'final_disposal') as final_disposal_t
+    from movements
+    group by grouping sets ((bsd_type, destination_siret), (destination_siret))
+),
+
+tonnes as (
+    select
+        bsd_type,
+        coalesce(sum(processed_t), 0) as processed_t,
+        coalesce(sum(final_recovery_t), 0) as final_recovery_t,
+        coalesce(sum(final_disposal_t), 0) as final_disposal_t,
+        count(distinct destination_siret) as n_treatment_establishments,
+        max(coalesce(processed_t, 0) + coalesce(final_recovery_t, 0) + coalesce(final_disposal_t, 0))
+        / nullif(sum(coalesce(processed_t, 0) + coalesce(final_recovery_t, 0) + coalesce(final_disposal_t, 0)), 0)
+            as largest_establishment_share
+    from tonnes_per_establishment
+    group by bsd_type
+),
+
+types as (
+    select bsd_type
+    from (values ('ALL'), ('BSDD'), ('BSDA'), ('BSFF'), ('BSDASRI'), ('BSVHU'), ('BSPAOH')) as bsd_types (bsd_type)
+),
+
+typed_periods as (
+    select
+        types.bsd_type,
+        weeks.period_start,
+        weeks.period_end
+    from types
+    cross join weeks
+),
+
+assembled as (
+    select
+        types.bsd_type,
+        types.period_start,
+        types.period_end,
+        {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
+            coalesce({{ kind }}.n_bordereaux, 0) as n_{{ kind }}_raw,
+            coalesce({{ kind }}.n_establishments, 0) as n_{{ kind }}_establishments,
+        {%- endfor %}
+        coalesce(tonnes.processed_t, 0) as processed_t_raw,
+        coalesce(tonnes.final_recovery_t, 0) as final_recovery_t_raw,
+        coalesce(tonnes.final_disposal_t, 0) as final_disposal_t_raw,
+        coalesce(tonnes.n_treatment_establishments, 0) as n_treatment_establishments,
+        tonnes.largest_establishment_share
+    from
+        typed_periods as types
+    {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
+        left join event_counts as {{ kind }}
+            on types.bsd_type = {{ kind }}.bsd_type and {{ kind }}.event_kind = '{{ kind }}'
+    {%- endfor %}
+    left join tonnes on types.bsd_type = tonnes.bsd_type
+),
+
+reasoned as (
+    select
+        assembled.*,
+        case
+            when assembled.n_treatment_establishments > 0
+                then {{ secret_statistique_reason('n_treatment_establishments', 'largest_establishment_share') }}
+        end as tonnes_suppression_reason
+    from assembled
+)
+
+select
+    bsd_type::text as bsd_type,
+    period_start::date as period_start,
+    period_end::date as period_end,
+    {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
+        (case
+            when
+                {{ secret_statistique_reason('n_' ~ kind ~ '_establishments', 'null') }} is null
+                or n_{{ kind }}_raw = 0
+                then n_{{ kind }}_raw
+        end)::bigint as n_{{ kind }},
+    {%- endfor %}
+    (case when tonnes_suppression_reason is null then processed_t_raw end)::numeric as processed_t,
+    (case when tonnes_suppression_reason is null then final_recovery_t_raw end)::numeric as final_recovery_t,
+    (case when tonnes_suppression_reason is null then final_disposal_t_raw end)::numeric as final_disposal_t,
+    (case
+        when tonnes_suppression_reason is null and final_recovery_t_raw + final_disposal_t_raw > 0
+            then final_recovery_t_raw / (final_recovery_t_raw + final_disposal_t_raw)
+    end)::numeric as recovery_rate,
+    tonnes_suppression_reason::text as tonnes_suppression_reason
+from reasoned

@@ -1,0 +1,112 @@
+{#- Open data: tonnes moved between départements by quarter (METRICS.md § Waste flows), with the
+    secret statistique applied (METRICS.md § Secret statistique).
+
+    Grain: quarter (reception date, Europe/Paris, complete quarters only) × origin département ×
+    destination département. Tonnes accepted at the destination (received − refused); unknown
+    départements are null. A cell is suppressed (n_movements and quantity_accepted_t null,
+    suppression_reason set) when fewer than var('tdw_secret_min_establishments') distinct origin
+    establishments or destination establishments contribute, or when one establishment (on
+    either side) carries more than var('tdw_secret_max_share') of the tonnes. Origins without a
+    SIRET (private individuals) are not counted as contributors. -#}
+with
+
+movements as (
+    select * from {{ ref('od_int_published_movements') }}
+    where quantity_accepted_t is not null
+),
+
+per_origin as (
+    select
+        quarter_start,
+        origin_code_departement,
+        destination_code_departement,
+        origin_siret,
+        sum(quantity_accepted_t) as quantity_t
+    from movements
+    where origin_siret is not null
+    group by quarter_start, origin_code_departement, destination_code_departement, origin_siret
+),
+
+per_destination as (
+    select
+        quarter_start,
+        origin_code_departement,
+        destination_code_departement,
+        destination_siret,
+        sum(quantity_accepted_t) as quantity_t
+    from movements
+    where destination_siret is not null
+    group by quarter_start, origin_code_departement, destination_code_departement, destination_siret
+),
+
+origin_stats as (
+    select
+        quarter_start,
+        origin_code_departement,
+        destination_code_departement,
+        count(*) as n_origin_establishments,
+        max(quantity_t) / nullif(sum(quantity_t), 0) as largest_origin_share
+    from per_origin
+    group by quarter_start, origin_code_departement, destination_code_departement
+),
+
+destination_stats as (
+    select
+        quarter_start,
+        origin_code_departement,
+        destination_code_departement,
+        count(*) as n_destination_establishments,
+        max(quantity_t) / nullif(sum(quantity_t), 0) as largest_destination_share
+    from per_destination
+    group by quarter_start, origin_code_departement, destination_code_departement
+),
+
+cells as (
+    select
+        quarter_start,
+        origin_code_departement,
+        destination_code_departement,
+        min(origin_code_region) as origin_code_region,
+        min(destination_code_region) as destination_code_region,
+        count(*) as n_movements,
+        sum(quantity_accepted_t) as quantity_accepted_t
+    from movements
+    group by quarter_start, origin_code_departement, destination_code_departement
+),
+
+assessed as (
+    select
+        cells.*,
+        coalesce(o.n_origin_establishments, 0) as n_origin_establishments,
+        coalesce(d.n_destination_establishments, 0) as n_destination_establishments,
+        {{ secret_statistique_reason(
+            'least(coalesce(o.n_origin_establishments, 0), coalesce(d.n_destination_establishments, 0))',
+            'greatest(o.largest_origin_share, d.largest_destination_share)') }} as suppression_reason
+    from cells
+    left join origin_stats as o
+        on
+            cells.quarter_start = o.quarter_start
+            and cells.origin_code_departement is not distinct from o.origin_code_departement
+            and cells.destination_code_departement is not distinct from o.destination_code_departement
+    left join destination_stats as d
+        on
+            cells.quarter_start = d.quarter_start
+            and cells.origin_code_departement is not distinct from d.origin_code_departement
+            and cells.destination_code_departement is not distinct from d.destination_code_departement
+)
+
+select
+    quarter_start::date as quarter_start,
+    (quarter_start + interval '3 months' - interval '1 day')::date as quarter_end,
+    origin_code_departement::text as origin_code_departement,
+    origin_code_region::text as origin_code_region,
+    destination_code_departement::text as destination_code_departement,
+    destination_code_region::text as destination_code_region,
+    (origin_code_departement = destination_code_departement)::boolean as is_intra_departement,
+    (case when suppression_reason is null then n_movements end)::bigint as n_movements,
+    (case when suppression_reason is null then quantity_accepted_t end)::numeric as quantity_accepted_t,
+    n_origin_establishments::bigint as n_origin_establishments,
+    n_destination_establishments::bigint as n_destination_establishments,
+    (suppression_reason is not null)::boolean as is_suppressed,
+    suppression_reason::text as suppression_reason
+from assessed

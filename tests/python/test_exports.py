@@ -1,0 +1,330 @@
+"""Exports on the marts (issue 8): open data, stats page, inspection sheet, data.gouv.fr publisher.
+
+The marts are built once for the module from a small simulated source (real PostgreSQL, real dbt);
+headless Chromium (Debian package ``chromium``) and ``pdftoppm`` (``poppler-utils``) are used when
+installed, else those checks are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+from email.parser import BytesParser
+from email.policy import default as email_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg2
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import query
+from tdw import db
+from tdw.dbt import run_dbt
+from tdw.errors import TdwError
+from tdw.extract import extract
+from tdw.icpe import load_icpe
+from tdw.reference import load_reference
+from tdw.simulator import simulate
+
+pytestmark = pytest.mark.slow
+SCALE = 800
+
+
+def _dbt(settings, dsn: str, *args: str) -> None:
+    code = run_dbt(settings, list(args), dsn=dsn, check=False)
+    assert code == 0, f"dbt {' '.join(args)} failed (exit {code})"
+
+
+@pytest.fixture(scope="module")
+def wh(pg_base_uri, settings, tmp_path_factory):
+    """Warehouse DSN with the marts (open data, public, ICPE) built from a small simulated source."""
+    suffix = tmp_path_factory.mktemp("exports").name.replace("-", "_").lower()
+    src_name, wh_name = f"src_{suffix}", f"wh_{suffix}"
+    db.ensure_database(pg_base_uri, src_name)
+    db.ensure_database(pg_base_uri, wh_name)
+    src, dsn = db._with_database(pg_base_uri, src_name), db._with_database(pg_base_uri, wh_name)
+    db.bootstrap_warehouse(dsn, settings)
+    out = tmp_path_factory.mktemp("sim")
+    simulate(src, scale=SCALE, seed=5, out_dir=out)
+    with contextlib.closing(psycopg2.connect(dsn)) as conn:
+        load_reference(conn, settings.reference_dir)
+    if (out / "icpe").is_dir():
+        load_icpe(dsn, out / "icpe", source_label="simulated")
+    extract(src, dsn)
+    _dbt(settings, dsn, "build", "--select", "+path:models/marts/open_data", "+mart_icpe_conformity_alerts", "+dim_waste_codes",
+         "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
+    _dbt(settings, dsn, "test", "--select", "path:models/marts/open_data")
+    old = {k: os.environ.get(k) for k in ("TDW_HOME", "TDW_DATA_DIR", "TDW_EXPORT_DIR")}
+    os.environ.update(TDW_HOME=str(settings.home), TDW_DATA_DIR=str(settings.data_dir),
+                      TDW_EXPORT_DIR=str(tmp_path_factory.mktemp("exportdir")))
+    yield dsn
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in (src_name, wh_name):
+                cur.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="module")
+def open_data(wh, tmp_path_factory):
+    from tdw.exports.open_data import export_open_data
+
+    out = tmp_path_factory.mktemp("od") / "open-data"
+    return out, export_open_data(wh, out)
+
+
+def _all_text(folder: Path) -> str:
+    """Every file of an export as text (Parquet string columns included)."""
+    parts = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix == ".parquet":
+            t = pq.read_table(p)
+            parts += [str(v) for c in t.columns for v in c.to_pylist()]
+        elif p.suffix in (".csv", ".json", ".html", ".css"):
+            parts.append(p.read_text(encoding="utf-8"))
+    return "\n".join(parts)
+
+
+def test_open_data_valid_datapackage_and_manifest(wh, open_data):
+    from frictionless import Package
+
+    out, manifest = open_data
+    report = Package(str(out / "datapackage.json")).validate()
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
+    for r in manifest["resources"]:
+        table = r["source"].split(".")[1]
+        assert r["rows"] == query(wh, f"select count(*) from marts.{table}")[0][0]
+        assert pq.read_metadata(out / r["parquet"]).num_rows == r["rows"]
+    for f in manifest["files"]:
+        assert hashlib.sha256((out / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    assert manifest["data_as_of"]
+    assert not list(out.parent.glob(".open-data.*")), "temporary folders left behind"
+
+
+def test_cell_under_threshold_is_suppressed(wh, open_data):
+    out, _ = open_data
+    small = query(wh, """select quarter_start, origin_code_departement, destination_code_departement, is_suppressed,
+                                quantity_accepted_t, suppression_reason
+                         from marts.od_waste_flows
+                         where least(n_origin_establishments, n_destination_establishments) < 3""")
+    assert small, "the small source should give cells under the threshold"
+    assert all(r[3] and r[4] is None and r[5] == "fewer_than_min_establishments" for r in small)
+    # and in the file: the same cell has an empty quantity and the reason
+    import csv
+
+    with open(out / "flux-entre-departements.csv", encoding="utf-8") as fh:
+        rows = {(r["quarter_start"], r["origin_code_departement"], r["destination_code_departement"]): r
+                for r in csv.DictReader(fh)}
+    q, o, d = small[0][0].isoformat(), small[0][1] or "", small[0][2] or ""
+    assert rows[(q, o, d)]["quantity_accepted_t"] == "" and rows[(q, o, d)]["suppression_reason"] == "fewer_than_min_establishments"
+    # the département totals: published only with >= 3 establishments and no one above 85 %
+    assert query(wh, "select count(*) from marts.od_departement_flows where not is_suppressed and n_establishments < 3")[0][0] == 0
+
+
+def test_non_diffusible_establishment_in_no_output(wh, open_data, tmp_path):
+    from tdw.exports.stats_page import build_stats_page
+
+    out, _ = open_data
+    nd = [r[0] for r in query(wh, "select siret from marts.dim_establishments where is_non_diffusible")]
+    names = [r[0] for r in query(wh, 'select name from raw_trackdechets."AnonymousCompany" where name is not null')]
+    assert nd, "the simulated source has non-diffusible establishments"
+    page = build_stats_page(wh, tmp_path / "stats")
+    text = _all_text(out) + _all_text(page.parent)
+    assert not [s for s in nd if s in text]
+    assert not [n for n in names if len(n) > 8 and n in text]
+    # they are counted in the statistics but never listed
+    assert query(wh, "select count(*) from marts.od_establishments where siret = any(%s)", (nd,))[0][0] == 0
+
+
+def test_failing_export_leaves_previous_folder_intact(wh, open_data, monkeypatch):
+    from tdw.exports import open_data as od
+
+    out, manifest = open_data
+    before = (out / "manifest.json").read_bytes()
+
+    def broken(conn, name, folder):
+        (folder / f"{name}.csv").write_text("half-written", encoding="utf-8")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(od, "export_dataset", broken)
+    with pytest.raises(RuntimeError):
+        od.export_open_data(wh, out)
+    assert (out / "manifest.json").read_bytes() == before
+    assert len(list(out.iterdir())) == len(manifest["files"]) + 1
+    monkeypatch.undo()
+    # a leak found by the scan also stops the publication
+    with contextlib.closing(psycopg2.connect(wh)) as conn, conn.cursor() as cur:
+        cur.execute("create table marts.zz_leak as select 'contact: jean.dupont@example.org'::text as note")
+        conn.commit()
+    try:
+        monkeypatch.setitem(od.DATASETS, "zz-leak", ("zz_leak", "note", "leak", "leak"))
+        with pytest.raises(TdwError, match="leak scan"):
+            od.export_open_data(wh, out)
+        assert (out / "manifest.json").read_bytes() == before
+        assert not (out / "zz-leak.csv").exists()
+    finally:
+        query(wh, "drop table marts.zz_leak")
+    assert not list(out.parent.glob(".open-data.*"))
+
+
+def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
+    from tdw.exports.stats_page import build_stats_page
+
+    index = build_stats_page(wh, tmp_path / "stats")
+    html = index.read_text(encoding="utf-8")
+    assert '<html lang="fr">' in html and "République" in html and 'role="banner"' in html
+    assert html.count("<caption>") == 3 and 'scope="col"' in html and 'scope="row"' in html
+    assert "cdn." not in html and (index.parent / "plotly.min.js").stat().st_size > 1_000_000
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (Debian package 'chromium')")
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=15000"]
+    dom = subprocess.run([*base, f"--user-data-dir={tmp_path / 'u1'}", "--dump-dom", index.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    html_tag = dom.stdout[dom.stdout.find("<html"):].split(">", 1)[0]
+    assert 'data-charts-rendered="3"' in html_tag, html_tag + dom.stderr[-2000:]
+    assert "data-charts-error" not in html_tag
+    shot = tmp_path / "stats.png"
+    subprocess.run([*base, f"--user-data-dir={tmp_path / 'u2'}", "--window-size=1280,2600", f"--screenshot={shot}",
+                    index.as_uri()], capture_output=True, timeout=120)
+    assert shot.stat().st_size > 50_000
+    keep = os.environ.get("TDW_TEST_SCREENSHOTS")
+    if keep:
+        shutil.copy(shot, Path(keep) / "stats_page.png")
+
+
+def _busiest_receiver(wh) -> str:
+    return query(wh, """select destination_siret from marts.fct_movements where destination_siret is not null
+                        group by 1 order by count(*) desc limit 1""")[0][0]
+
+
+def test_inspection_sheet_html_and_pdf(wh, tmp_path):
+    from tdw.exports.inspection import inspection_sheet_html, inspection_sheet_pdf, validate_siret
+
+    siret = _busiest_receiver(wh)
+    import html as html_lib
+
+    html = html_lib.unescape(inspection_sheet_html(wh, siret))
+    for title in ("Identité et profils", "Rubriques ICPE", "Tonnages entrants et sortants par mois",
+                  "Tonnages par code déchet", "Stock théorique", "plus de 30 jours", "Départements d'origine",
+                  "Alertes de conformité ICPE", "Anomalies de qualité"):
+        assert title in html
+    n_alerts = query(wh, "select count(*) from marts.mart_icpe_conformity_alerts where siret = %s", (siret,))[0][0]
+    assert html.count("<tr><th scope=\"row\">") >= n_alerts
+    pdf = inspection_sheet_pdf(wh, siret)
+    assert pdf.startswith(b"%PDF")
+    path = tmp_path / "fiche.pdf"
+    path.write_bytes(pdf)
+    with pytest.raises(TdwError, match="14 digits"):
+        validate_siret("1234")
+    with pytest.raises(TdwError, match="check digit"):
+        inspection_sheet_html(wh, "12345678901234")
+    with pytest.raises(TdwError, match="unknown"):
+        inspection_sheet_html(wh, "73282932000074")
+    pdftoppm = shutil.which("pdftoppm")
+    if not pdftoppm:
+        pytest.skip("pdftoppm is not installed (Debian package 'poppler-utils')")
+    subprocess.run([pdftoppm, "-r", "50", "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / "page")], check=True,
+                   timeout=60)
+    page = next(tmp_path.glob("page*.png"))
+    assert page.stat().st_size > 5_000
+
+
+class _DataGouv(BaseHTTPRequestHandler):
+    """Local stand-in for the data.gouv.fr API: GET dataset, POST resource upload (multipart 'file')."""
+
+    key = "secret-key"
+    resources: dict = {}
+    uploads: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path != "/api/1/datasets/ds1/":
+            return self._json(404, {"message": "not found"})
+        self._json(200, {"id": "ds1", "resources": list(self.resources.values())})
+
+    def do_POST(self):
+        if self.headers.get("X-API-KEY") != self.key:
+            return self._json(401, {"message": "invalid API key"})
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        msg = BytesParser(policy=email_policy).parsebytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+        parts = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
+        if "file" not in parts:
+            return self._json(400, {"message": "no file"})
+        content = parts["file"].get_payload(decode=True)
+        filename = parts["file"].get_filename()
+        if self.path.startswith("/api/1/datasets/ds1/resources/") and self.path.endswith("/upload/"):
+            rid = self.path.split("/")[-3]
+            if rid not in self.resources:
+                return self._json(404, {"message": "no such resource"})
+        elif self.path == "/api/1/datasets/ds1/upload/":
+            rid = f"new-{len(self.resources)}"
+        else:
+            return self._json(404, {"message": "not found"})
+        self.uploads.append((self.path, filename, len(content)))
+        self.resources[rid] = {"id": rid, "title": filename, "filesize": len(content),
+                               "checksum": {"type": "sha256", "value": hashlib.sha256(content).hexdigest()}}
+        self._json(201, self.resources[rid])
+
+
+def test_publish_data_gouv_dry_run_then_apply(open_data, tmp_path):
+    from tdw.exports.publish import DataGouvConfig, publish
+
+    out, manifest = open_data
+    files = [f["path"] for f in manifest["files"]]
+    same, changed = files[0], files[1]
+    sha = {f["path"]: f for f in manifest["files"]}
+    _DataGouv.resources = {
+        "r-same": {"id": "r-same", "filesize": sha[same]["bytes"], "checksum": {"type": "sha256", "value": sha[same]["sha256"]}},
+        "r-old": {"id": "r-old", "filesize": 3, "checksum": {"type": "sha256", "value": "0" * 64}},
+    }
+    _DataGouv.uploads = []
+    mapping = tmp_path / "resources.json"
+    mapping.write_text(json.dumps({same: "r-same", changed: "r-old"}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DataGouv)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {"TDW_DATAGOUV_URL": f"http://127.0.0.1:{server.server_port}/api/1", "TDW_DATAGOUV_DATASET": "ds1",
+               "TDW_DATAGOUV_API_KEY": _DataGouv.key, "TDW_DATAGOUV_RESOURCES": str(mapping)}
+        cfg = DataGouvConfig.from_env(env)
+        dry = {c.file: c.action for c in publish(cfg, out)}
+        assert dry[same] == "unchanged" and dry[changed] == "replace"
+        assert sum(a == "create" for a in dry.values()) == len(files) - 2
+        assert _DataGouv.uploads == []  # dry run: nothing sent
+        publish(cfg, out, apply=True)
+        assert (f"/api/1/datasets/ds1/resources/r-old/upload/", changed, sha[changed]["bytes"]) in _DataGouv.uploads
+        assert len(_DataGouv.uploads) == len(files) - 1
+        assert set(json.loads(mapping.read_text())) == set(files)
+        again = publish(cfg, out)
+        assert all(c.action == "unchanged" for c in again)
+        bad = DataGouvConfig.from_env({**env, "TDW_DATAGOUV_API_KEY": "wrong"})
+        _DataGouv.resources["r-old"]["checksum"]["value"] = "1" * 64
+        with pytest.raises(TdwError, match="401"):
+            publish(bad, out, apply=True)
+    finally:
+        server.shutdown()
+        server.server_close()
