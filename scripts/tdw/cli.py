@@ -107,12 +107,13 @@ def run_cmd(
     ci: Annotated[bool, typer.Option("--ci", help="Small simulated source (2,000 bordereaux), for tests.")] = False,
     resimulate: Annotated[bool, typer.Option("--resimulate", help="Recreate the embedded simulated source even if it exists.")] = False,
     no_build: Annotated[bool, typer.Option("--no-build", help="Load and extract only; skip dbt build.")] = False,
+    inspection_sheets: Annotated[int, typer.Option(help="Inspection sheets to write (establishments with the most ICPE alerts).")] = 3,
 ) -> None:
     """The main job: load inputs, extract production (simulated by default), build and test with dbt, report."""
     from .pipeline import CI_SCALE, DEFAULT_SCALE, run
 
     chosen = scale or (CI_SCALE if ci else DEFAULT_SCALE)
-    run(load_settings(), scale=chosen, resimulate=resimulate, build=not no_build)
+    run(load_settings(), scale=chosen, resimulate=resimulate, build=not no_build, inspection_sheets=inspection_sheets)
 
 
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

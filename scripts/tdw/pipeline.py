@@ -11,6 +11,8 @@ Steps, in order (ARCHITECTURE.md § Data flow):
 5. extract production → ``raw_trackdechets`` (incremental on ``updatedAt``);
 7. ``dbt source freshness``, then ``dbt build`` of the published schemas under ``__next``;
 8. publish (blue/green swap, see :mod:`tdw.publish`), refresh the API's row-level-secured copies;
+   exports (open data, statistics page, inspection sheets of the most-alerted establishments),
+   each folder written aside and renamed into place only when complete and leak-free;
 9. summary: rows per schema, ICPE conformity alerts per kind and département.
 """
 
@@ -136,6 +138,38 @@ def extract_step(source: str, dsn: str) -> dict:
     }
 
 
+def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dict:
+    """Open data, the statistics page and the inspection sheets of the establishments with the
+    most ICPE alerts, each folder written aside, leak-scanned and renamed into place: a failing
+    export leaves the previously published folder as it was."""
+    from .exports.inspection import write_inspection_sheet
+    from .exports.open_data import export_open_data
+    from .exports.stats_page import build_stats_page
+
+    out = settings.export_dir
+    with step(f"Exports into {out}") as status:
+        status.update("open data")
+        manifest = export_open_data(dsn, out / "open-data")
+        status.update("statistics page")
+        page = build_stats_page(dsn, out / "stats", settings.geo_dir)
+        with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+            cur.execute(
+                "select siret from marts.mart_icpe_conformity_alerts group by siret "
+                "order by count(*) desc, siret limit %s",
+                (inspection_sheets,),
+            )
+            sirets = [r[0] for r in cur.fetchall()]
+        sheets = []
+        for siret in sirets:
+            status.update(f"inspection sheet {siret}")
+            sheets.append(str(write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection")))
+    console.print(f"  open data: {len(manifest['files'])} files in {out / 'open-data'}", highlight=False)
+    console.print(f"  statistics page: {page}", highlight=False)
+    console.print(f"  inspection sheets ({len(sheets)} establishments with the most alerts): {out / 'inspection'}",
+                  highlight=False)
+    return {"open_data_files": len(manifest["files"]), "stats_page": str(page), "inspection_sheets": sheets}
+
+
 def schema_summary(dsn: str) -> list[tuple[str, int, int, int]]:
     """Per schema of the warehouse: (schema, tables, views, exact row count of its tables)."""
     out = []
@@ -165,7 +199,8 @@ def print_summary(dsn: str) -> None:
     Console().print(table)
 
 
-def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = False, build: bool = True) -> None:
+def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = False, build: bool = True,
+        inspection_sheets: int = 3) -> None:
     """Run the whole pipeline on the configured warehouse (embedded by default).
 
     One run at a time per warehouse (advisory lock); every step is recorded in
@@ -214,6 +249,8 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
             security.setup(dsn, settings)
             detail.update(security.refresh(dsn, settings))
             console.print(f"  API tables refreshed: {sum(detail.values()):,} rows", highlight=False)
+        with runlog.step("exports") as detail:
+            detail.update(exports_step(settings, dsn, inspection_sheets=inspection_sheets))
         print_summary(dsn)
         from .icpe_summary import print_alert_summary
 

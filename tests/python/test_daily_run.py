@@ -73,7 +73,7 @@ def test_first_run_publishes_and_logs(first_run):
     assert runs[0][3] == "succeeded"
     steps = dict(query(dsn, "select step, status from meta.pipeline_run_steps where run_id = %s", (runs[0][0],)))
     assert steps == {s: "succeeded" for s in (
-        "load_reference", "source", "load_icpe", "extract", "source_freshness", "dbt_build", "publish", "api_refresh"
+        "load_reference", "source", "load_icpe", "extract", "source_freshness", "dbt_build", "publish", "api_refresh", "exports"
     )}
 
 

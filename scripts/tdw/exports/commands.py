@@ -76,20 +76,12 @@ def register(app) -> None:
         """Write the inspection sheet of one establishment as HTML and PDF."""
         from .. import db
         from ..config import load_settings
-        from .common import publish_folder, sensitive_values
-        from .inspection import inspection_sheet_html, inspection_sheet_pdf, validate_siret
+        from .inspection import validate_siret, write_inspection_sheet
 
         settings = load_settings()
-        dsn = db.warehouse_dsn(settings)
         s = validate_siret(siret)
-        d0, d1 = _day(date_from, "--from"), _day(date_to, "--to")
-        html = inspection_sheet_html(dsn, s, date_from=d0, date_to=d1)
-        pdf = inspection_sheet_pdf(dsn, s, date_from=d0, date_to=d1)
-        target = (out_dir or settings.export_dir / "inspection") / s
-        # For inspectors: the sheet may name a non-diffusible establishment; personal data is still scanned for.
-        with publish_folder(target, sensitive_values(dsn, settings, restricted=False)) as tmp:
-            (tmp / f"fiche-{s}.html").write_text(html, encoding="utf-8")
-            (tmp / f"fiche-{s}.pdf").write_bytes(pdf)
+        target = write_inspection_sheet(db.warehouse_dsn(settings), settings, s, date_from=_day(date_from, "--from"),
+                                        date_to=_day(date_to, "--to"), out_dir=out_dir)
         out.print(f"written {target / f'fiche-{s}.html'} and {target / f'fiche-{s}.pdf'}")
 
     @publish_app.command("data-gouv")

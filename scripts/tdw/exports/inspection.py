@@ -323,3 +323,25 @@ def inspection_sheet_pdf(dsn: str, siret: str, *, date_from: date | None = None,
     pdf.multi_cell(0, 4, _latin1("Sources : entrepôt Trackdéchets (marts), extraits ICPE. Définitions : METRICS.md. "
                                  "Document réservé à l'inspection des installations classées."))
     return bytes(pdf.output())
+
+
+def write_inspection_sheet(dsn: str, settings, siret: str, *, date_from: date | None = None,
+                           date_to: date | None = None, out_dir: Path | None = None) -> Path:
+    """Write ``fiche-<SIRET>.html`` and ``.pdf`` into ``<out_dir>/<SIRET>`` atomically; return the folder.
+
+    The folder is leak-scanned for personal data before it replaces the previous one (the sheet
+    is for inspectors: it may name a non-diffusible establishment, so those are not scanned for).
+
+    Raises:
+        TdwError: invalid or unknown SIRET; a leak found (the previous sheet stays).
+    """
+    from .common import publish_folder, sensitive_values
+
+    s = validate_siret(siret)
+    html = inspection_sheet_html(dsn, s, date_from=date_from, date_to=date_to)
+    pdf = inspection_sheet_pdf(dsn, s, date_from=date_from, date_to=date_to)
+    target = (out_dir or settings.export_dir / "inspection") / s
+    with publish_folder(target, sensitive_values(dsn, settings, restricted=False)) as tmp:
+        (tmp / f"fiche-{s}.html").write_text(html, encoding="utf-8")
+        (tmp / f"fiche-{s}.pdf").write_bytes(pdf)
+    return target
