@@ -58,17 +58,22 @@ insert into marts.dim_establishments values
     ('44444444444444', '444444444', 'GARAGE LYON', false, false, null, null, '69123', 'Lyon', '69', 'Rhône', '84',
      'Auvergne-Rhône-Alpes', 45.76, 4.83, 'commune', '{}', false, null, false);
 
-create table marts.fct_movements (
-    bsd_id text, origin_siret text, destination_siret text, received_date date, taken_over_date date,
-    waste_code text, is_hazardous boolean, quantity_received_t numeric, quantity_accepted_t numeric,
-    is_quantity_outlier boolean);
-insert into marts.fct_movements values
-    ('b1', '33333333333333', '11111111111111', '2024-01-10', '2024-01-09', '18 01 03*', true, 1.5, 1.5, false),
-    ('b2', '33333333333333', '11111111111111', '2024-01-20', '2024-01-19', '18 01 03*', true, 2.0, 1.0, false),
-    ('b3', '11111111111111', '22222222222222', '2024-02-03', '2024-02-01', '19 12 11*', true, 10.0, 10.0, false),
-    ('b4', '44444444444444', '11111111111111', '2024-02-05', '2024-02-04', '16 01 04*', true, 3.0, 3.0, false),
-    ('b5', '33333333333333', '11111111111111', '2024-01-25', '2024-01-24', '18 01 03*', true, 95.0, 95.0, true),
-    ('b6', '22222222222222', '44444444444444', '2024-03-01', '2024-02-28', '17 06 05*', true, 4.0, 4.0, false);
+-- mart_establishment_monthly_tonnage as dbt builds it from these movements (outlier b5 excluded):
+--   b1 33→11 2024-01 1.5/1.5, b2 33→11 2024-01 2.0/1.0, b3 11→22 2024-02 10/10, b4 44→11 2024-02 3/3,
+--   b6 22→44 2024-02(pick-up)/2024-03(reception) 4/4
+create table marts.mart_establishment_monthly_tonnage (
+    siret text, direction text, month_start date, waste_code text, is_hazardous boolean, n_movements bigint,
+    n_bordereaux bigint, quantity_received_t numeric, quantity_accepted_t numeric, code_departement text,
+    code_region text);
+insert into marts.mart_establishment_monthly_tonnage values
+    ('11111111111111', 'incoming', '2024-01-01', '18 01 03*', true, 2, 2, 3.5, 2.5, '77', '11'),
+    ('11111111111111', 'incoming', '2024-02-01', '16 01 04*', true, 1, 1, 3.0, 3.0, '77', '11'),
+    ('11111111111111', 'outgoing', '2024-02-01', '19 12 11*', true, 1, 1, 10.0, 10.0, '77', '11'),
+    ('22222222222222', 'incoming', '2024-02-01', '19 12 11*', true, 1, 1, 10.0, 10.0, '13', '93'),
+    ('22222222222222', 'outgoing', '2024-02-01', '17 06 05*', true, 1, 1, 4.0, 4.0, '13', '93'),
+    ('33333333333333', 'outgoing', '2024-01-01', '18 01 03*', true, 2, 2, 3.5, 2.5, '75', '11'),
+    ('44444444444444', 'incoming', '2024-03-01', '17 06 05*', true, 1, 1, 4.0, 4.0, '69', '84'),
+    ('44444444444444', 'outgoing', '2024-02-01', '16 01 04*', true, 1, 1, 3.0, 3.0, '69', '84');
 
 create table intermediate.int_icpe__authorisations (
     authorisation_id text, siret text, s3ic_id text, installation_name text, departement_code text, rubrique text,

@@ -82,10 +82,6 @@ _ESTABLISHMENT_COLUMNS = (
     "latitude", "longitude", "location_precision", "company_types", "is_treatment_facility",
     "registered_date", "is_dormant",
 )
-_MOVEMENT_COLUMNS = (
-    "bsd_id", "origin_siret", "destination_siret", "received_date", "taken_over_date", "waste_code",
-    "is_hazardous", "quantity_received_t", "quantity_accepted_t", "is_quantity_outlier",
-)
 _AUTHORISATION_COLUMNS = (
     "authorisation_id", "siret", "s3ic_id", "installation_name", "departement_code", "rubrique", "alinea",
     "rubrique_alinea", "regime_code", "rubrique_state", "is_in_force", "is_current_version", "valid_from",
@@ -135,38 +131,20 @@ API_TABLES: tuple[ApiTable, ...] = (
         indexes=(("siret",), ("code_departement",)),
         sources=(("marts", "dim_establishments", _ESTABLISHMENT_COLUMNS),),
     ),
-    # Tonnes per establishment, month and waste code, both directions (METRICS.md § Units and dates:
-    # outliers excluded from tonnage sums; months in Europe/Paris from the marts' local dates).
-    # incoming: movements received at the site, by reception month; outgoing: movements leaving it
-    # (as emitter or temporary storer), by pick-up month, tonnes as received at their destination.
+    # Tonnes per establishment, month and waste code, both directions: the dbt mart
+    # mart_establishment_monthly_tonnage (outliers excluded, months in Europe/Paris).
     ApiTable(
         name="establishment_monthly_tonnage",
         select="""
-            with m as (
-                select destination_siret as siret, 'incoming'::text as direction,
-                       date_trunc('month', received_date)::date as month_start, waste_code, is_hazardous,
-                       bsd_id, quantity_received_t, quantity_accepted_t
-                from marts.fct_movements
-                where destination_siret is not null and received_date is not null and not is_quantity_outlier
-                union all
-                select origin_siret, 'outgoing', date_trunc('month', taken_over_date)::date, waste_code,
-                       is_hazardous, bsd_id, quantity_received_t, quantity_accepted_t
-                from marts.fct_movements
-                where origin_siret is not null and taken_over_date is not null and not is_quantity_outlier
-            )
-            select m.siret, m.direction, m.month_start, m.waste_code, m.is_hazardous,
-                   count(*)::bigint as n_movements, count(distinct m.bsd_id)::bigint as n_bordereaux,
-                   sum(m.quantity_received_t) as quantity_received_t,
-                   sum(m.quantity_accepted_t) as quantity_accepted_t,
-                   e.code_departement, e.code_region
-            from m
-            left join marts.dim_establishments e on e.siret = m.siret
-            group by m.siret, m.direction, m.month_start, m.waste_code, m.is_hazardous, e.code_departement, e.code_region
+            select siret, direction, month_start, waste_code, is_hazardous, n_movements, n_bordereaux,
+                   quantity_received_t, quantity_accepted_t, code_departement, code_region
+            from marts.mart_establishment_monthly_tonnage
         """,
         policy="api.in_scope(code_departement, code_region) and api.family_granted('establishments')",
         indexes=(("siret", "direction", "month_start"),),
-        sources=(("marts", "fct_movements", _MOVEMENT_COLUMNS),
-                 ("marts", "dim_establishments", ("siret", "code_departement", "code_region"))),
+        sources=(("marts", "mart_establishment_monthly_tonnage", (
+            "siret", "direction", "month_start", "waste_code", "is_hazardous", "n_movements", "n_bordereaux",
+            "quantity_received_t", "quantity_accepted_t", "code_departement", "code_region")),),
     ),
     ApiTable(
         name="icpe_authorisations",
