@@ -133,7 +133,10 @@ def unclassified_columns(dsn: str, tables: dict[str, Table] | None = None, schem
 
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # French numbers: 0X XX XX XX XX with optional separators, or +33 / 0033 then 9 digits.
-PHONE_RE = re.compile(r"(?<![\w+])(?:(?:\+|00)33[\s.-]?[1-9]|0[1-9])(?:[\s.-]?\d{2}){4}(?![\w])")
+# Digits inside a decimal number ("12.0415513981") are not a phone number.
+PHONE_RE = re.compile(
+    r"(?<![\w+])(?<!\d[.,])(?:(?:\+|00)33[\s.-]?[1-9]|0[1-9])(?:[\s.-]?\d{2}){4}(?![\w])(?![.,]\d)"
+)
 # SIV (since 2009): AA-123-AA, letters without I, O, U; FNI (before 2009): 123-ABC-75, 1234 AB 75, 12 ABC 2A.
 _L = "A-HJ-NP-TV-Z"
 PLATE_RE = re.compile(
@@ -156,14 +159,16 @@ class ValueIndex:
     """
 
     def __init__(self) -> None:
-        self._first: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
+        self._first: dict[str, list[tuple[tuple[str, ...], str, str, bool]]] = {}
         self.size = 0
 
-    def add(self, kind: str, value: str) -> None:
+    def add(self, kind: str, value: str, *, whole: bool = False) -> None:
+        """Index ``value``; with ``whole=True`` it only matches a text that is exactly that value
+        (company names: "Peintures Lille" must not be found in "Peintures Lille Groupe")."""
         toks = tuple(_tokens(value))
         if not toks:
             return
-        self._first.setdefault(toks[0], []).append((toks, kind, value))
+        self._first.setdefault(toks[0], []).append((toks, kind, value, whole))
         self.size += 1
 
     def find(self, text: str) -> Iterator[tuple[str, str]]:
@@ -174,7 +179,9 @@ class ValueIndex:
         """
         toks = _tokens(text)
         for i, tok in enumerate(toks):
-            for seq, kind, value in self._first.get(tok, ()):
+            for seq, kind, value, whole in self._first.get(tok, ()):
+                if whole and (i != 0 or len(seq) != len(toks)):
+                    continue
                 if tuple(toks[i:i + len(seq)]) == seq:
                     if kind == "name" and _after_street_type(toks, i):
                         continue
@@ -284,7 +291,7 @@ def restricted_values(dsn: str, index: ValueIndex | None = None, schema: str = R
             for v in {siret, org, vat} - {None, ""}:
                 index.add("non-diffusible siret", v)
             if name and len(_tokens(name)) >= 2:
-                index.add("non-diffusible name", name)
+                index.add("non-diffusible name", name, whole=True)
     return index
 
 

@@ -167,6 +167,12 @@ def values_of(manifest: dict, key: str) -> set[str]:
 def test_detectors_recognise_french_formats_and_ignore_codes():
     assert privacy.PHONE_RE.search("tel +33 6 12 34 56 78") and privacy.PHONE_RE.search("01.23.45.67.89")
     assert not privacy.PHONE_RE.search("SIRET 01234567890123")
+    # digits of a decimal number (a tonne-km figure in an export) are not a phone number
+    assert not privacy.PHONE_RE.search("12.0415513981") and not privacy.PHONE_RE.search("0415513981,25")
+    # a non-diffusible company name is matched as a whole value, not inside another company's name
+    index = privacy.ValueIndex()
+    index.add("non-diffusible name", "Peintures Lille", whole=True)
+    assert list(index.find("PEINTURES LILLE")) and not list(index.find("Peintures Lille Groupe"))
     assert privacy.PLATE_RE.search("plaque AB-123-CD") and privacy.PLATE_RE.search("ancienne 123 ABC 75")
     assert not privacy.PLATE_RE.search("BSD-20240101-AB123CD45") and not privacy.PLATE_RE.search("R 13")
     idx = privacy.ValueIndex()
