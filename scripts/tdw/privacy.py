@@ -275,7 +275,8 @@ def restricted_values(dsn: str, index: ValueIndex | None = None, schema: str = R
     """Add the identifiers and names of non-diffusible establishments (raw AnonymousCompany) to ``index``.
 
     Nothing is added when the table does not exist. Names shorter than two tokens are skipped (too
-    generic to be evidence of a leak).
+    generic to be evidence of a leak), and so are names that a diffusible establishment also bears
+    (homonyms: the same name under another, public SIRET is public information, not a leak).
     """
     from . import db
 
@@ -285,8 +286,17 @@ def restricted_values(dsn: str, index: ValueIndex | None = None, schema: str = R
             check.execute("select to_regclass(%s)", (f'{schema}."AnonymousCompany"',))
             if check.fetchone()[0] is None:
                 return index
-        cur.execute(sql.SQL('select "siret", "orgId", "vatNumber", "name" from {}.{}').format(
-            sql.Identifier(schema), sql.Identifier("AnonymousCompany")))
+        with conn.cursor() as check:
+            check.execute("select to_regclass(%s)", (f'{schema}."Company"',))
+            has_company = check.fetchone()[0] is not None
+        homonyms = sql.SQL(
+            ' and not exists (select 1 from {s}."Company" as c where c."name" = a."name"'
+            ' and c."siret" is distinct from a."siret"'
+            ' and not exists (select 1 from {s}."AnonymousCompany" as b where b."siret" = c."siret"))'
+        ).format(s=sql.Identifier(schema)) if has_company else sql.SQL("")
+        cur.execute(sql.SQL(
+            'select a."siret", a."orgId", a."vatNumber", case when true{} then a."name" end from {}.{} as a'
+        ).format(homonyms, sql.Identifier(schema), sql.Identifier("AnonymousCompany")))
         for siret, org, vat, name in cur:
             for v in {siret, org, vat} - {None, ""}:
                 index.add("non-diffusible siret", v)

@@ -267,3 +267,23 @@ def test_gate_fails_when_a_mart_is_fed_by_a_personal_column(world):
     finally:
         staging.unlink(missing_ok=True)
         mart.unlink(missing_ok=True)
+
+
+def test_non_diffusible_names_shared_by_a_public_homonym_are_not_leaks(warehouse):
+    """Two establishments may bear the same name; only the non-diffusible one's identity is secret."""
+    from conftest import query
+
+    query(warehouse, """
+        create table raw_trackdechets."Company" (siret text, name text);
+        create table raw_trackdechets."AnonymousCompany" (siret text, "orgId" text, "vatNumber" text, name text);
+        insert into raw_trackdechets."Company" values
+            ('65652203684998', 'Industries Montpellier SA'), ('91875646726369', 'Industries Montpellier SA'),
+            ('11111111111111', 'Défense Nord Atelier');
+        insert into raw_trackdechets."AnonymousCompany" values
+            ('65652203684998', '65652203684998', null, 'Industries Montpellier SA'),
+            ('11111111111111', '11111111111111', null, 'Défense Nord Atelier');
+    """)
+    index = privacy.restricted_values(warehouse)
+    assert list(index.find("Industries Montpellier SA")) == []  # also the public 91875646726369's name
+    assert list(index.find("Défense Nord Atelier")) == [("non-diffusible name", "Défense Nord Atelier")]
+    assert list(index.find("65652203684998")) == [("non-diffusible siret", "65652203684998")]
