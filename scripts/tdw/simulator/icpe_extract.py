@@ -78,6 +78,18 @@ class IcpeObservations:
         return 0.0
 
 
+def _capacity_group(key: str) -> str | None:
+    """Capacity kind a rubrique is checked against (METRICS.md § ICPE conformity), or None."""
+    base = key.split("-")[0]
+    if base == "2760":
+        return "annual"
+    if base == "2718":
+        return "storage"
+    if base in ("2770", "2790", "2771", "2791"):
+        return "daily"
+    return None
+
+
 def write_extract(out_dir: Path, ref: Reference, sites: list[Co], obs: IcpeObservations, rates: dict,
                   rng: random.Random) -> dict:
     """Write ``installations.csv``, ``rubriques.csv``, ``s3ic_sirene_matching.csv`` for generated sites.
@@ -99,6 +111,30 @@ def write_extract(out_dir: Path, ref: Reference, sites: list[Co], obs: IcpeObser
         for i in order[pos:pos + n]:
             assigned[i] = kind
         pos += n
+    # Capacity breaches: each capacity kind of METRICS.md (daily t/j, annual t/an, storage t) gets
+    # at least one injected breach when some generated site holds such a rubrique and used it.
+    forced_target: dict[int, int] = {}
+    if rates.get("icpe_capacity_exceeded", 0.0) > 0:
+        covered = set()
+        for i, kind in assigned.items():
+            if kind == "icpe_capacity_exceeded":
+                for j, (key, _a, _u) in enumerate(gen[i].rubriques):
+                    if _capacity_group(key) and obs.observed(gen[i].siret, key) > 0:
+                        forced_target[i] = j
+                        covered.add(_capacity_group(key))
+                        break
+        for group in ("daily", "annual", "storage"):
+            if group in covered:
+                continue
+            for i in order[pos:]:
+                if i in assigned:
+                    continue
+                js = [j for j, (key, _a, _u) in enumerate(gen[i].rubriques)
+                      if _capacity_group(key) == group and obs.observed(gen[i].siret, key) > 0]
+                if js:
+                    assigned[i], forced_target[i] = "icpe_capacity_exceeded", js[0]
+                    covered.add(group)
+                    break
     nonconf: dict[str, list] = {k: [] for k in kinds}
     inst_rows, rub_rows, match_rows = [], [], []
     for i, s in enumerate(gen):
@@ -112,6 +148,8 @@ def write_extract(out_dir: Path, ref: Reference, sites: list[Co], obs: IcpeObser
             nonconf[kind].append({"siret": s.siret, "s3ic_id": s.s3ic_id, "rubrique": dropped[0],
                                   "detail": "rubrique covering an operation the site performs is missing"})
         target = rng.randrange(len(rubs)) if rubs else None
+        if i in forced_target and kind == "icpe_capacity_exceeded":
+            target = forced_target[i]
         dep = s.dep
         inst_rows.append({
             "s3ic_id": s.s3ic_id, "num_dep": dep, "region": ref.reg_names.get(s.reg, ""),
