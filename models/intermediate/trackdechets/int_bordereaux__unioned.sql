@@ -23,10 +23,11 @@ with
 prepared as (
     select * from {{ ref('int_bordereaux__prepared') }}
     where
-        not is_excluded
-        {% if is_incremental() %}
-            and {{ loaded_since_high_water_mark() }}
-        {% endif %}
+        {% if is_incremental() -%}
+            not is_excluded and {{ loaded_since_high_water_mark() }}
+        {%- else -%}
+            not is_excluded
+        {%- endif %}
 )
 
 select

@@ -24,10 +24,11 @@ with
 prepared as (
     select * from {{ ref('int_movements__prepared') }}
     where
-        not is_excluded
-        {% if is_incremental() %}
-            and {{ loaded_since_high_water_mark() }}
-        {% endif %}
+        {% if is_incremental() -%}
+            not is_excluded and {{ loaded_since_high_water_mark() }}
+        {%- else -%}
+            not is_excluded
+        {%- endif %}
 )
 
 select
