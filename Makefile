@@ -26,14 +26,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tdw run
 
-## The test suite: lint, Python tests, then the whole pipeline and every dbt test on a small
-## simulated dataset in a separate home (.tdw/test), so it never touches your own warehouse.
+## The test suite: the whole pipeline and every dbt test on a small simulated dataset, the
+## dashboards' SQL, sqlfluff (after the build: replica models compile against the raw tables),
+## then pytest; in a separate home (.tdw/test), so it never touches your own warehouse.
 test: $(STAMP)
-	TDW_HOME=$(TEST_HOME) $(BIN)/tdw db start
-	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
-	$(BIN)/pytest -n 2 --dist loadfile
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw metabase check
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint --processes 2
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint

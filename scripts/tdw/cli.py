@@ -164,6 +164,20 @@ register_simulator(app)
 # --- end of contributed commands ------------------------------------------------------------
 
 
+def _click_exception_types() -> tuple[type, ...]:
+    """ClickException classes: typer ships its own copy of click, and plain click may be used too."""
+    import click
+
+    types: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        types.append(TyperClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main() -> None:
     """Entry point: runs the app, turns known errors into one sentence on stderr."""
     debug = "--debug" in sys.argv or os.environ.get("TDW_DEBUG") == "1"
@@ -180,10 +194,9 @@ def main() -> None:
             raise
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors and unexpected failures
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors and unexpected failures
+        usage_errors = _click_exception_types()
+        if isinstance(exc, usage_errors):
             exc.show()
             sys.exit(exc.exit_code)
         if debug:

@@ -44,6 +44,18 @@ def environment(settings: Settings, dsn: str | None = None) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the tdw process dies (even by
+    SIGKILL), so a killed run never leaves a dbt build writing on behind a released run lock."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
 def _executable(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
@@ -62,7 +74,7 @@ def run_dbt(settings: Settings, args: list[str], dsn: str | None = None, check: 
     """
     env = environment(settings, dsn)
     cmd = [_executable("dbt"), *args, "--project-dir", str(REPO_ROOT)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent)
     if check and proc.returncode != 0:
         raise TdwError(f"'dbt {' '.join(args)}' failed (exit {proc.returncode}); its log is in {dbt_dir(settings) / 'logs'}")
     return proc.returncode

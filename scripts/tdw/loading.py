@@ -16,7 +16,7 @@ import io
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -119,7 +119,8 @@ def convert_value(value: str, col: Column, path: Path, line: int | None):
                 return "f"
             raise ValueError
         if t == "date":
-            return date.fromisoformat(v[:10]).isoformat()
+            # a day, or a timestamp whose day is kept; trailing junk ("2016-11-09xyz") is an error
+            return (date.fromisoformat(v) if len(v) <= 10 else datetime.fromisoformat(v).date()).isoformat()
     except (ValueError, InvalidOperation):
         raise InputFileError(path, line, col.headers[0], f"{v!r} is not a valid {t}") from None
     return v
@@ -141,7 +142,7 @@ def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
         raise InputFileError(path, None, None, "file not found")
     seen: set[tuple] = set()
     with open(path, newline="", encoding=spec.encoding) as fh:
-        reader = csv.reader(fh, delimiter=spec.delimiter)
+        reader = csv.reader(fh, delimiter=spec.delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -149,6 +150,10 @@ def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
         except UnicodeDecodeError as exc:
             raise InputFileError(path, 1, None, f"not {spec.encoding} text ({exc.reason})") from None
         header = [h.strip() for h in header]
+        declared = {h for col in spec.columns for h in col.headers}
+        repeated = sorted({h for h in header if h in declared and header.count(h) > 1})
+        if repeated:
+            raise InputFileError(path, 1, repeated[0], f"column(s) {', '.join(repeated)} appear more than once in the header")
         positions: list[int | None] = []
         missing = []
         for col in spec.columns:

@@ -149,9 +149,9 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
     out = settings.export_dir
     with step(f"Exports into {out}") as status:
         status.update("open data")
-        manifest = export_open_data(dsn, out / "open-data")
+        manifest = export_open_data(dsn, out / "open-data", settings=settings)
         status.update("statistics page")
-        page = build_stats_page(dsn, out / "stats", settings.geo_dir)
+        page = build_stats_page(dsn, out / "stats", settings.geo_dir, settings=settings)
         with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
             cur.execute(
                 "select siret from marts.mart_icpe_conformity_alerts group by siret "

@@ -132,3 +132,34 @@ def test_reload_keeps_dependent_views(warehouse):
         conn.commit()
     _load(warehouse, DATA_DIR / "reference")
     assert query(warehouse, "select * from staging.v_count")[0][0] == 842
+
+
+@pytest.mark.parametrize(
+    ("filename", "mutate", "line", "column", "fragment"),
+    [
+        # a file cut inside a quoted field (unterminated quote at the end)
+        ("naf_2008.csv", lambda t: t + 'A,x,01,x,01.1,x,01.11,x,01.11Y,"unterminated\n', 734, None, "malformed CSV"),
+        # a declared column twice in the header
+        ("regions.csv", lambda t: t.replace("LIBELLE", "LIBELLE,REG", 1).replace("\n", ",99\n").replace(
+            "LIBELLE,REG,99", "LIBELLE,REG", 1), 1, "REG", "more than once"),
+    ],
+)
+def test_truncated_quote_and_repeated_header_are_refused(warehouse, reference_copy, filename, mutate, line, column, fragment):
+    _load(warehouse, DATA_DIR / "reference")
+    before = _snapshot(warehouse)
+    path = reference_copy / filename
+    path.write_text(mutate(path.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(InputFileError) as info:
+        _load(warehouse, reference_copy)
+    assert info.value.line == line and info.value.column == column and fragment in str(info.value)
+    assert _snapshot(warehouse) == before
+
+
+def test_date_with_trailing_junk_is_refused(tmp_path):
+    from tdw.loading import Column, convert_value
+
+    col = Column("d", "date")
+    assert convert_value("2016-11-09", col, tmp_path / "f.csv", 2) == "2016-11-09"
+    assert convert_value("2016-11-09T10:00:00", col, tmp_path / "f.csv", 2) == "2016-11-09"
+    with pytest.raises(InputFileError, match="not a valid date"):
+        convert_value("2016-11-09xyz", col, tmp_path / "f.csv", 2)

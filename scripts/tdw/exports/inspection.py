@@ -317,12 +317,20 @@ def inspection_sheet_pdf(dsn: str, siret: str, *, date_from: date | None = None,
                 for r in sec["rows"]:
                     row = table.row()
                     for v in r:
-                        row.cell(_latin1(v)[:600])
+                        row.cell(_clip(_latin1(v)))
         pdf.ln(4)
     pdf.set_font("Helvetica", "I", 7)
     pdf.multi_cell(0, 4, _latin1("Sources : entrepôt Trackdéchets (marts), extraits ICPE. Définitions : METRICS.md. "
                                  "Document réservé à l'inspection des installations classées."))
     return bytes(pdf.output())
+
+
+PDF_CELL_MAX_CHARS = 180
+
+
+def _clip(text: str, limit: int = PDF_CELL_MAX_CHARS) -> str:
+    """A PDF table row must fit on one page: long cells (lists of BSDs) are cut, the HTML sheet has them all."""
+    return text if len(text) <= limit else text[: limit - 30].rstrip(", ") + " ... (liste complète : fiche HTML)"
 
 
 def write_inspection_sheet(dsn: str, settings, siret: str, *, date_from: date | None = None,

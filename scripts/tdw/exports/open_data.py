@@ -169,7 +169,7 @@ def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
-def export_open_data(dsn: str, out_dir: Path | None = None, *, datasets: list[str] | None = None,
+def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, datasets: list[str] | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Write the open-data datasets into ``out_dir`` (default ``$TDW_EXPORT_DIR/open-data``), atomically.
 
@@ -186,7 +186,7 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, datasets: list[st
     Raises:
         TdwError: a mart is missing, or the leak scan found a sensitive value (nothing published).
     """
-    settings = load_settings()
+    settings = settings or load_settings()
     out_dir = Path(out_dir) if out_dir else settings.export_dir / "open-data"
     names = datasets or list(DATASETS)
     unknown = sorted(set(names) - set(DATASETS))

@@ -92,7 +92,7 @@ def _spec(fig: go.Figure) -> str:
     return fig.to_json().replace("</", "<\\/")
 
 
-def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None = None) -> Path:
+def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None = None, *, settings=None) -> Path:
     """Build the public statistics page into ``out_dir`` (default ``$TDW_EXPORT_DIR/stats``), atomically.
 
     Writes ``index.html``, ``dsfr.css``, ``plotly.min.js`` and ``manifest.json``; the folder is
@@ -104,7 +104,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     Raises:
         TdwError: the public marts are missing or empty; InputFileError: bad GeoJSON.
     """
-    settings = load_settings()
+    settings = settings or load_settings()
     out_dir = Path(out_dir) if out_dir else settings.export_dir / "stats"
     geo = load_departements_geojson(Path(geo_dir) if geo_dir else settings.geo_dir)
     with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:

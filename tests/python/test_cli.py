@@ -1,0 +1,62 @@
+"""The command line: usage errors, one-sentence errors, dbt dying with its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tdw.dbt import _die_with_parent
+
+TDW = [sys.executable, "-m", "tdw"]
+
+
+def _tdw(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*TDW, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_usage_errors_exit_2_with_a_usage_message():
+    res = _tdw("load-icpe", "--bogus")
+    assert res.returncode == 2
+    assert "No such option: --bogus" in res.stderr and "unexpected error" not in res.stderr
+    res = _tdw("export", "inspection-sheet")
+    assert res.returncode == 2 and "Missing option '--siret'" in res.stderr
+
+
+def test_errors_are_one_sentence_without_traceback(tmp_path):
+    res = _tdw("load-reference", "--data-dir", str(tmp_path / "nowhere"), env={"TDW_HOME": str(tmp_path / "home")})
+    assert res.returncode == 1
+    assert "reference folder" in res.stderr and "not found" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_a_child_dies_with_the_tdw_process(tmp_path):
+    """A killed `tdw run` must not leave its dbt build running behind a released lock."""
+    pid_file = tmp_path / "child.pid"
+    parent = os.fork()
+    if parent == 0:  # the "tdw" process: starts a long child the way run_dbt does, then waits
+        child = subprocess.Popen(["sleep", "60"], preexec_fn=_die_with_parent)
+        pid_file.write_text(str(child.pid))
+        time.sleep(60)
+        os._exit(0)
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    os.kill(parent, signal.SIGKILL)
+    os.waitpid(parent, 0)
+    state = "R"
+    for _ in range(50):
+        status = Path(f"/proc/{child_pid}/status")
+        if not status.exists():
+            state = "gone"
+            break
+        state = status.read_text().split("State:")[1].split()[0]
+        if state == "Z":
+            break
+        time.sleep(0.1)
+    assert state in ("Z", "gone"), f"the child is still running (state {state})"
