@@ -134,7 +134,9 @@ def lint_cmd(ctx: typer.Context) -> None:
     settings = load_settings()
     from .config import REPO_ROOT
 
-    args = list(ctx.args) or [d for d in ("models", "tests/singular", "snapshots") if (REPO_ROOT / d).is_dir()]
+    args = list(ctx.args)
+    if not any((REPO_ROOT / a).exists() for a in args if not a.startswith("-")):
+        args += [d for d in ("models", "tests/singular", "snapshots") if (REPO_ROOT / d).is_dir()]
     raise typer.Exit(run_sqlfluff(settings, ["lint", *args]))
 
 
