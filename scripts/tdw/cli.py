@@ -96,6 +96,8 @@ def load_reference_cmd(
     if data_dir is not None:
         os.environ["TDW_DATA_DIR"] = str(data_dir)
     settings = load_settings()
+    if not settings.reference_dir.is_dir():  # before starting any server
+        raise TdwError(f"reference folder {settings.reference_dir} not found (set TDW_DATA_DIR to the folder holding reference/)")
     dsn = db.warehouse_dsn(settings)
     db.bootstrap_warehouse(dsn, settings)
     load_reference_step(settings, dsn)

@@ -31,6 +31,7 @@ def test_errors_are_one_sentence_without_traceback(tmp_path):
     assert res.returncode == 1
     assert "reference folder" in res.stderr and "not found" in res.stderr
     assert "Traceback" not in res.stderr
+    assert not (tmp_path / "home" / "pgdata").exists(), "a bad folder must be reported before any server starts"
 
 
 def test_a_child_dies_with_the_tdw_process(tmp_path):
