@@ -23,6 +23,11 @@ Targets are printed next to the figures as pass/miss (never asserted): full dbt 
 raw-copy floor (stated at 1 M bordereaux), one-day incremental run ≤ 5 % of the full run, Python
 peak memory < 1 GiB.
 
+``--source-from DIR`` (``{scale}`` replaced) starts each scale from a copy of ``DIR/pgdata`` and
+``DIR/simulator``: a ``TDW_HOME`` where ``tdw simulate --scale N`` ran before (its manifest must say
+the same scale and seed; its warehouse database is dropped in the copy). The simulate step is then
+not timed again: the report gives the simulated rows and says the source was reused.
+
 A home that exists must carry the ``.tdw-bench`` marker this script writes (it is then stopped and
 deleted); any other existing folder is refused, so the script never deletes someone else's state.
 """
@@ -161,7 +166,35 @@ def postgres_version(dsn: str) -> str:
 
 # --- one scale ---------------------------------------------------------------------------------
 
-def bench_scale(scale: int, home: Path, seed: int, keep_server: bool, out: dict) -> dict:
+def copy_source(source_home: Path, home: Path, scale: int, seed: int) -> dict:
+    """Copy a simulated source (``pgdata`` and ``simulator`` of another ``TDW_HOME``) into ``home``.
+
+    Returns the source's simulator manifest. The source home's embedded server is stopped first
+    (a running cluster cannot be copied safely); the copy's ``warehouse`` database is dropped
+    when the benchmark starts, so the run begins from an empty warehouse.
+
+    Raises:
+        TdwError: the folder has no ``pgdata`` or ``simulator/manifest.json``, or was simulated
+            at another scale or seed.
+    """
+    manifest_path = source_home / "simulator" / "manifest.json"
+    if not (source_home / "pgdata").is_dir() or not manifest_path.is_file():
+        raise TdwError(f"--source-from {source_home}: no pgdata/ and simulator/manifest.json there (run "
+                       f"'TDW_HOME={source_home} tdw simulate --scale {scale} --seed {seed}' first)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("scale") != scale or manifest.get("seed") != seed:
+        raise TdwError(f"--source-from {source_home}: simulated with scale {manifest.get('scale')} and seed "
+                       f"{manifest.get('seed')}, not {scale} and {seed}")
+    db.EmbeddedServer(load_settings({"TDW_HOME": str(source_home)})).stop()
+    shutil.copytree(source_home / "pgdata", home / "pgdata", symlinks=True)
+    shutil.copytree(source_home / "simulator", home / "simulator", symlinks=True)
+    with contextlib.suppress(FileNotFoundError):
+        (home / "pgdata" / "postmaster.pid").unlink()
+    return manifest
+
+
+def bench_scale(scale: int, home: Path, seed: int, keep_server: bool, out: dict,
+                source_from: Path | None = None) -> dict:
     """Run the whole benchmark of one scale in this process; fill and return ``out`` with its
     figures (see module doc); on failure ``out`` keeps the figures of the phases that ran."""
     env = {k: v for k, v in os.environ.items() if k not in ("TDW_WAREHOUSE_DSN", "TDW_SOURCE_DSN", "TDW_EXPORT_DIR")}
@@ -170,30 +203,40 @@ def bench_scale(scale: int, home: Path, seed: int, keep_server: bool, out: dict)
     os.environ.update(env)
     fresh_home(home)
     settings = load_settings(env)
+    reused = copy_source(source_from, home, scale, seed) if source_from else None
     try:
-        return _bench_scale(settings, scale, seed, out)
+        return _bench_scale(settings, scale, seed, out, reused)
     finally:
         if not keep_server:
             with contextlib.suppress(Exception):
                 db.EmbeddedServer(settings).stop()
 
 
-def _bench_scale(settings, scale: int, seed: int, out: dict) -> dict:
+def _bench_scale(settings, scale: int, seed: int, out: dict, reused: dict | None = None) -> dict:
     from tdw import pipeline
     from tdw.simulator import advance, simulate
 
     home = settings.home
     out.update({"scale": scale, "home": str(home), "uptime_start": uptime(), "machine": machine(), "memory": {}})
+    if reused is not None:  # the copied cluster's warehouse: start from an empty one
+        base_uri = db.EmbeddedServer(settings).start()
+        with contextlib.closing(db.connect(base_uri)) as conn:
+            conn.autocommit = True
+            conn.cursor().execute("drop database if exists warehouse")
     dsn = db.warehouse_dsn(settings)
     source = db.source_dsn(settings, create=True)
     out["postgres"] = postgres_version(dsn)
 
-    t0 = time.monotonic()
-    manifest = simulate(source, scale=scale, seed=seed, out_dir=pipeline.simulator_dir(settings))
-    out["simulate_s"] = time.monotonic() - t0
+    if reused is None:
+        t0 = time.monotonic()
+        manifest = simulate(source, scale=scale, seed=seed, out_dir=pipeline.simulator_dir(settings))
+        out["simulate_s"] = time.monotonic() - t0
+    else:
+        manifest, out["simulate_s"] = reused, None
     out["simulate_rows"] = sum(manifest["counts"].values())
     out["memory"]["simulate"] = peak_mb()
-    print(f"[bench {scale:,}] simulate: {out['simulate_rows']:,} rows in {out['simulate_s']:.1f} s", flush=True)
+    print(f"[bench {scale:,}] simulate: {out['simulate_rows']:,} rows "
+          + (f"in {out['simulate_s']:.1f} s" if reused is None else "(reused from --source-from)"), flush=True)
 
     t0 = time.monotonic()
     _run_pipeline(settings, dsn, scale, out, "full")
@@ -246,20 +289,21 @@ def _run_pipeline(settings, dsn: str, scale: int, out: dict, label: str) -> None
         raise
 
 
-def _child(scale: int, home: str, seed: int, keep_server: bool, queue) -> None:
+def _child(scale: int, home: str, seed: int, keep_server: bool, source_from: str | None, queue) -> None:
     out: dict = {}
     try:
-        queue.put(bench_scale(scale, Path(home), seed, keep_server, out))
+        queue.put(bench_scale(scale, Path(home), seed, keep_server, out, Path(source_from) if source_from else None))
     except BaseException as exc:  # report the failure and the figures so far to the parent, then exit non-zero
         queue.put({**out, "scale": scale, "error": f"{type(exc).__name__}: {exc}"})
         raise
 
 
-def run_scale_in_child(scale: int, home: Path, seed: int, keep_server: bool) -> dict:
+def run_scale_in_child(scale: int, home: Path, seed: int, keep_server: bool, source_from: Path | None = None) -> dict:
     """Benchmark one scale in a fresh spawned process (its ru_maxrss is then its own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(scale, str(home), seed, keep_server, queue))
+    proc = ctx.Process(target=_child, args=(scale, str(home), seed, keep_server,
+                                            str(source_from) if source_from else None, queue))
     proc.start()
     while True:
         try:
@@ -309,7 +353,9 @@ def report(r: dict) -> str:
         "",
         "| step | seconds | rows | rows/s | target | result |",
         "|---|---:|---:|---:|---|---|",
-        f"| simulate | {r['simulate_s']:.1f} | {r['simulate_rows']:,} | {r['simulate_rows'] / r['simulate_s']:,.0f} | | |",
+        (f"| simulate | {r['simulate_s']:.1f} | {r['simulate_rows']:,} | {r['simulate_rows'] / r['simulate_s']:,.0f} | | |"
+         if r.get("simulate_s") else
+         f"| simulate (reused: `--source-from`, not timed here) | | {r['simulate_rows']:,} | | | |"),
         f"| full extract (first run) | {extract_s:.1f} | {extract_rows:,} | "
         f"{extract_rows / extract_s if extract_s else 0:,.0f} | | |",
         f"| raw-copy floor ({r['floor_tables']} tables) | {r['floor_s']:.1f} | {r['floor_rows']:,} | "
@@ -351,6 +397,8 @@ def main() -> None:
     parser.add_argument("--from-json", type=Path, nargs="+", metavar="RESULT_JSON",
                         help="only print (and append) the report of results saved by an earlier run")
     parser.add_argument("--keep-server", action="store_true", help="leave each scale's embedded PostgreSQL running")
+    parser.add_argument("--source-from", help="TDW_HOME ('{scale}' replaced) holding a source simulated at that scale "
+                                              "and seed: copied instead of simulating again")
     args = parser.parse_args()
     try:
         scales = [int(s.replace("_", "")) for s in args.scales.split(",") if s.strip()]
@@ -373,7 +421,8 @@ def main() -> None:
     failed = False
     for scale in scales:
         home = Path(args.home.replace("{scale}", str(scale))).resolve()
-        result = run_scale_in_child(scale, home, args.seed, args.keep_server)
+        source_from = Path(args.source_from.replace("{scale}", str(scale))).resolve() if args.source_from else None
+        result = run_scale_in_child(scale, home, args.seed, args.keep_server, source_from)
         if home.is_dir():
             saved = home / "bench-result.json"
             saved.write_text(json.dumps(result, indent=1, default=str))

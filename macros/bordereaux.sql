@@ -52,30 +52,6 @@
         )
 {%- endmacro %}
 
-{#- Pre-hook of the incremental models: remove rows whose key is no longer a counted row of
-    `prepared` (turned draft, soft- or hard-deleted after an earlier load). -#}
-{% macro delete_rows_gone_from(relation, prepared, key) -%}
-    {% if is_incremental() %}
-        delete from {{ relation }} as target
-        where not exists (
-            select 1 from {{ prepared }} as kept
-            where kept.{{ key }} = target.{{ key }} and not kept.is_excluded
-        )
-    {% else %}
-        select 1
-    {% endif %}
-{%- endmacro %}
-
-{#- Incremental filter: rows loaded after the model's high-water mark minus the lookback
-    (var('tdw_incremental_lookback_days')). -#}
-{% macro loaded_since_high_water_mark(column='_tdw_last_loaded_at') -%}
-    {{ column }} > (
-        select coalesce(max({{ column }}), '-infinity'::timestamptz)
-            - interval '{{ var("tdw_incremental_lookback_days") }} days'
-        from {{ this }}
-    )
-{%- endmacro %}
-
 {#- Post-hook of int_movements: site-based locations come from int_sites__located, which
     changes when a company registers or moves; every row is brought up to date so that an
     incremental run equals a full refresh. -#}

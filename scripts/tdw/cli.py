@@ -100,7 +100,10 @@ def load_reference_cmd(
         raise TdwError(f"reference folder {settings.reference_dir} not found (set TDW_DATA_DIR to the folder holding reference/)")
     dsn = db.warehouse_dsn(settings)
     db.bootstrap_warehouse(dsn, settings)
-    load_reference_step(settings, dsn)
+    from .publish import warehouse_lock
+
+    with warehouse_lock(dsn, "load the reference files"):
+        load_reference_step(settings, dsn)
 
 
 @app.command("run")
@@ -110,12 +113,14 @@ def run_cmd(
     resimulate: Annotated[bool, typer.Option("--resimulate", help="Recreate the embedded simulated source even if it exists.")] = False,
     no_build: Annotated[bool, typer.Option("--no-build", help="Load and extract only; skip dbt build.")] = False,
     inspection_sheets: Annotated[int, typer.Option(help="Inspection sheets to write (establishments with the most ICPE alerts).")] = 3,
+    unit_tests: Annotated[bool | None, typer.Option("--unit-tests/--no-unit-tests", help="Also run dbt's unit tests (checks of the SQL on fixed inputs); default: with --ci only.")] = None,
 ) -> None:
     """The main job: load inputs, extract production (simulated by default), build and test with dbt, report."""
     from .pipeline import CI_SCALE, DEFAULT_SCALE, run
 
     chosen = scale or (CI_SCALE if ci else DEFAULT_SCALE)
-    run(load_settings(), scale=chosen, resimulate=resimulate, build=not no_build, inspection_sheets=inspection_sheets)
+    run(load_settings(), scale=chosen, resimulate=resimulate, build=not no_build, inspection_sheets=inspection_sheets,
+        unit_tests=ci if unit_tests is None else unit_tests)
 
 
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

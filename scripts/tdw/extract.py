@@ -758,8 +758,10 @@ def register(app) -> None:
                     f"the embedded source database {SOURCE_DB} does not exist: create it with 'tdw simulate', "
                     "or give the production replica with --source or TDW_SOURCE_DSN"
                 )
+        from .publish import warehouse_lock
+
         err = Console(stderr=True)
-        with err.status("extracting", spinner="dots") as status:
+        with warehouse_lock(wh_dsn, "extract"), err.status("extracting", spinner="dots") as status:
             report = extract(
                 src_dsn, wh_dsn, tables=table or None, full=full,
                 lookback=timedelta(minutes=lookback_minutes), progress=status.update, source_schema=source_schema,

@@ -604,12 +604,15 @@ def register(app) -> None:
             raise TdwError(f"--extract-date {extract_date!r} is not a YYYY-MM-DD date") from None
         dsn = db.warehouse_dsn(settings)
         db.bootstrap_warehouse(dsn, settings)
+        from .publish import warehouse_lock
+
         console = Console(stderr=True)
-        for folder in dirs or [settings.icpe_dir]:
-            result = load_icpe(dsn, folder, source_label=label or folder.resolve().name, extract_date=when,
-                               progress=lambda m: console.print(f"  {m}", highlight=False))
-            console.print(f"load {result['load_id']} from {folder} ({result['layout']}):", highlight=False)
-            for table, n in result["counts"].items():
-                console.print(f"  {table}: {n:,} rows", highlight=False)
+        with warehouse_lock(dsn, "load ICPE extracts"):
+            for folder in dirs or [settings.icpe_dir]:
+                result = load_icpe(dsn, folder, source_label=label or folder.resolve().name, extract_date=when,
+                                   progress=lambda m: console.print(f"  {m}", highlight=False))
+                console.print(f"load {result['load_id']} from {folder} ({result['layout']}):", highlight=False)
+                for table, n in result["counts"].items():
+                    console.print(f"  {table}: {n:,} rows", highlight=False)
 
 

@@ -200,13 +200,14 @@ def print_summary(dsn: str) -> None:
 
 
 def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = False, build: bool = True,
-        inspection_sheets: int = 3) -> None:
+        inspection_sheets: int = 3, unit_tests: bool = False) -> None:
     """Run the whole pipeline on the configured warehouse (embedded by default).
 
     One run at a time per warehouse (advisory lock); every step is recorded in
     ``meta.pipeline_runs`` / ``meta.pipeline_run_steps``. The published schemas (``marts``,
     ``replica``) change only if every step up to and including ``dbt build`` succeeded
-    (blue/green, see :mod:`tdw.publish`).
+    (blue/green, see :mod:`tdw.publish`). ``unit_tests`` adds dbt's unit tests (checks of the
+    SQL on fixed inputs, run by CI) to the build's data tests.
 
     Raises:
         TdwError: another run holds the lock, or a step failed (its message names the step's
@@ -233,13 +234,20 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
         if not build:
             print_summary(dsn)
             return
+        # Both dbt commands get the same --vars, so the second reuses the first's parse (dbt's
+        # partial parsing starts over whenever the vars change).
+        build_vars = ["--vars", f"{{tdw_publish_suffix: '{publish.SUFFIX}'}}"]
         with runlog.step("source_freshness"):
             console.rule("[bold]dbt source freshness")
-            run_dbt(settings, ["source", "freshness"], dsn=dsn)
+            run_dbt(settings, ["source", "freshness", *build_vars], dsn=dsn)
         with runlog.step("dbt_build"):
-            console.rule("[bold]dbt build into marts__next / replica__next (seeds, models, snapshots, tests)")
+            what = "seeds, models, snapshots, data tests" + (", unit tests" if unit_tests else "")
+            console.rule(f"[bold]dbt build into marts__next / replica__next ({what})")
             publish.prepare(dsn)
-            run_dbt(settings, ["build", "--vars", f"{{tdw_publish_suffix: '{publish.SUFFIX}'}}"], dsn=dsn)
+            # dbt unit tests check the SQL, not the data: CI runs them (tdw run --ci), the daily
+            # run on production data does not need to.
+            skip = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
+            run_dbt(settings, ["build", *build_vars, *skip], dsn=dsn)
         with runlog.step("publish"):
             publish.swap(dsn, settings)
             console.print("  published: marts and replica swapped in", highlight=False)

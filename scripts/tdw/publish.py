@@ -201,3 +201,37 @@ def last_runs(dsn: str, limit: int = 10) -> list[tuple]:
             (limit,),
         )
         return cur.fetchall()
+
+
+@contextlib.contextmanager
+def warehouse_lock(dsn: str, command: str):
+    """Hold the run lock for a standalone command that writes the warehouse's inputs.
+
+    ``tdw extract``, ``tdw load-reference`` and ``tdw load-icpe`` take the same advisory lock as
+    ``tdw run``, so they never write raw tables while a run builds from them (the incremental
+    models read exactly the rows loaded after their high-water mark: dbt_project.yml,
+    ``tdw_incremental_lookback_minutes``).
+
+    Raises:
+        TdwError: a run or another such command holds the lock (the run is named when known).
+    """
+    conn = db.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select pg_try_advisory_lock(%s)", (_RUN_LOCK_KEY,))
+            if not cur.fetchone()[0]:
+                running = RunLog._running(cur)
+                raise TdwError(
+                    f"cannot {command} now: "
+                    + (f"'tdw run' {running[0]} (started {running[1]:%Y-%m-%d %H:%M:%S %Z} on {running[2]}, "
+                       f"pid {running[3]}) is in progress" if running else "another tdw run or load is in progress")
+                    + " on this warehouse; wait for it to finish"
+                )
+        try:
+            yield
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("select pg_advisory_unlock(%s)", (_RUN_LOCK_KEY,))
+    finally:
+        conn.close()

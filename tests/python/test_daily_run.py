@@ -105,3 +105,27 @@ def test_second_concurrent_run_is_refused(first_run):
         assert holder.run_id is not None
     runs = publish.last_runs(dsn)
     assert runs[0][0] == holder.run_id and runs[0][3] == "succeeded"  # the holder's run closed normally
+
+
+@pytest.mark.parametrize("command, words", [
+    (["extract"], "cannot extract now"),
+    (["load-reference"], "cannot load the reference files now"),
+    (["load-icpe"], "cannot load ICPE extracts now"),
+])
+def test_standalone_loads_are_refused_while_a_run_builds(first_run, command, words):
+    """The incremental models read exactly the rows loaded after their high-water mark, so
+    nothing may write the raw tables while a run is going on (dbt_project.yml)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TDW_HOME": str(first_run.home), "TDW_DATA_DIR": str(DATA_DIR),
+           "TDW_WAREHOUSE_DSN": first_run.warehouse_dsn, "TDW_SOURCE_DSN": first_run.source_dsn}
+    loaded = query(first_run.warehouse_dsn, "select count(*) from meta.extract_runs")[0][0]
+    with publish.RunLog(first_run.warehouse_dsn) as holder:
+        proc = subprocess.run([sys.executable, "-m", "tdw", *command], capture_output=True, text=True, env=env,
+                              timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert f"{words}: 'tdw run' {holder.run_id}" in message and "wait for it to finish" in message, message
+    assert query(first_run.warehouse_dsn, "select count(*) from meta.extract_runs")[0][0] == loaded

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import uuid
 
 import psycopg2
 import pytest
 
 from tdw import db
-from tdw.dbt import run_dbt
+from tdw.dbt import dbt_dir, run_dbt
 from tdw.extract import extract
 from tdw.reference import load_reference
 from tdw.simulator import advance, simulate
@@ -72,6 +73,15 @@ def _database(base_uri: str, prefix: str) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     db.ensure_database(base_uri, name)
     return db._with_database(base_uri, name)
+
+
+def _rows_affected(settings, model: str) -> int:
+    """Rows the last dbt invocation wrote into `model` (its run_results.json adapter response)."""
+    results = json.loads((dbt_dir(settings) / "target" / "run_results.json").read_text())
+    for result in results["results"]:
+        if result["unique_id"].endswith("." + model):
+            return result["adapter_response"]["rows_affected"]
+    raise AssertionError(f"{model} is not in the last run_results.json")
 
 
 def _fingerprint(dsn: str, model: str, key: str) -> tuple[int, str]:
@@ -185,15 +195,25 @@ def test_incremental_equals_full_refresh_after_advance(built, settings):
         union all
         (select bsd_id from intermediate.int_bordereaux__unioned where bsd_type = 'BSDD' order by bsd_id limit 1)""")
     bsda_id, bsdd_id = gone[0][0], gone[1][0]
+    # and a hard delete, seen by a full extract of its table
+    bsvhu_id = _rows(warehouse, "select bsd_id from intermediate.int_bordereaux__unioned "
+                                "where bsd_type = 'BSVHU' order by bsd_id limit 1")[0][0]
     with contextlib.closing(psycopg2.connect(source)) as conn, conn, conn.cursor() as cur:
         cur.execute('update "default$default"."Bsda" set "isDeleted" = true, "updatedAt" = now() where id = %s', (bsda_id,))
         cur.execute('update "default$default"."Form" set status = \'DRAFT\', "updatedAt" = now() where id = %s', (bsdd_id,))
+        cur.execute('delete from "default$default"."BsvhuTransporter" where "bsvhuId" = %s', (bsvhu_id,))
+        cur.execute('delete from "default$default"."Bsvhu" where id = %s', (bsvhu_id,))
     extract(source, warehouse)
+    extract(source, warehouse, tables=["Bsvhu", "BsvhuTransporter"], full=True)
+    total = _rows(warehouse, "select count(*) from intermediate.int_bordereaux__unioned")[0][0]
     run_dbt(settings, ["run", "--select", "staging.trackdechets", "intermediate.trackdechets"], dsn=warehouse)
-    assert _rows(warehouse, "select count(*) from intermediate.int_bordereaux__unioned where bsd_id in (%s, %s)",
-                 (bsda_id, bsdd_id))[0][0] == 0
-    assert _rows(warehouse, "select count(*) from intermediate.int_movements where bsd_id in (%s, %s)",
-                 (bsda_id, bsdd_id))[0][0] == 0
+    assert _rows(warehouse, "select count(*) from intermediate.int_bordereaux__unioned where bsd_id in (%s, %s, %s)",
+                 (bsda_id, bsdd_id, bsvhu_id))[0][0] == 0
+    assert _rows(warehouse, "select count(*) from intermediate.int_movements where bsd_id in (%s, %s, %s)",
+                 (bsda_id, bsdd_id, bsvhu_id))[0][0] == 0
+    # the incremental run read the changed bordereaux only (scoped before any join), not the history
+    read = _rows_affected(settings, "int_bordereaux__unioned")
+    assert 0 < read < total / 2, f"incremental run re-read {read} of {total} bordereaux"
     incremental = {m: _fingerprint(warehouse, m, k) for m, k in INCREMENTAL_MODELS.items()}
     assert incremental != before, "advance changed nothing in the incremental models"
     expected = dict(_rows(source, SOURCE_COUNTS))

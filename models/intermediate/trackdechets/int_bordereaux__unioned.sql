@@ -4,8 +4,11 @@
         unique_key='bsd_id',
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_rows_gone_from(this, ref('int_bordereaux__prepared'), 'bsd_id') }}",
-        post_hook="{{ refresh_bordereaux_global_flags(this) }}",
+        pre_hook="{{ delete_bordereaux_in_scope(this) }}",
+        post_hook=[
+            "{{ delete_bordereaux_gone_from_source(this) }}",
+            "{{ refresh_bordereaux_global_flags(this) }}",
+        ],
         indexes=[
             {'columns': ['bsd_id'], 'unique': true},
             {'columns': ['_tdw_last_loaded_at']},
@@ -13,21 +16,28 @@
     )
 }}
 -- One row per counted bordereau (METRICS.md § Bordereaux): drafts, deleted rows and `-suite`
--- rows excluded. Incremental: rows whose BSD (or its transporters, packagings, `-suite`,
--- groupements) were loaded since the high-water mark minus the lookback are replaced; the
--- pre-hook removes BSDs that became drafts or were deleted; the post-hook recomputes the flags
--- that depend on other tables (unknown destination SIRET, received never processed).
+-- rows excluded. The rows come from the CTEs of macros/intermediate/bordereaux_prepared.sql.
+-- Incremental: only the bordereaux in scope (raw rows loaded since the high-water mark minus
+-- the lookback, and the bordereaux linked to them: macros/intermediate/incremental_scope.sql)
+-- are read, through staging filtered before any join. The pre-hook deletes the bordereaux in
+-- scope (those still counted come back, those now draft or deleted do not); the post-hooks
+-- delete bordereaux gone from the source (hard deletes, seen after `tdw extract --full`) and
+-- recompute the flags that depend on other tables (unknown destination SIRET, received never
+-- processed).
 
 with
 
-prepared as (
-    select * from {{ ref('int_bordereaux__prepared') }}
-    where
-        {% if is_incremental() -%}
-            not is_excluded and {{ loaded_since_high_water_mark() }}
-        {%- else -%}
-            not is_excluded
-        {%- endif %}
+{% if is_incremental() -%}
+    changed_bsd_ids as (
+        {{ changed_bordereaux(incremental_since(this)) }}
+    ),
+{%- endif %}
+
+{{ bordereaux_prepared_ctes(scope='changed_bsd_ids' if is_incremental() else none) }},
+
+counted as (
+    select * from prepared
+    where not is_excluded
 )
 
 select
@@ -100,4 +110,4 @@ select
 
     -- load metadata
     _tdw_last_loaded_at
-from prepared
+from counted

@@ -4,8 +4,11 @@
         unique_key='movement_id',
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_rows_gone_from(this, ref('int_movements__prepared'), 'movement_id') }}",
-        post_hook="{{ refresh_movement_site_locations(this) }}",
+        pre_hook="{{ delete_movements_in_scope(this) }}",
+        post_hook=[
+            "{{ delete_movements_of_uncounted_bordereaux(this) }}",
+            "{{ refresh_movement_site_locations(this) }}",
+        ],
         indexes=[
             {'columns': ['movement_id'], 'unique': true},
             {'columns': ['bsd_id']},
@@ -13,22 +16,25 @@
         ],
     )
 }}
--- One row per physical movement of a counted bordereau (see int_movements__prepared).
--- Incremental like int_bordereaux__unioned: movements of BSDs loaded since the high-water mark
--- minus the lookback are replaced; the pre-hook removes movements of BSDs that became drafts or
--- were deleted (and BSDD leg 2 when its `-suite` is deleted); the post-hook refreshes
--- site-based locations from int_sites__located.
+-- One row per physical movement of a counted bordereau; the rows come from the CTEs of
+-- macros/intermediate/movements_prepared.sql. Incremental like int_bordereaux__unioned: only the
+-- movements of the bordereaux loaded since the high-water mark minus the lookback are read (the
+-- pre-hook deletes them first, so a removed leg or packaging disappears); the post-hooks delete
+-- the movements of bordereaux no longer counted and refresh site-based locations from
+-- int_sites__located.
 
 with
 
+{% if is_incremental() -%}
+    changed_bsd_ids as (
+        {{ changed_movement_bordereaux(incremental_since(this)) }}
+    ),
+{%- endif %}
+
+{{ movements_prepared_ctes(scope='changed_bsd_ids' if is_incremental() else none) }},
+
 prepared as (
-    select * from {{ ref('int_movements__prepared') }}
-    where
-        {% if is_incremental() -%}
-            not is_excluded and {{ loaded_since_high_water_mark() }}
-        {%- else -%}
-            not is_excluded
-        {%- endif %}
+    select * from movements
 )
 
 select

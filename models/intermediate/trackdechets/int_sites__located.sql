@@ -23,8 +23,7 @@ anonymous_companies as (
 ),
 
 bordereaux as (
-    select * from {{ ref('int_bordereaux__prepared') }}
-    where not is_excluded
+    select * from {{ ref('int_bordereaux__unioned') }}
 ),
 
 -- SIRETs written on bordereaux, with the address written next to them when there is one

@@ -1,7 +1,7 @@
 {#- One row per BSD (bordereau) from int_bordereaux__unioned (METRICS.md § Bordereaux and
     movements): drafts, deleted rows and BSDD "-suite" rows are already excluded upstream.
 
-    Incremental: a run re-reads the BSDs loaded within var('tdw_incremental_lookback_days') of the
+    Incremental: a run re-reads the BSDs loaded within var('tdw_incremental_lookback_minutes') of the
     fact's latest loaded_at (the extraction's high-water mark), and any BSD whose derived values changed without updated_at moving
     (row_hash differs: e.g. dq_received_never_processed becomes true as days pass). BSDs gone from
     upstream (deleted or turned back into drafts) are removed by the post-hook, so an incremental
@@ -105,7 +105,7 @@ select * from hashed
 {% if is_incremental() %}
     where
         loaded_at >= (
-            select max(fct.loaded_at) - interval '{{ var("tdw_incremental_lookback_days") }} days'
+            select max(fct.loaded_at) - interval '{{ var("tdw_incremental_lookback_minutes") }} minutes'
             from {{ this }} as fct
         )
         or not exists (

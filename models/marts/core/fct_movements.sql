@@ -128,7 +128,7 @@ select * from final
 {% if is_incremental() %}
     where
         bsd_loaded_at >= (
-            select max(fct.bsd_loaded_at) - interval '{{ var("tdw_incremental_lookback_days") }} days'
+            select max(fct.bsd_loaded_at) - interval '{{ var("tdw_incremental_lookback_minutes") }} minutes'
             from {{ this }} as fct
         )
         or not exists (

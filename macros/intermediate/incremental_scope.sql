@@ -1,0 +1,159 @@
+{#- Scoped incremental builds of the bordereau and movement models (intermediate/trackdechets).
+
+    An incremental run re-reads only the bordereaux whose raw rows (the bordereau, its
+    transporters, packagings, groupements or `-suite` form) were loaded after the model's
+    high-water mark minus var('tdw_incremental_lookback_minutes'): the scope. The staging views are
+    filtered on it before any join, so the cost of a daily run follows the day's changes, not the
+    size of the history. -#}
+
+{#- `where <key> in (select bsd_id from <scope>)` when a scope CTE is given, else nothing.
+    keys: one column name, or a list of columns of which any may match. -#}
+{% macro in_bsd_scope(scope, keys='bsd_id') -%}
+    {%- if scope -%}
+        {%- if keys is string %}{% set keys = [keys] %}{% endif -%}
+        where
+        {%- for key in keys %}
+            {{ 'or ' if not loop.first }}{{ key }} in (select {{ scope }}.bsd_id from {{ scope }})
+        {%- endfor %}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- High-water mark of an incremental model minus the lookback, as a scalar subquery:
+    rows loaded after it are re-read. -#}
+{% macro incremental_since(relation, column='_tdw_last_loaded_at') -%}
+    (
+        select coalesce(max({{ column }}), '-infinity'::timestamptz)
+            - interval '{{ var("tdw_incremental_lookback_minutes") }} minutes'
+        from {{ relation }}
+    )
+{%- endmacro %}
+
+{#- Select of the bsd_id of every bordereau with a raw row loaded after `since` (a timestamptz
+    expression), plus the bordereaux whose derived fields follow from those rows: both ends of a
+    BSDD temporary storage (initial form and `-suite`), both ends of a BSDD groupement, the
+    BSDA a changed BSDA is grouped in or forwarded by, and the BSFF whose packagings continue in
+    a changed BSFF packaging. Ids are source primary keys (METRICS.md § Bordereaux). -#}
+{% macro changed_bordereaux(since) -%}
+    with
+
+    bsdd_changed as (
+        select bsd_id from {{ ref('stg_trackdechets__bsdd') }}
+        where _tdw_loaded_at > {{ since }}
+        union
+        select bsd_id from {{ ref('stg_trackdechets__bsdd_transporters') }}
+        where _tdw_loaded_at > {{ since }}
+        union
+        select initial_bsd_id from {{ ref('stg_trackdechets__bsdd_groupements') }}
+        where _tdw_loaded_at > {{ since }}
+        union
+        select grouping_bsd_id from {{ ref('stg_trackdechets__bsdd_groupements') }}
+        where _tdw_loaded_at > {{ since }}
+    )
+
+    select bsd_id from bsdd_changed
+    union
+    -- the initial form of a changed `-suite`, the `-suite` of a changed initial form
+    select initial.bsd_id from {{ ref('stg_trackdechets__bsdd') }} as initial
+    where initial.forwarded_in_id in (select bsdd_changed.bsd_id from bsdd_changed)
+    union
+    select initial.forwarded_in_id from {{ ref('stg_trackdechets__bsdd') }} as initial
+    where initial.forwarded_in_id is not null and initial.bsd_id in (select bsdd_changed.bsd_id from bsdd_changed)
+    union
+    select bsd_id from {{ ref('stg_trackdechets__bsda') }} where _tdw_loaded_at > {{ since }}
+    union
+    select grouped_in_bsd_id from {{ ref('stg_trackdechets__bsda') }}
+    where _tdw_loaded_at > {{ since }} and grouped_in_bsd_id is not null
+    union
+    select forwarding_bsd_id from {{ ref('stg_trackdechets__bsda') }}
+    where _tdw_loaded_at > {{ since }} and forwarding_bsd_id is not null
+    union
+    select bsd_id from {{ ref('stg_trackdechets__bsff') }} where _tdw_loaded_at > {{ since }}
+    union
+    select bsd_id from {{ ref('stg_trackdechets__bsff_packagings') }} where _tdw_loaded_at > {{ since }}
+    union
+    select initial.bsd_id from {{ ref('stg_trackdechets__bsff_packagings') }} as initial
+    inner join {{ ref('stg_trackdechets__bsff_packagings') }} as next_packaging
+        on initial.next_packaging_id = next_packaging.packaging_id
+    where next_packaging._tdw_loaded_at > {{ since }}
+    union
+    select bsd_id from {{ ref('stg_trackdechets__bsdasri') }} where _tdw_loaded_at > {{ since }}
+    union
+    select bsd_id from {{ ref('stg_trackdechets__bsvhu') }} where _tdw_loaded_at > {{ since }}
+    union
+    select bsd_id from {{ ref('stg_trackdechets__bspaoh') }} where _tdw_loaded_at > {{ since }}
+    {%- for kind in ['bsda', 'bsff', 'bsvhu', 'bspaoh'] %}
+        union
+        select bsd_id from {{ ref('stg_trackdechets__' ~ kind ~ '_transporters') }}
+        where _tdw_loaded_at > {{ since }}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- Pre-hook of int_bordereaux__unioned: delete the bordereaux in scope; the model's rows put
+    back those still counted, so a bordereau turned draft or deleted disappears. -#}
+{% macro delete_bordereaux_in_scope(relation) -%}
+    {% if is_incremental() %}
+        delete from {{ relation }}
+        where bsd_id in ({{ changed_bordereaux(incremental_since(relation)) }})
+    {% else %}
+        select 1
+    {% endif %}
+{%- endmacro %}
+
+{#- Post-hook of int_bordereaux__unioned: delete the bordereaux whose source row is gone (hard
+    deletes, seen in raw after `tdw extract --full`). -#}
+{% macro delete_bordereaux_gone_from_source(relation) -%}
+    {% if is_incremental() %}
+        delete from {{ relation }} as bsd
+        where not exists (
+            select 1
+            from (
+                {%- for kind in ['bsdd', 'bsda', 'bsff', 'bsdasri', 'bsvhu', 'bspaoh'] %}
+                    select bsd_id from {{ ref('stg_trackdechets__' ~ kind) }}
+                    {{ 'union all' if not loop.last }}
+                {%- endfor %}
+            ) as present
+            where present.bsd_id = bsd.bsd_id
+        )
+    {% else %}
+        select 1
+    {% endif %}
+{%- endmacro %}
+
+{#- Select of the bordereaux whose movements int_movements re-reads: counted bordereaux loaded
+    after `since`, and the `-suite` forms of the BSDD among them (their second leg). -#}
+{% macro changed_movement_bordereaux(since) -%}
+    select bsd_id from {{ ref('int_bordereaux__unioned') }}
+    where _tdw_last_loaded_at > {{ since }}
+    union
+    select forwarded_in_id from {{ ref('stg_trackdechets__bsdd') }}
+    where forwarded_in_id is not null
+        and bsd_id in (
+            select bsd_id from {{ ref('int_bordereaux__unioned') }}
+            where _tdw_last_loaded_at > {{ since }}
+        )
+{%- endmacro %}
+
+{#- Pre-hook of int_movements: delete the movements of the bordereaux in scope (they are
+    re-read whole, so a removed leg or packaging disappears). -#}
+{% macro delete_movements_in_scope(relation) -%}
+    {% if is_incremental() %}
+        delete from {{ relation }}
+        where bsd_id in ({{ changed_movement_bordereaux(incremental_since(relation)) }})
+    {% else %}
+        select 1
+    {% endif %}
+{%- endmacro %}
+
+{#- Post-hook of int_movements: delete the movements of bordereaux no longer counted (turned
+    draft, deleted, or gone from the source). -#}
+{% macro delete_movements_of_uncounted_bordereaux(relation) -%}
+    {% if is_incremental() %}
+        delete from {{ relation }} as movement
+        where not exists (
+            select 1 from {{ ref('int_bordereaux__unioned') }} as counted
+            where counted.bsd_id = movement.bsd_id
+        )
+    {% else %}
+        select 1
+    {% endif %}
+{%- endmacro %}
