@@ -62,5 +62,3 @@ def test_open_data_export_is_byte_identical_despite_float_noise(warehouse, tmp_p
     assert "1 decimal" in fields["mean_distance_km"]["description"]
     assert "4 decimals" in fields["recovery_rate"]["description"]
     assert res_a == res_b
-
-
