@@ -39,7 +39,7 @@ import typer
 from psycopg2 import sql
 
 from .errors import InputFileError, TdwError
-from .loading import Column, TableSpec, copy_rows, file_sha256, read_rows
+from .loading import Column, TableSpec, copy_rows, data_row_line, decode_error, file_sha256, read_rows
 from .loading import convert_value  # the same value checks as every CSV loader
 
 SCHEMA = "raw_icpe"
@@ -169,7 +169,8 @@ RUBRIQUES_COLUMNS: tuple[Column, ...] = (
     Column("rubrique_acte", optional=True),
     Column("alinea_acte", optional=True),
     Column("regime_acte", optional=True),
-    Column("volume", "numeric", source=("volume", "quantite", "volume_inst")),
+    # an authorised quantity (capacity, power, volume): never negative
+    Column("volume", "numeric", source=("volume", "quantite", "volume_inst"), minimum=0),
     Column("unit", source=("unit", "unite")),
 )
 
@@ -194,9 +195,10 @@ MATCHING_SPEC = TableSpec(
         Column("cd_insee", pattern=r"\d{5}|2[AB]\d{3}", optional=True),
         Column("nom_ets", optional=True),
         Column("is_match", "boolean", required=True, source="__IS_MATCH"),
-        Column("confidence", "numeric", source="__CONFIDENCE"),
-        Column("es_score", "numeric", source="__ES_SCORE", optional=True),
-        Column("threshold", "numeric", source="__THRESH", optional=True),
+        # match scores (Elasticsearch scores and their threshold): never negative
+        Column("confidence", "numeric", source="__CONFIDENCE", minimum=0),
+        Column("es_score", "numeric", source="__ES_SCORE", optional=True, minimum=0),
+        Column("threshold", "numeric", source="__THRESH", optional=True, minimum=0),
         Column("siret", pattern=r"\d{14}", source="siret__REF"),
         Column("siren", pattern=r"\d{9}", source="siren__REF", optional=True),
         Column("denomination", source="denominationunitelegale__REF", optional=True),
@@ -313,15 +315,19 @@ def _pick(folder: Path, names: tuple[str, ...], what: str) -> Path:
 
 
 def _header(path: Path, delimiter: str = ",") -> list[str]:
+    """The header of a CSV file, from its first line only (a bad byte further down is left to :func:`read_rows`)."""
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        try:
-            return [h.strip() for h in next(csv.reader(fh, delimiter=delimiter))]
-        except StopIteration:
-            raise InputFileError(path, 1, None, "file is empty (no header)") from None
-        except UnicodeDecodeError as exc:
-            raise InputFileError(path, 1, None, f"not utf-8 text ({exc.reason})") from None
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise decode_error(path, "utf-8-sig", delimiter) from None
+    header = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), None)
+    if not header:
+        raise InputFileError(path, 1, None, "file is empty (no header)")
+    return [h.strip() for h in header]
 
 
 def detect_layout(path: Path) -> CoordinateLayout:
@@ -337,7 +343,12 @@ def detect_layout(path: Path) -> CoordinateLayout:
     return COORDINATE_LAYOUTS[0]
 
 
-def _check_orphans(cur, load: _Load, rubriques_path: Path) -> None:
+def _check_orphans(cur, load: _Load, rubriques: TableSpec, rubriques_path: Path) -> None:
+    """Refuse a rubrique whose installation is not in the installations file of the same extract.
+
+    Raises:
+        InputFileError: naming the file line (header = 1) of the first such rubrique.
+    """
     cur.execute(
         """
         select r._row_number, r.s3ic_id from raw_icpe.rubriques r
@@ -351,8 +362,8 @@ def _check_orphans(cur, load: _Load, rubriques_path: Path) -> None:
     orphan = cur.fetchone()
     if orphan:
         raise InputFileError(
-            rubriques_path, None, "s3ic_id",
-            f"data row {orphan[0]}: installation {orphan[1]} has rubriques but is not in the installations file",
+            rubriques_path, data_row_line(rubriques, rubriques_path, orphan[0]), "s3ic_id",
+            f"installation {orphan[1]} has rubriques but is not in the installations file",
         )
 
 
@@ -373,8 +384,9 @@ def _load_csv_folder(cur, load: _Load, folder: Path, progress) -> tuple[dict[str
         raise InputFileError(inst_path, None, None, "no data rows")
     _record(cur, "installations", inst_path, n)
 
+    rub_spec = _rubriques_spec(rub_path.name)
     optional = [(MATCHING_SPEC, folder / MATCHING_SPEC.filename), (NOMENCLATURE_SPEC, folder / NOMENCLATURE_SPEC.filename)]
-    for spec, path in [(_rubriques_spec(rub_path.name), rub_path)] + [(s, p) for s, p in optional if p.is_file()]:
+    for spec, path in [(rub_spec, rub_path)] + [(s, p) for s, p in optional if p.is_file()]:
         if progress:
             progress(f"{path.name} → {spec.qualified}")
         cols = meta_names + [c.name for c in spec.columns]
@@ -385,7 +397,7 @@ def _load_csv_folder(cur, load: _Load, folder: Path, progress) -> tuple[dict[str
         if n == 0:
             raise InputFileError(path, None, None, "no data rows")
         _record(cur, spec.table, path, n)
-    _check_orphans(cur, load, rub_path)
+    _check_orphans(cur, load, rub_spec, rub_path)
     return counts, layout.name
 
 

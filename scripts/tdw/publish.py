@@ -29,12 +29,15 @@ PUBLISHED = ("marts", "replica")
 SUFFIX = "__next"
 _RUN_LOCK_KEY = 0x7464775F72756E  # "tdw_run"
 
+# status: 'running' while the run goes on; 'succeeded' / 'failed' when it closed its row; 'interrupted'
+# when the process ended without closing it (killed), as the next run finds it (see RunLog.__enter__).
 RUN_LOG_DDL = """
 create table if not exists meta.pipeline_runs (
     run_id bigserial primary key,
     started_at timestamptz not null default now(),
     ended_at timestamptz,
-    status text not null default 'running' check (status in ('running', 'succeeded', 'failed')),
+    status text not null default 'running'
+        constraint pipeline_runs_status_check check (status in ('running', 'succeeded', 'failed', 'interrupted')),
     failed_step text,
     error text,
     host text,
@@ -45,10 +48,39 @@ create table if not exists meta.pipeline_run_steps (
     step text not null,
     started_at timestamptz not null,
     ended_at timestamptz,
-    status text not null check (status in ('running', 'succeeded', 'failed', 'skipped')),
+    status text not null
+        constraint pipeline_run_steps_status_check
+        check (status in ('running', 'succeeded', 'failed', 'skipped', 'interrupted')),
     detail jsonb not null default '{}'::jsonb,
     primary key (run_id, step)
 );
+"""
+
+# Tables created before 'interrupted' existed: widen their status check (once; same names as above,
+# which are also PostgreSQL's default names for those column checks).
+RUN_LOG_UPGRADE = """
+do $$
+declare
+    t record;
+begin
+    for t in
+        select * from (values
+            ('pipeline_runs', 'pipeline_runs_status_check', $c$('running', 'succeeded', 'failed', 'interrupted')$c$),
+            ('pipeline_run_steps', 'pipeline_run_steps_status_check',
+             $c$('running', 'succeeded', 'failed', 'skipped', 'interrupted')$c$)
+        ) as v (tbl, con, allowed)
+    loop
+        if not exists (
+            select 1 from pg_constraint
+            where conrelid = format('meta.%I', t.tbl)::regclass and conname = t.con
+              and pg_get_constraintdef(oid) like '%interrupted%'
+        ) then
+            execute format('alter table meta.%I drop constraint if exists %I', t.tbl, t.con);
+            execute format('alter table meta.%I add constraint %I check (status in %s)', t.tbl, t.con, t.allowed);
+        end if;
+    end loop;
+end
+$$;
 """
 
 
@@ -101,6 +133,12 @@ class RunLog:
 
     The lock is a PostgreSQL advisory lock held by a dedicated connection for the whole run, so
     it is released even if the process dies; a second run on the same warehouse is refused.
+
+    A run whose process died without closing its rows (SIGKILL, power cut) leaves them
+    'running'. Whoever takes the lock next knows no run can still be going on, and marks those
+    runs and steps 'interrupted' with ``ended_at`` = the time it noticed (the real end is
+    unknown; it lies between the last step's start and then) and the run's ``failed_step`` = the
+    step it was in.
     """
 
     dsn: str
@@ -121,10 +159,21 @@ class RunLog:
                     + "; wait for it to finish"
                 )
             cur.execute(RUN_LOG_DDL)
-            # A run that died without closing its row (killed process) is marked failed.
+            cur.execute(RUN_LOG_UPGRADE)
+            # We hold the lock: a run still 'running' is one whose process died (killed) unclosed.
             cur.execute(
-                "update meta.pipeline_runs set status = 'failed', ended_at = now(), "
-                "error = coalesce(error, 'interrupted (process ended without closing the run)') where status = 'running'"
+                "update meta.pipeline_run_steps set status = 'interrupted', ended_at = coalesce(ended_at, now()) "
+                "where status = 'running'"
+            )
+            cur.execute(
+                """
+                update meta.pipeline_runs r set status = 'interrupted', ended_at = coalesce(r.ended_at, now()),
+                    failed_step = coalesce(r.failed_step, (
+                        select s.step from meta.pipeline_run_steps s where s.run_id = r.run_id and s.status = 'interrupted'
+                        order by s.started_at desc limit 1)),
+                    error = coalesce(r.error, 'interrupted: the process ended without closing the run (killed?)')
+                where r.status = 'running'
+                """
             )
             cur.execute(
                 "insert into meta.pipeline_runs (host, pid) values (%s, %s) returning run_id",

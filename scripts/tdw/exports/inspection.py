@@ -15,6 +15,7 @@ Europe/Paris months of the reception (incoming) or taking-over (outgoing) date.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -46,11 +47,12 @@ DQ_LABELS = {
 def validate_siret(siret: str) -> str:
     """Return the SIRET without spaces, or raise TdwError.
 
-    A SIRET is 14 digits passing the Luhn check (INSEE); La Poste's establishments (SIREN
-    356000000) use the sum of the digits modulo 5 instead.
+    A SIRET is 14 ASCII digits passing the Luhn check (INSEE); La Poste's establishments (SIREN
+    356000000) use the sum of the digits modulo 5 instead. Other digits (Arabic-Indic '٠١٢',
+    full-width '０１２'), which ``str.isdigit`` and ``int`` accept, are refused.
     """
     s = "".join(str(siret).split())
-    if len(s) != 14 or not s.isdigit():
+    if not re.fullmatch(r"[0-9]{14}", s):
         raise TdwError(f"'{siret}' is not a SIRET: a SIRET has 14 digits")
     if s.startswith("356000000"):
         ok = sum(int(c) for c in s) % 5 == 0

@@ -4,6 +4,14 @@ Every dataset is one table of the ``marts`` schema built by dbt with the secret 
 already applied (METRICS.md § Secret statistique; ``models/marts/open_data/``); this module only
 streams rows to files. Non-diffusible establishments are left out by the models and the leak scan
 (:func:`tdw.exports.common.scan_folder`) checks every file before publication.
+
+Numbers are published at a fixed precision (:func:`decimals_of`), in the CSV and the Parquet
+files alike, so that two runs on the same data write byte-identical files: a sum of floating-point
+values depends on the order PostgreSQL adds them in (12.3 one run, 12.300000000000001 the next).
+Tonnes (columns ending in ``_t``) to 3 decimals, i.e. the kilogram; kilometres and tonne-km to 1
+decimal; rates to 4 decimals; any other non-integer number to 6 decimals. Each field's
+description in ``datapackage.json`` states its precision. (A value lying exactly on a rounding
+boundary, such as x.xxx5, can still round differently if its noise crosses it; rounding is half up.)
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import csv
 import json
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -94,6 +102,43 @@ def _columns(cur, relation: str) -> list[tuple[str, str, str]]:
     return cols
 
 
+_FRACTIONAL_TYPES = ("numeric", "double precision", "real")
+_PRECISION_NOTE = {3: "Rounded to 3 decimals (the kilogram).", 1: "Rounded to 1 decimal.", 4: "Rounded to 4 decimals.",
+                   6: "Rounded to 6 decimals."}
+
+
+def decimals_of(column: str, data_type: str) -> int | None:
+    """Number of decimals a column is published with, or None for a column that is not a fractional number.
+
+    Tonnes (``*_t``): 3 (kg precision, the unit Trackdéchets quantities are entered in at best);
+    kilometres and tonne-km (``*_km``, ``tonne_km``): 1; rates (``*rate*``): 4; any other
+    ``numeric`` / ``double precision`` / ``real`` column: 6.
+    """
+    if data_type not in _FRACTIONAL_TYPES:
+        return None
+    if column.endswith("_t"):
+        return 3
+    if column.endswith("_km") or column == "tonne_km":
+        return 1
+    if "rate" in column:
+        return 4
+    return 6
+
+
+_WIDE = Context(prec=400, rounding=ROUND_HALF_UP)  # wide enough for any double precision value (<= 309 digits)
+
+
+def _rounded(v, decimals: int | None):
+    """``v`` (Decimal or float) rounded half up to ``decimals`` as a Decimal without trailing zeros (-0 → 0)."""
+    if v is None or decimals is None or isinstance(v, bool) or not isinstance(v, (Decimal, float)):
+        return v
+    d = v if isinstance(v, Decimal) else Decimal(repr(v))  # repr: the shortest text of the float
+    if not d.is_finite():
+        return d
+    q = d.quantize(Decimal(1).scaleb(-decimals), context=_WIDE)
+    return Decimal(0) if q == 0 else q.normalize()
+
+
 def _csv_value(v):
     if v is None:
         return ""
@@ -121,11 +166,13 @@ def export_dataset(conn, name: str, folder: Path) -> dict:
         cols = _columns(cur, relation)
     fields = []
     arrow_fields = []
-    for col, dtype, desc in cols:
+    decimals = [decimals_of(col, dtype) for col, dtype, _ in cols]
+    for (col, dtype, desc), places in zip(cols, decimals):
         ts_type, arrow_type = _TYPES.get(dtype, ("string", pa.string()))
         field = {"name": col, "type": ts_type}
-        if desc:
-            field["description"] = desc
+        note = _PRECISION_NOTE[places] if places is not None else None
+        if desc or note:
+            field["description"] = " ".join(x for x in (desc, note) if x)
         fields.append(field)
         arrow_fields.append(pa.field(col, arrow_type))
     schema = pa.schema(arrow_fields)
@@ -143,6 +190,7 @@ def export_dataset(conn, name: str, folder: Path) -> dict:
             batch = cur.fetchmany(BATCH_ROWS)
             if not batch:
                 break
+            batch = [tuple(_rounded(v, places) for v, places in zip(row, decimals)) for row in batch]
             out.writerows([_csv_value(v) for v in row] for row in batch)
             columns = list(zip(*batch))
             writer.write_table(pa.table([pa.array([_arrow_value(v) for v in c], type=t)
@@ -208,7 +256,8 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, da
             "title": "Traçabilité des déchets dangereux (Trackdéchets) — statistiques publiques",
             "description": "Jeux de données agrégés issus des bordereaux de suivi de déchets. Secret statistique : "
                            "une cellule issue de moins de 3 établissements, ou dont un établissement représente plus "
-                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée). Unités : tonnes, km.",
+                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée). Unités : tonnes "
+                           "(3 décimales, au kg près), km et tonnes-km (1 décimale) ; taux à 4 décimales.",
             "licenses": [{"name": "etalab-2.0", "title": "Licence Ouverte / Open Licence 2.0",
                           "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"}],
             "resources": [{k: v for k, v in r.items() if k not in ("rows", "parquet", "source")} for r in resources],
