@@ -427,7 +427,8 @@ def test_unknown_and_malformed_siret(client, api_db):
     h = _h(api_db, "dep77")
     r = client.get(f"/v1/establishments/{UNKNOWN}", headers=h)
     assert r.status_code == 404 and r.json()["error"] == "unknown_siret" and UNKNOWN in r.json()["message"]
-    for bad in ("123", "1234567890123a", "123456789012345"):
+    # Arabic-Indic digits are digits to Python and to a \\d pattern, not to INSEE
+    for bad in ("123", "1234567890123a", "123456789012345", "٧٣٢٨٢٩٣٢٠٠٠٠٧٤"):
         for suffix in ("", "/tonnages", "/icpe-alerts"):
             r = client.get(f"/v1/establishments/{bad}{suffix}", headers=h)
             assert r.status_code == 422 and r.json()["error"] == "invalid_siret", (bad, suffix)

@@ -46,11 +46,11 @@ from .security import api_role
 
 log = logging.getLogger(__name__)
 
-SIRET_PATTERN = r"^\d{14}$"
-DEPT_PATTERN = r"^(\d{2}|2A|2B|97\d)$"
-REGION_PATTERN = r"^\d{2}$"
-WASTE_CODE_PATTERN = r"^\d{2} \d{2} \d{2}\*?$"
-RUBRIQUE_PATTERN = r"^\d{4}(-[0-9a-zA-Z]{1,3}){0,3}$"
+SIRET_PATTERN = r"^[0-9]{14}$"
+DEPT_PATTERN = r"^([0-9]{2}|2A|2B|97[0-9])$"
+REGION_PATTERN = r"^[0-9]{2}$"
+WASTE_CODE_PATTERN = r"^[0-9]{2} [0-9]{2} [0-9]{2}\*?$"
+RUBRIQUE_PATTERN = r"^[0-9]{4}(-[0-9a-zA-Z]{1,3}){0,3}$"
 MAX_LIMIT = 1000
 
 
@@ -859,7 +859,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
                        period_type: Annotated[str | None, Query(pattern=r"^(month|year)$", description="month ou year.")] = None,
                        date_from: DateFrom = None, date_to: DateTo = None,
                        bsd_type: Annotated[BsdType | None, Query(description="Type de bordereau.")] = None,
-                       waste_chapter_code: Annotated[str | None, Query(pattern=r"^\d{2}$", description="Chapitre déchet (« 16 »).")] = None,
+                       waste_chapter_code: Annotated[str | None, Query(pattern=r"^[0-9]{2}$", description="Chapitre déchet (« 16 »).")] = None,
                        is_hazardous: Annotated[bool | None, Query(description="Dangereux.")] = None,
                        limit: Limit = 100, offset: Offset = 0, fmt: Fmt = None):
         ctx.require("flows")

@@ -26,8 +26,8 @@ from . import security
 TOKEN_PREFIX = "tdw_"
 DEFAULT_TTL_DAYS = 365
 DEFAULT_RATE_LIMIT = 120
-_DEPT_RE = re.compile(r"^(\d{2}|2A|2B|97\d)$")
-_REGION_RE = re.compile(r"^\d{2}$")
+_DEPT_RE = re.compile(r"^([0-9]{2}|2A|2B|97[0-9])$")
+_REGION_RE = re.compile(r"^[0-9]{2}$")
 _NAME_RE = re.compile(r"^[\w .,'()/-]{1,120}$")
 
 
