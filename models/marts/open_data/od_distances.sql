@@ -88,16 +88,18 @@ assessed as (
             'least(coalesce(o.n_establishments, 0), coalesce(d.n_establishments, 0))',
             'greatest(o.largest_share, d.largest_share)') }} as suppression_reason
     from cells
+    -- null-safe keys as coalesce(…, '') = coalesce(…, ''): PostgreSQL can hash that, not IS NOT
+    -- DISTINCT FROM (which compares every pair of cells of a quarter)
     left join origin_stats as o
         on
             cells.quarter_start = o.quarter_start and cells.bsd_type = o.bsd_type
-            and cells.origin_code_region is not distinct from o.origin_code_region
-            and cells.destination_code_region is not distinct from o.destination_code_region
+            and coalesce(cells.origin_code_region, '') = coalesce(o.origin_code_region, '')
+            and coalesce(cells.destination_code_region, '') = coalesce(o.destination_code_region, '')
     left join destination_stats as d
         on
             cells.quarter_start = d.quarter_start and cells.bsd_type = d.bsd_type
-            and cells.origin_code_region is not distinct from d.origin_code_region
-            and cells.destination_code_region is not distinct from d.destination_code_region
+            and coalesce(cells.origin_code_region, '') = coalesce(d.origin_code_region, '')
+            and coalesce(cells.destination_code_region, '') = coalesce(d.destination_code_region, '')
 )
 
 select

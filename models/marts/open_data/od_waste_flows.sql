@@ -83,16 +83,18 @@ assessed as (
             'least(coalesce(o.n_origin_establishments, 0), coalesce(d.n_destination_establishments, 0))',
             'greatest(o.largest_origin_share, d.largest_destination_share)') }} as suppression_reason
     from cells
+    -- null-safe keys as coalesce(…, '') = coalesce(…, ''): PostgreSQL can hash that, not IS NOT
+    -- DISTINCT FROM (which compares every pair of cells of a quarter)
     left join origin_stats as o
         on
             cells.quarter_start = o.quarter_start
-            and cells.origin_code_departement is not distinct from o.origin_code_departement
-            and cells.destination_code_departement is not distinct from o.destination_code_departement
+            and coalesce(cells.origin_code_departement, '') = coalesce(o.origin_code_departement, '')
+            and coalesce(cells.destination_code_departement, '') = coalesce(o.destination_code_departement, '')
     left join destination_stats as d
         on
             cells.quarter_start = d.quarter_start
-            and cells.origin_code_departement is not distinct from d.origin_code_departement
-            and cells.destination_code_departement is not distinct from d.destination_code_departement
+            and coalesce(cells.origin_code_departement, '') = coalesce(d.origin_code_departement, '')
+            and coalesce(cells.destination_code_departement, '') = coalesce(d.destination_code_departement, '')
 )
 
 select
