@@ -6,14 +6,18 @@
     filtered on it before any join, so the cost of a daily run follows the day's changes, not the
     size of the history. -#}
 
-{#- `where <key> in (select bsd_id from <scope>)` when a scope CTE is given, else nothing.
-    keys: one column name, or a list of columns of which any may match. -#}
+{#- `where <key> = any(array(select bsd_id from <scope>))` when a scope CTE is given, else
+    nothing. keys: one column name, or a list of columns of which any may match.
+    Written as `= any(array(…))`, not `in (select …)`: the scope is then computed once and the
+    test is a filter of the scan of the raw table (its primary key index when the key is the
+    table's id), so the staging expressions are computed for the rows in scope only; a
+    semi-join would compute them for every row before joining. -#}
 {% macro in_bsd_scope(scope, keys='bsd_id') -%}
     {%- if scope -%}
         {%- if keys is string %}{% set keys = [keys] %}{% endif -%}
         where
         {%- for key in keys %}
-            {{ 'or ' if not loop.first }}{{ key }} in (select {{ scope }}.bsd_id from {{ scope }})
+            {{ 'or ' if not loop.first }}{{ key }} = any(array(select {{ scope }}.bsd_id from {{ scope }}))
         {%- endfor %}
     {%- endif -%}
 {%- endmacro %}

@@ -228,6 +228,20 @@ group by c.relname
 """
 
 
+# Raw columns the dbt models look rows up by, indexed in raw_trackdechets besides the primary key
+# (and "_tdw_loaded_at" on every table): the link of a child table to its bordereau, read when an
+# incremental build re-reads only the bordereaux in scope (macros/intermediate/incremental_scope.sql).
+RAW_INDEX_COLUMNS = {
+    "Form": ("forwardedInId",),
+    "BsddTransporter": ("formId",),
+    "FormGroupement": ("initialFormId", "nextFormId"),
+    "BsdaTransporter": ("bsdaId",),
+    "BsffTransporter": ("bsffId",),
+    "BsffPackaging": ("bsffId",),
+    "BsvhuTransporter": ("bsvhuId",),
+    "BspaohTransporter": ("bspaohId",),
+}
+
 # Tables without a primary key (e.g. Prisma's implicit many-to-many tables "_AToB") are keyed by
 # their first unique index on not-null columns, if any.
 _UNIQUE_SQL = """
@@ -557,6 +571,19 @@ def _plan(src, wh, schema, wanted, full, cursor_columns, report) -> list[_Plan]:
     return plans
 
 
+def _ensure_raw_indexes(cur, table: str, columns: list[str], created: bool) -> None:
+    """Index "_tdw_loaded_at" and the RAW_INDEX_COLUMNS of a raw table (if missing); analyse a
+    table this batch created, so that the first build plans with its statistics."""
+    for column in ("_tdw_loaded_at", *RAW_INDEX_COLUMNS.get(table, ())):
+        if column != "_tdw_loaded_at" and column not in columns:
+            continue
+        name = f"{table}__{column}"[:63]
+        cur.execute(sql.SQL("create index if not exists {} on {} ({})").format(
+            sql.Identifier(name), _ident(RAW_SCHEMA, table), sql.Identifier(column)))
+    if created:
+        cur.execute(sql.SQL("analyze {}").format(_ident(RAW_SCHEMA, table)))
+
+
 def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, chunk_hook, say, source_now) -> TableReport:
     t0 = time.monotonic()
     raw = _ident(RAW_SCHEMA, plan.table)
@@ -655,6 +682,7 @@ def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, 
             tr.rows_deleted = cur.rowcount
             if tr.rows_deleted:
                 tr.notes.append(f'hard deletes: {tr.rows_deleted:,} rows of "{plan.table}" absent from the source were removed from raw_trackdechets')
+        _ensure_raw_indexes(cur, plan.table, names, created=not plan.raw_exists)
         if plan.cursor and watermark is not None:
             # Rows dated after the source's clock (clock skew, bad data) must not push the watermark
             # into the future, where it would hide the rows written until then: they are re-read

@@ -15,7 +15,6 @@
         post_hook=[
             "delete from {{ this }} as fct where not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
             ~ " as src where src.bsd_id = fct.bsd_id)",
-            "analyze {{ this }}",
         ],
     )
 }}
