@@ -173,16 +173,20 @@ bsdd_unified as (
         initial.dq_quantity_typed_in_kg_suspected or coalesce(suite.dq_quantity_typed_in_kg_suspected, false)
             as dq_quantity_typed_in_kg_suspected,
 
+        -- a deleted `-suite` still counts: its deletion is a load that changes this bordereau
+        -- (leg 2 disappears), so int_movements, scoped on this column, must re-read it
         greatest(
-            initial._tdw_loaded_at, suite._tdw_loaded_at, transporters_loaded.loaded_at,
+            initial._tdw_loaded_at, linked_suite._tdw_loaded_at, transporters_loaded.loaded_at,
             suite_transporters_loaded.loaded_at, groupements_loaded.loaded_at
         ) as _tdw_last_loaded_at
     from bsdd_initial as initial
     left join bsdd as suite
         on initial.forwarded_in_id = suite.bsd_id and not suite.is_deleted
+    left join bsdd as linked_suite on initial.forwarded_in_id = linked_suite.bsd_id
     left join bsdd_first_transporters as first_leg on initial.bsd_id = first_leg.bsd_id
     left join bsdd_transporters_loaded as transporters_loaded on initial.bsd_id = transporters_loaded.bsd_id
-    left join bsdd_transporters_loaded as suite_transporters_loaded on suite.bsd_id = suite_transporters_loaded.bsd_id
+    left join bsdd_transporters_loaded as suite_transporters_loaded
+        on linked_suite.bsd_id = suite_transporters_loaded.bsd_id
     left join grouping_bsds on initial.bsd_id = grouping_bsds.grouping_bsd_id
     left join grouped_into on initial.bsd_id = grouped_into.initial_bsd_id
     left join groupements_loaded on initial.bsd_id = groupements_loaded.bsd_id

@@ -92,6 +92,46 @@
     {%- endfor %}
 {%- endmacro %}
 
+{#- Select of the bordereaux of `relation` (int_bordereaux__unioned as last built) whose derived
+    link fields lost their source without a row of theirs being loaded, so that
+    changed_bordereaux cannot see them: a loaded row's NEW link is in the scope, the link it
+    replaced is not.
+    * BSDA: the BSDA a changed BSDA used to forward (its stored grouped_into_bsd_id names the
+      changed one, `changed` a CTE of bsd_id), and a non-GATHERING BSDA stored as a grouping
+      that no BSDA is grouped in any more (its last child left);
+    * BSDD: an initial form whose stored grouping (grouped_into_bsd_id) has no FormGroupement
+      row any more, and a non-APPENDIX2 form stored as a grouping with no FormGroupement row left
+      (FormGroupement has no updatedAt: the extractor copies it whole and deletes the rows gone
+      from the source, which leaves nothing loaded).
+    Used by the model only, not by the pre-hook: these rows are still counted (nothing of theirs
+    changed), so the delete+insert replaces them, and the pre-hook must not delete them before
+    the model reads them here from `relation`. -#}
+{% macro bordereaux_with_stale_links(relation, changed) -%}
+    select stored.bsd_id from {{ relation }} as stored
+    where stored.bsd_type = 'BSDA' and stored.grouped_into_bsd_id in (select {{ changed }}.bsd_id from {{ changed }})
+    union
+    select stored.bsd_id from {{ relation }} as stored
+    where stored.bsd_type = 'BSDA' and stored.is_grouping and stored.bsd_subtype is distinct from 'GATHERING'
+        and not exists (
+            select 1 from {{ ref('stg_trackdechets__bsda') }} as child
+            where child.grouped_in_bsd_id = stored.bsd_id
+        )
+    union
+    select stored.bsd_id from {{ relation }} as stored
+    where stored.bsd_type = 'BSDD' and stored.grouped_into_bsd_id is not null
+        and not exists (
+            select 1 from {{ ref('stg_trackdechets__bsdd_groupements') }} as groupement
+            where groupement.initial_bsd_id = stored.bsd_id and groupement.grouping_bsd_id = stored.grouped_into_bsd_id
+        )
+    union
+    select stored.bsd_id from {{ relation }} as stored
+    where stored.bsd_type = 'BSDD' and stored.is_grouping and stored.bsd_subtype is distinct from 'APPENDIX2'
+        and not exists (
+            select 1 from {{ ref('stg_trackdechets__bsdd_groupements') }} as groupement
+            where groupement.grouping_bsd_id = stored.bsd_id
+        )
+{%- endmacro %}
+
 {#- Pre-hook of int_bordereaux__unioned: delete the bordereaux in scope; the model's rows put
     back those still counted, so a bordereau turned draft or deleted disappears. -#}
 {% macro delete_bordereaux_in_scope(relation) -%}

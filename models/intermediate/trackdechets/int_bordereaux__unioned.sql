@@ -18,9 +18,10 @@
 -- One row per counted bordereau (METRICS.md § Bordereaux): drafts, deleted rows and `-suite`
 -- rows excluded. The rows come from the CTEs of macros/intermediate/bordereaux_prepared.sql.
 -- Incremental: only the bordereaux in scope (raw rows loaded since the high-water mark minus
--- the lookback, and the bordereaux linked to them: macros/intermediate/incremental_scope.sql)
--- are read, through staging filtered before any join. The pre-hook deletes the bordereaux in
--- scope (those still counted come back, those now draft or deleted do not); the post-hooks
+-- the lookback, the bordereaux linked to them, and those whose stored links lost their source:
+-- macros/intermediate/incremental_scope.sql) are read, through staging filtered before any join.
+-- The pre-hook deletes the changed bordereaux (those still counted come back, those now draft
+-- or deleted do not; the ones with stale links are replaced by the delete+insert); the post-hooks
 -- delete bordereaux gone from the source (hard deletes, seen after `tdw extract --full`) and
 -- recompute the flags that depend on other tables (unknown destination SIRET, received never
 -- processed).
@@ -31,9 +32,15 @@ with
     changed_bsd_ids as (
         {{ changed_bordereaux(incremental_since(this)) }}
     ),
+
+    scope_bsd_ids as (
+        select changed_bsd_ids.bsd_id from changed_bsd_ids
+        union
+        {{ bordereaux_with_stale_links(this, 'changed_bsd_ids') }}
+    ),
 {%- endif %}
 
-{{ bordereaux_prepared_ctes(scope='changed_bsd_ids' if is_incremental() else none) }},
+{{ bordereaux_prepared_ctes(scope='scope_bsd_ids' if is_incremental() else none) }},
 
 counted as (
     select * from prepared
