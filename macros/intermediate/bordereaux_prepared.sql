@@ -9,8 +9,13 @@
     are read. Links to other bordereaux (BSDA groupings and forwardings, BSFF next packagings)
     are always looked up over every bordereau, and flags over the whole table (unknown
     destination SIRET, received never processed) are recomputed by the incremental model's
-    post-hook, so a scoped build gives the same rows as a full one. -#}
-{% macro bordereaux_prepared_ctes(scope=none) -%}
+    post-hook, so a scoped build gives the same rows as a full one.
+
+    received_never_processed_as_of: the data's "today" for dq_received_never_processed, as a SQL
+    expression; by default the latest valid update among the counted rows, which makes the
+    whole `enriched` CTE be kept aside (costly at national scale). int_bordereaux__unioned gives
+    null (flag false) and lets its post-hook set the flag over the whole table. -#}
+{% macro bordereaux_prepared_ctes(scope=none, received_never_processed_as_of=none) -%}
 
 -- ------------------------------------------------------------------ BSDD
 bsdd as (
@@ -661,7 +666,7 @@ prepared as (
         enriched.is_quantity_outlier as dq_quantity_outlier,
         {{ is_received_never_processed(
             'enriched.received_at', 'enriched.processed_at', 'enriched.acceptation_status',
-            '(select max(counted.updated_at) from enriched as counted where not counted.is_excluded and not ' ~ is_invalid_date('counted.updated_at') ~ ')'
+            received_never_processed_as_of or '(select max(counted.updated_at) from enriched as counted where not counted.is_excluded and not ' ~ is_invalid_date('counted.updated_at') ~ ')'
         ) }} as dq_received_never_processed
     from enriched
 )

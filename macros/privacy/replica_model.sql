@@ -137,9 +137,11 @@ from {{ raw }} as src
         {%- set types = {} -%}
         {%- for c in raw_columns -%}{%- do types.update({c.name: c.type}) -%}{%- endfor -%}
         {%- if rc.type.endswith('[]') and keys == [rc.name] -%}
-            {#- a denormalised array of SIRETs: drop the non-diffusible elements, keep the order -#}
+            {#- a denormalised array of SIRETs: drop the non-diffusible elements, keep the order.
+                `not in` (ids are never null) is a hashed subplan, built once; a correlated
+                `not exists` would scan every identifier for every element of every row. -#}
             {%- set expr = 'array(select u.e from unnest(' ~ expr ~ ') with ordinality as u (e, i)'
-                ~ ' where not exists (select 1 from non_diffusible as nd where nd.k = u.e) order by u.i)' -%}
+                ~ ' where u.e is null or u.e not in (select k from non_diffusible) order by u.i)' -%}
         {%- else -%}
             {%- set tests = [] -%}
             {%- for k in keys -%}

@@ -221,10 +221,15 @@ class Finding:
 class Scanner:
     """Accumulates findings per (table, column, kind) while texts stream through :meth:`scan_text`."""
 
+    # Texts already scanned and what was found in them: exports and tables repeat the same
+    # values (codes, dates, labels) many times; the cache is emptied when it reaches this size.
+    CACHE_SIZE = 200_000
+
     def __init__(self, values: ValueIndex | None = None, patterns: dict[str, re.Pattern] | None = None):
         self.values = values or ValueIndex()
         self.patterns = PATTERNS if patterns is None else patterns
         self.findings: dict[tuple[str, str, str], Finding] = {}
+        self._seen: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def _hit(self, table: str, column: str, kind: str, sample: str) -> None:
         f = self.findings.get((table, column, kind))
@@ -233,13 +238,22 @@ class Scanner:
         f.count += 1
 
     def scan_text(self, table: str, column: str, text: str) -> None:
-        for kind, pattern in self.patterns.items():
-            m = pattern.search(text)
-            if m:
-                self._hit(table, column, kind, m.group(0))
-        for kind, value in self.values.find(text):
-            self._hit(table, column, f"known {kind}", value)
-            break
+        hits = self._seen.get(text)
+        if hits is None:
+            found = []
+            for kind, pattern in self.patterns.items():
+                m = pattern.search(text)
+                if m:
+                    found.append((kind, m.group(0)))
+            for kind, value in self.values.find(text):
+                found.append((f"known {kind}", value))
+                break
+            hits = tuple(found)
+            if len(self._seen) >= self.CACHE_SIZE:
+                self._seen.clear()
+            self._seen[text] = hits
+        for kind, sample in hits:
+            self._hit(table, column, kind, sample)
 
     def results(self) -> list[Finding]:
         return sorted(self.findings.values(), key=lambda f: (f.table, f.column, f.kind))

@@ -40,7 +40,12 @@ with
     ),
 {%- endif %}
 
-{{ bordereaux_prepared_ctes(scope='scope_bsd_ids' if is_incremental() else none) }},
+-- dq_received_never_processed is set by the post-hook (refresh_bordereaux_global_flags), over
+-- the whole table: its "today" is the latest update of every bordereau, not of those read here.
+{{ bordereaux_prepared_ctes(
+    scope='scope_bsd_ids' if is_incremental() else none,
+    received_never_processed_as_of='null::timestamptz'
+) }},
 
 counted as (
     select * from prepared

@@ -170,19 +170,54 @@ running as (
     from days
 ),
 
--- versions in force on the day (several installations of one SIRET add up)
-authorised as (
+-- Versions in force (several installations of one SIRET add up). The set in force changes only
+-- on a version's valid_from / valid_to: the authorised figures are aggregated once per period
+-- between two such dates, then given to every day of the period (aggregating per day cost
+-- as many distinct-aggregate groups as site-days).
+bounds as (
     select
-        running.siret,
-        running.rubrique_alinea,
-        running.capacity_kind,
-        running.day,
+        siret,
+        rubrique_alinea,
+        '-infinity'::date as bound
+    from authorisations
+    where is_in_force
+    union
+    select
+        siret,
+        rubrique_alinea,
+        valid_from
+    from authorisations
+    where is_in_force and valid_from is not null
+    union
+    select
+        siret,
+        rubrique_alinea,
+        valid_to
+    from authorisations
+    where is_in_force and valid_to is not null
+),
+
+periods as (
+    select
+        siret,
+        rubrique_alinea,
+        bound as period_start,
+        lead(bound) over (partition by siret, rubrique_alinea order by bound) as period_end
+    from bounds
+),
+
+authorised_periods as materialized (
+    select
+        periods.siret,
+        periods.rubrique_alinea,
+        periods.period_start,
+        periods.period_end,
         count(authorisations.authorisation_id) as n_authorisations_in_force,
         string_agg(authorisations.authorisation_id, ',' order by authorisations.authorisation_id) as authorisation_ids,
         min(authorisations.s3ic_id) as s3ic_id,
         min(authorisations.departement_code) as departement_code,
         bool_and(
-            authorisations.unit = case running.capacity_kind
+            authorisations.unit = case authorisations.capacity_kind
                 when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
             end
             and authorisations.authorised_quantity is not null
@@ -198,27 +233,26 @@ authorised as (
             distinct coalesce(
                 authorisations.unit_not_comparable_reason,
                 'unit ' || authorisations.unit || ' where the rule compares '
-                || case running.capacity_kind
+                || case authorisations.capacity_kind
                     when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
                 end
             ),
             '; '
         ) filter (
-            where authorisations.unit is distinct from case running.capacity_kind
+            where authorisations.unit is distinct from case authorisations.capacity_kind
                 when 'daily' then 't/j' when 'annual' then 't/an' when 'storage' then 't'
             end
             or authorisations.authorised_quantity is null
         ) as unit_not_comparable_reason
-    from running
-    left join authorisations
+    from periods
+    inner join authorisations
         on
-            running.siret = authorisations.siret
-            and running.rubrique_alinea = authorisations.rubrique_alinea
+            periods.siret = authorisations.siret
+            and periods.rubrique_alinea = authorisations.rubrique_alinea
             and authorisations.is_in_force
-            and (authorisations.valid_from is null or running.day >= authorisations.valid_from)
-            and (authorisations.valid_to is null or running.day < authorisations.valid_to)
-    group by
-        running.siret, running.rubrique, running.alinea, running.rubrique_alinea, running.capacity_kind, running.day
+            and (authorisations.valid_from is null or periods.period_start >= authorisations.valid_from)
+            and (authorisations.valid_to is null or periods.period_start < authorisations.valid_to)
+    group by periods.siret, periods.rubrique_alinea, periods.period_start, periods.period_end
 ),
 
 final as (
@@ -240,7 +274,7 @@ final as (
         running.stock_in_t,
         running.stock_out_t,
         running.theoretical_stock_t,
-        authorised.n_authorisations_in_force,
+        coalesce(authorised.n_authorisations_in_force, 0) as n_authorisations_in_force,
         authorised.authorisation_ids,
         case when authorised.n_authorisations_in_force > 0 then authorised.is_unit_comparable end
             as is_unit_comparable,
@@ -268,11 +302,12 @@ final as (
             false
         ) as is_storage_threshold_exceeded
     from running
-    inner join authorised
+    left join authorised_periods as authorised
         on
             running.siret = authorised.siret
             and running.rubrique_alinea = authorised.rubrique_alinea
-            and running.day = authorised.day
+            and running.day >= authorised.period_start
+            and (authorised.period_end is null or running.day < authorised.period_end)
 )
 
 select * from final
