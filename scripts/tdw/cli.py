@@ -187,9 +187,16 @@ def _click_exception_types() -> tuple[type, ...]:
     return tuple(types)
 
 
+# Width of the output when it is not a terminal (a cron log, a pipe): rich would cut tables and
+# headers at 80 columns.
+PIPED_COLUMNS = "160"
+
+
 def main() -> None:
     """Entry point: runs the app, turns known errors into one sentence on stderr."""
     debug = "--debug" in sys.argv or os.environ.get("TDW_DEBUG") == "1"
+    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+        os.environ["COLUMNS"] = PIPED_COLUMNS
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

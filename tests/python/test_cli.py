@@ -61,3 +61,11 @@ def test_a_child_dies_with_the_tdw_process(tmp_path):
             break
         time.sleep(0.1)
     assert state in ("Z", "gone"), f"the child is still running (state {state})"
+
+
+def test_piped_output_is_not_cut_at_80_columns():
+    """A cron log or a pipe gets wide lines (the README's cron line writes to a file)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([*TDW, "run", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line) for line in proc.stdout.splitlines()) > 100, proc.stdout
