@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -196,6 +197,9 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     html_tag = dom.stdout[dom.stdout.find("<html"):].split(">", 1)[0]
     assert 'data-charts-rendered="3"' in html_tag, html_tag + dom.stderr[-2000:]
     assert "data-charts-error" not in html_tag
+    # dates on the time axes are French and numeric, never plotly's English month names
+    ticks = re.findall(r'class="xtick"[^>]*>.*?>([^<]+)</text>', dom.stdout)
+    assert ticks and all(re.fullmatch(r"\d{2}/\d{2}/\d{4}", t) for t in ticks[:3]), ticks[:10]
     shot = tmp_path / "stats.png"
     subprocess.run([*base, f"--user-data-dir={tmp_path / 'u2'}", "--window-size=1280,2600", f"--screenshot={shot}",
                     index.as_uri()], capture_output=True, timeout=120)

@@ -34,6 +34,9 @@ SECRET = "secret"
 _LAYOUT = dict(separators=", ", font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"),
                margin=dict(l=60, r=20, t=30, b=50), paper_bgcolor="#fff", plot_bgcolor="#fff",
                legend=dict(orientation="h", y=-0.15))
+# Dates written the French way with numbers only: plotly's month names are English and its French
+# locale file cannot be fetched offline.
+_DATE_AXIS = dict(tickformat="%d/%m/%Y", hoverformat="semaine du %d/%m/%Y")
 
 
 def fmt(v, digits: int = 0) -> str:
@@ -131,7 +134,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     # 1. weekly BSDs created per type
     weeks = sorted({r["iso_week_start"] for r in weekly})
     by = {(r["iso_week_start"], r["bsd_type"]): r for r in weekly}
-    fig1 = go.Figure(layout=dict(_LAYOUT, yaxis=dict(title="bordereaux créés"), hovermode="x unified"))
+    fig1 = go.Figure(layout=dict(_LAYOUT, xaxis=_DATE_AXIS, yaxis=dict(title="bordereaux créés"), hovermode="x unified"))
     for t in BSD_TYPES:
         fig1.add_trace(go.Scatter(x=[w.isoformat() for w in weeks], y=[by.get((w, t), {}).get("n_created") for w in weeks],
                                   name=t, mode="lines", line=dict(color=COLOURS[t], width=2)))
@@ -152,7 +155,8 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     # 2. recovered vs disposed tonnes, weekly (all types)
     rec = [by.get((w, "ALL"), {}).get("final_recovery_t") for w in weeks]
     dis = [by.get((w, "ALL"), {}).get("final_disposal_t") for w in weeks]
-    fig2 = go.Figure(layout=dict(_LAYOUT, barmode="stack", yaxis=dict(title="tonnes"), hovermode="x unified"))
+    fig2 = go.Figure(layout=dict(_LAYOUT, barmode="stack", xaxis=_DATE_AXIS, yaxis=dict(title="tonnes"),
+                                 hovermode="x unified"))
     fig2.add_trace(go.Bar(x=[w.isoformat() for w in weeks], y=[None if v is None else float(v) for v in rec],
                           name="valorisation finale (R0–R11)", marker_color="#000091"))
     fig2.add_trace(go.Bar(x=[w.isoformat() for w in weeks], y=[None if v is None else float(v) for v in dis],
