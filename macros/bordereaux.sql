@@ -36,7 +36,8 @@
     update {{ relation }} as bsd
     set
         dq_unknown_destination_siret = flags.dq_unknown_destination_siret,
-        dq_received_never_processed = flags.dq_received_never_processed
+        dq_received_never_processed = flags.dq_received_never_processed,
+        _tdw_built_at = {{ built_at() }}
     from (
         select
             bsd_id,
@@ -60,6 +61,7 @@
         update {{ relation }} as movement
         set
             {{ end }}_location_source = 'site',
+            _tdw_built_at = {{ built_at() }},
             {% for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
                 {{ end }}_{{ col }} = {% if col == 'location_precision' %}coalesce(site.{{ col }}, 'unknown'){% else %}site.{{ col }}{% endif %}{{ ',' if not loop.last }}
             {% endfor %}
@@ -73,4 +75,11 @@
                 {% endfor %}
             );
     {% endfor %}
+{%- endmacro %}
+
+{#- When a row of an intermediate model was last written (inserted or updated by a post-hook):
+    the transaction's start time, so every row a build writes has the same value. The facts
+    (fct_bordereaux, fct_movements) re-read the rows written after their own latest value. -#}
+{% macro built_at() -%}
+    now()::timestamptz
 {%- endmacro %}

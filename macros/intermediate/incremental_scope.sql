@@ -163,18 +163,21 @@
     {% endif %}
 {%- endmacro %}
 
-{#- Select of the bordereaux whose movements int_movements re-reads: counted bordereaux loaded
-    after `since`, and the `-suite` forms of the BSDD among them (their second leg). -#}
+{#- Select of the bordereaux whose movements int_movements re-reads: the counted bordereaux that
+    int_bordereaux__unioned wrote after `since` (a build re-read them, or its post-hook changed a
+    flag: _tdw_built_at), and the `-suite` forms of the BSDD among them (their second leg).
+    Scoping on when the bordereau was written, not on its load time, also catches a bordereau
+    re-read for a stale link whose load time went down (a removed FormGroupement). -#}
 {% macro changed_movement_bordereaux(since) -%}
     select bsd_id from {{ ref('int_bordereaux__unioned') }}
-    where _tdw_last_loaded_at > {{ since }}
+    where _tdw_built_at > {{ since }}
     union
     select forwarded_in_id from {{ ref('stg_trackdechets__bsdd') }}
     where forwarded_in_id is not null
-        and bsd_id in (
+        and bsd_id = any(array(
             select bsd_id from {{ ref('int_bordereaux__unioned') }}
-            where _tdw_last_loaded_at > {{ since }}
-        )
+            where _tdw_built_at > {{ since }}
+        ))
 {%- endmacro %}
 
 {#- Pre-hook of int_movements: delete the movements of the bordereaux in scope (they are
@@ -182,7 +185,7 @@
 {% macro delete_movements_in_scope(relation) -%}
     {% if is_incremental() %}
         delete from {{ relation }}
-        where bsd_id in ({{ changed_movement_bordereaux(incremental_since(relation)) }})
+        where bsd_id in ({{ changed_movement_bordereaux(incremental_since(relation, '_tdw_built_at')) }})
     {% else %}
         select 1
     {% endif %}

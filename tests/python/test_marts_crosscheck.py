@@ -663,7 +663,7 @@ def _snapshot(wh: str) -> dict[str, pd.DataFrame]:
     out = {}
     for table, order in MART_TABLES.items():
         df = _read(wh, f"select * from marts.{table} order by {order}")
-        out[table] = df.drop(columns=[c for c in ("row_hash",) if c in df.columns]).reset_index(drop=True)
+        out[table] = df.drop(columns=[c for c in ("_tdw_built_at",) if c in df.columns]).reset_index(drop=True)
     return out
 
 

@@ -85,10 +85,14 @@ def _rows_affected(settings, model: str) -> int:
 
 
 def _fingerprint(dsn: str, model: str, key: str) -> tuple[int, str]:
-    """(row count, md5 of every row's text in key order) of an intermediate table."""
+    """(row count, md5 of every row's values in key order) of an intermediate table.
+
+    _tdw_built_at (when the build wrote the row) is left out: a full refresh rewrites every row.
+    """
     return _rows(
         dsn,
-        f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t.{key}), '')) from intermediate.{model} as t",
+        f"select count(*), md5(coalesce(string_agg((to_jsonb(t) - '_tdw_built_at')::text, '|' order by t.{key}), '')) "
+        f"from intermediate.{model} as t",
     )[0]
 
 

@@ -12,6 +12,7 @@
         indexes=[
             {'columns': ['bsd_id'], 'unique': true},
             {'columns': ['_tdw_last_loaded_at']},
+            {'columns': ['_tdw_built_at']},
         ],
     )
 }}
@@ -121,5 +122,6 @@ select
     dq_quantity_typed_in_kg_suspected,
 
     -- load metadata
-    _tdw_last_loaded_at
+    _tdw_last_loaded_at,
+    {{ built_at() }} as _tdw_built_at
 from counted

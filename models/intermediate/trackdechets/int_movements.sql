@@ -12,13 +12,13 @@
         indexes=[
             {'columns': ['movement_id'], 'unique': true},
             {'columns': ['bsd_id']},
-            {'columns': ['_tdw_last_loaded_at']},
+            {'columns': ['_tdw_built_at']},
         ],
     )
 }}
 -- One row per physical movement of a counted bordereau; the rows come from the CTEs of
--- macros/intermediate/movements_prepared.sql. Incremental like int_bordereaux__unioned: only the
--- movements of the bordereaux loaded since the high-water mark minus the lookback are read (the
+-- macros/intermediate/movements_prepared.sql. Incremental: only the movements of the bordereaux
+-- that int_bordereaux__unioned wrote after this table's latest _tdw_built_at are read (the
 -- pre-hook deletes them first, so a removed leg or packaging disappears); the post-hooks delete
 -- the movements of bordereaux no longer counted and refresh site-based locations from
 -- int_sites__located.
@@ -27,7 +27,7 @@ with
 
 {% if is_incremental() -%}
     changed_bsd_ids as (
-        {{ changed_movement_bordereaux(incremental_since(this)) }}
+        {{ changed_movement_bordereaux(incremental_since(this, '_tdw_built_at')) }}
     ),
 {%- endif %}
 
@@ -97,5 +97,6 @@ select
     destination_location_source,
 
     -- load metadata
-    _tdw_last_loaded_at
+    _tdw_last_loaded_at,
+    {{ built_at() }} as _tdw_built_at
 from prepared

@@ -1,11 +1,12 @@
 {#- One row per BSD (bordereau) from int_bordereaux__unioned (METRICS.md § Bordereaux and
     movements): drafts, deleted rows and BSDD "-suite" rows are already excluded upstream.
 
-    Incremental: a run re-reads the BSDs loaded within var('tdw_incremental_lookback_minutes') of the
-    fact's latest loaded_at (the extraction's high-water mark), and any BSD whose derived values changed without updated_at moving
-    (row_hash differs: e.g. dq_received_never_processed becomes true as days pass). BSDs gone from
-    upstream (deleted or turned back into drafts) are removed by the post-hook, so an incremental
-    run and a full refresh give the same table. -#}
+    Incremental: a run re-reads the BSDs that int_bordereaux__unioned wrote after this table's
+    latest _tdw_built_at (re-read by a build, or a flag recomputed by its post-hook, e.g.
+    dq_received_never_processed becoming true as days pass): a filter on an indexed column, so
+    the cost follows the day's changes. BSDs gone from upstream (deleted or turned back into
+    drafts) are removed by the post-hook, so an incremental run and a full refresh give the same
+    table. -#}
 {{
     config(
         materialized='incremental',
@@ -23,6 +24,9 @@ with
 
 bordereaux as (
     select * from {{ ref('int_bordereaux__unioned') }}
+    {% if is_incremental() -%}
+        where _tdw_built_at > {{ incremental_since(this, '_tdw_built_at') }}
+    {%- endif %}
 ),
 
 shaped as (
@@ -89,26 +93,11 @@ shaped as (
         coalesce(dq_unknown_destination_siret, false)::boolean as dq_unknown_destination_siret,
         coalesce(dq_received_never_processed, false)::boolean as dq_received_never_processed,
         coalesce(dq_dangerous_without_star_code, false)::boolean as dq_dangerous_without_star_code,
-        coalesce(dq_quantity_typed_in_kg_suspected, false)::boolean as dq_quantity_typed_in_kg_suspected
-    from bordereaux
-),
+        coalesce(dq_quantity_typed_in_kg_suspected, false)::boolean as dq_quantity_typed_in_kg_suspected,
 
-hashed as (
-    select
-        shaped.*,
-        md5(shaped::text)::text as row_hash
-    from shaped
+        -- when int_bordereaux__unioned last wrote the row (incremental cursor)
+        _tdw_built_at::timestamptz as _tdw_built_at
+    from bordereaux
 )
 
-select * from hashed
-{% if is_incremental() %}
-    where
-        loaded_at >= (
-            select max(fct.loaded_at) - interval '{{ var("tdw_incremental_lookback_minutes") }} minutes'
-            from {{ this }} as fct
-        )
-        or not exists (
-            select 1 from {{ this }} as fct
-            where fct.bsd_id = hashed.bsd_id and fct.row_hash = hashed.row_hash
-        )
-{% endif %}
+select * from shaped

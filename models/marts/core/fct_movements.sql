@@ -8,8 +8,10 @@
     too) x distance_km. Outliers (is_quantity_outlier) are kept and flagged; the marts leave them
     out of every tonnage sum.
 
-    Incremental: same scheme as fct_bordereaux (lookback window on the BSD's loaded_at, plus rows
-    whose values changed, e.g. a site's location was corrected; rows gone upstream deleted). -#}
+    Incremental: a run re-reads the movements that int_movements wrote after this table's latest
+    _tdw_built_at (re-read by a build, or a site location refreshed by its post-hook), and those
+    of the bordereaux int_bordereaux__unioned wrote since (bsd_loaded_at); rows gone upstream are
+    deleted by the post-hook. -#}
 {{
     config(
         materialized='incremental',
@@ -25,14 +27,29 @@
 
 with
 
+{% if is_incremental() -%}
+    since as (
+        select {{ incremental_since(this, '_tdw_built_at') }} as built_at
+    ),
+{%- endif %}
+
 movements as (
     select * from {{ ref('int_movements') }}
+    {% if is_incremental() -%}
+        where
+            _tdw_built_at > (select since.built_at from since)
+            or bsd_id = any(array(
+                select rewritten.bsd_id from {{ ref('int_bordereaux__unioned') }} as rewritten
+                where rewritten._tdw_built_at > (select since.built_at from since)
+            ))
+    {%- endif %}
 ),
 
 bordereaux as (
     select
         bsd_id,
-        _tdw_last_loaded_at as loaded_at
+        _tdw_last_loaded_at as loaded_at,
+        _tdw_built_at as built_at
     from {{ ref('int_bordereaux__unioned') }}
 ),
 
@@ -96,7 +113,10 @@ shaped as (
         movements.destination_code_region::text as destination_code_region,
         {{ worse_location_precision(
             'movements.origin_location_precision', 'movements.destination_location_precision'
-        ) }}::text as location_precision
+        ) }}::text as location_precision,
+
+        -- when the intermediate layer last wrote the movement or its bordereau (incremental cursor)
+        greatest(movements._tdw_built_at, bordereaux.built_at)::timestamptz as _tdw_built_at
     from movements
     left join bordereaux
         on movements.bsd_id = bordereaux.bsd_id
@@ -118,20 +138,8 @@ measured as (
 final as (
     select
         measured.*,
-        (measured.quantity_received_t::double precision * measured.distance_km)::double precision as tonne_km,
-        md5(measured::text)::text as row_hash
+        (measured.quantity_received_t::double precision * measured.distance_km)::double precision as tonne_km
     from measured
 )
 
 select * from final
-{% if is_incremental() %}
-    where
-        bsd_loaded_at >= (
-            select max(fct.bsd_loaded_at) - interval '{{ var("tdw_incremental_lookback_minutes") }} minutes'
-            from {{ this }} as fct
-        )
-        or not exists (
-            select 1 from {{ this }} as fct
-            where fct.movement_id = final.movement_id and fct.row_hash = final.row_hash
-        )
-{% endif %}
