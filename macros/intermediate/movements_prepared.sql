@@ -167,6 +167,34 @@ legs as (
     where bsd_type in ('BSDA', 'BSDASRI', 'BSVHU', 'BSPAOH')
 ),
 
+-- the distinct addresses (postcode, city) written on the legs, located once each: locating
+-- normalises the city name (regular expressions), which costs far more per movement than a join
+address_pairs as (
+    select distinct
+        postal_code,
+        city
+    from (
+        select
+            origin_postal_code as postal_code,
+            origin_city as city
+        from legs
+        union all
+        select
+            destination_postal_code as postal_code,
+            destination_city as city
+        from legs
+    ) as written
+),
+
+address_locations as (
+    select
+        coalesce(address_pairs.postal_code, '') as written_postal_code,
+        coalesce(address_pairs.city, '') as written_city,
+        {{ address_location_columns('address', '') }}
+    from address_pairs
+    {{ address_location_joins('address', 'address_pairs.postal_code', 'address_pairs.city') }}
+),
+
 enriched as (
     select
         legs.*,
@@ -180,12 +208,22 @@ enriched as (
         case when legs.origin_address_is_work_site or legs.origin_siret is null then 'address' else 'site' end
             as origin_location_source,
         case when legs.destination_siret is null then 'address' else 'site' end as destination_location_source,
-        {{ address_location_columns('origin_address', 'origin_address_') }},
-        {{ address_location_columns('destination_address', 'destination_address_') }}
+        {%- for end in ['origin', 'destination'] %}
+            {%- for col in ['latitude', 'longitude', 'location_precision', 'code_commune', 'code_departement', 'code_region'] %}
+                {{ end }}_address.{{ col }} as {{ end }}_address_{{ col }}{{ ',' if not (loop.last and end == 'destination') }}
+            {%- endfor %}
+        {%- endfor %}
     from legs
     inner join bordereaux on legs.bsd_id = bordereaux.bsd_id
-    {{ address_location_joins('origin_address', 'legs.origin_postal_code', 'legs.origin_city') }}
-    {{ address_location_joins('destination_address', 'legs.destination_postal_code', 'legs.destination_city') }}
+    -- every pair of the legs is in address_locations (null-safe keys): the joins always match
+    left join address_locations as origin_address
+        on
+            coalesce(legs.origin_postal_code, '') = origin_address.written_postal_code
+            and coalesce(legs.origin_city, '') = origin_address.written_city
+    left join address_locations as destination_address
+        on
+            coalesce(legs.destination_postal_code, '') = destination_address.written_postal_code
+            and coalesce(legs.destination_city, '') = destination_address.written_city
 ),
 
 movements as (

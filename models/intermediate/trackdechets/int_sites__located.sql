@@ -60,26 +60,37 @@ seen as (
     from bordereaux
 ),
 
+-- how often each address is written next to each SIRET: aggregated before ranking, so the
+-- ranking sorts one row per SIRET x address, not one per bordereau x role
+seen_counts as (
+    select
+        siret,
+        postal_code,
+        city,
+        count(*) as times_written
+    from seen
+    where siret is not null
+    group by siret, postal_code, city
+),
+
 seen_addresses as (
     select distinct on (siret)
         siret,
         postal_code,
         city
-    from seen
-    where siret is not null
+    from seen_counts
     order by
         siret asc,
         (postal_code is null),
-        count(*) over (partition by siret, postal_code, city) desc,
-        postal_code,
+        times_written desc,
+        postal_code asc,
         city asc
 ),
 
 all_sirets as (
     select siret from companies
     union
-    select siret from seen
-    where siret is not null
+    select siret from seen_addresses
 ),
 
 candidates as (

@@ -1,7 +1,18 @@
 with
 
 source as (
-    select * from {{ source('trackdechets', 'Form') }}
+    select
+        bordereau.*,
+        -- postcode and commune of each address, read once per distinct address
+        emitter_address.address_postal_code as emitter_address_postal_code,
+        emitter_address.address_city as emitter_address_city,
+        recipient_address.address_postal_code as recipient_address_postal_code,
+        recipient_address.address_city as recipient_address_city
+    from {{ source('trackdechets', 'Form') }} as bordereau
+    left join {{ ref('stg_trackdechets__addresses') }} as emitter_address
+        on bordereau."emitterCompanyAddress" = emitter_address.address
+    left join {{ ref('stg_trackdechets__addresses') }} as recipient_address
+        on bordereau."recipientCompanyAddress" = recipient_address.address
 ),
 
 renamed as (
@@ -21,15 +32,15 @@ renamed as (
         {{ normalise_siret('"emitterCompanySiret"') }} as emitter_siret,
         coalesce("emitterIsPrivateIndividual", false) as emitter_is_private_individual,
         coalesce("emitterIsForeignShip", false) as emitter_is_foreign_ship,
-        {{ postal_code_from_address('"emitterCompanyAddress"') }} as emitter_postal_code,
-        {{ city_from_address('"emitterCompanyAddress"') }} as emitter_city,
+        emitter_address_postal_code as emitter_postal_code,
+        emitter_address_city as emitter_city,
         {{ normalise_postal_code('"emitterWorkSitePostalCode"') }} as work_site_postal_code,
         nullif(trim("emitterWorkSiteCity"), '') as work_site_city,
 
         -- recipient (destination, or temporary storer when recipient_is_temp_storage)
         {{ normalise_siret('"recipientCompanySiret"') }} as recipient_siret,
-        {{ postal_code_from_address('"recipientCompanyAddress"') }} as recipient_postal_code,
-        {{ city_from_address('"recipientCompanyAddress"') }} as recipient_city,
+        recipient_address_postal_code as recipient_postal_code,
+        recipient_address_city as recipient_city,
         coalesce("recipientIsTempStorage", false) as recipient_is_temp_storage,
         {{ normalise_siret('"ecoOrganismeSiret"') }} as eco_organisme_siret,
 

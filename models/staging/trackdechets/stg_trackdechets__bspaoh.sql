@@ -1,7 +1,18 @@
 with
 
 source as (
-    select * from {{ source('trackdechets', 'Bspaoh') }}
+    select
+        bordereau.*,
+        -- postcode and commune of each address, read once per distinct address
+        emitter_address.address_postal_code as emitter_address_postal_code,
+        emitter_address.address_city as emitter_address_city,
+        destination_address.address_postal_code as destination_address_postal_code,
+        destination_address.address_city as destination_address_city
+    from {{ source('trackdechets', 'Bspaoh') }} as bordereau
+    left join {{ ref('stg_trackdechets__addresses') }} as emitter_address
+        on bordereau."emitterCompanyAddress" = emitter_address.address
+    left join {{ ref('stg_trackdechets__addresses') }} as destination_address
+        on bordereau."destinationCompanyAddress" = destination_address.address
 ),
 
 renamed as (
@@ -16,15 +27,15 @@ renamed as (
 
         -- emitter (hospital)
         {{ normalise_siret('"emitterCompanySiret"') }} as emitter_siret,
-        {{ postal_code_from_address('"emitterCompanyAddress"') }} as emitter_postal_code,
-        {{ city_from_address('"emitterCompanyAddress"') }} as emitter_city,
+        emitter_address_postal_code as emitter_postal_code,
+        emitter_address_city as emitter_city,
         {{ normalise_postal_code('"emitterPickupSitePostalCode"') }} as pickup_site_postal_code,
         nullif(trim("emitterPickupSiteCity"), '') as pickup_site_city,
 
         -- destination (crematorium)
         {{ normalise_siret('"destinationCompanySiret"') }} as destination_siret,
-        {{ postal_code_from_address('"destinationCompanyAddress"') }} as destination_postal_code,
-        {{ city_from_address('"destinationCompanyAddress"') }} as destination_city,
+        destination_address_postal_code as destination_postal_code,
+        destination_address_city as destination_city,
 
         -- waste
         {{ normalise_waste_code('"wasteCode"') }} as waste_code,

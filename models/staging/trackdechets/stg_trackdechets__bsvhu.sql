@@ -1,7 +1,18 @@
 with
 
 source as (
-    select * from {{ source('trackdechets', 'Bsvhu') }}
+    select
+        bordereau.*,
+        -- postcode and commune of each address, read once per distinct address
+        emitter_address.address_postal_code as emitter_address_postal_code,
+        emitter_address.address_city as emitter_address_city,
+        destination_address.address_postal_code as destination_address_postal_code,
+        destination_address.address_city as destination_address_city
+    from {{ source('trackdechets', 'Bsvhu') }} as bordereau
+    left join {{ ref('stg_trackdechets__addresses') }} as emitter_address
+        on bordereau."emitterCompanyAddress" = emitter_address.address
+    left join {{ ref('stg_trackdechets__addresses') }} as destination_address
+        on bordereau."destinationCompanyAddress" = destination_address.address
 ),
 
 renamed as (
@@ -23,17 +34,17 @@ renamed as (
         coalesce("emitterIrregularSituation", false) as emitter_is_irregular_situation,
         coalesce(
             {{ normalise_postal_code('"emitterCompanyPostalCode"') }},
-            {{ postal_code_from_address('"emitterCompanyAddress"') }}
+            emitter_address_postal_code
         ) as emitter_postal_code,
         coalesce(
-            nullif(trim("emitterCompanyCity"), ''), {{ city_from_address('"emitterCompanyAddress"') }}
+            nullif(trim("emitterCompanyCity"), ''), emitter_address_city
         ) as emitter_city,
         {{ normalise_siret('"ecoOrganismeSiret"') }} as eco_organisme_siret,
 
         -- destination
         {{ normalise_siret('"destinationCompanySiret"') }} as destination_siret,
-        {{ postal_code_from_address('"destinationCompanyAddress"') }} as destination_postal_code,
-        {{ city_from_address('"destinationCompanyAddress"') }} as destination_city,
+        destination_address_postal_code as destination_postal_code,
+        destination_address_city as destination_city,
 
         -- waste
         {{ normalise_waste_code('"wasteCode"') }} as waste_code,
