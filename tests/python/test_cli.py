@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,7 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg2
+
+from tdw import db
+from tdw.config import load_settings
 from tdw.dbt import _die_with_parent
+
+from conftest import DATA_DIR
 
 TDW = [sys.executable, "-m", "tdw"]
 
@@ -69,3 +76,28 @@ def test_piped_output_is_not_cut_at_80_columns():
     proc = subprocess.run([*TDW, "run", "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert max(len(line) for line in proc.stdout.splitlines()) > 100, proc.stdout
+
+
+def test_embedded_server_is_tuned_again_when_its_settings_change(tmp_path):
+    """A home tuned by an older version (other work_mem, other marker) gets today's settings at
+    its next start, without losing its data."""
+    home_settings = load_settings({"TDW_HOME": str(tmp_path / "home"), "TDW_DATA_DIR": str(DATA_DIR)})
+    server = db.EmbeddedServer(home_settings)
+    uri = server.start()
+    try:
+        with contextlib.closing(psycopg2.connect(uri)) as conn, conn.cursor() as cur:
+            conn.autocommit = True
+            cur.execute("create table kept (n int); insert into kept values (42)")
+            cur.execute("alter system set work_mem = '64MB'")
+        marker = home_settings.pgdata / ".tdw_tuned"
+        marker.write_text("applied: shared_buffers=1GB, work_mem=64MB")
+        server.stop()
+        uri = server.start()
+        assert marker.read_text() == db._tuned_marker()
+        with contextlib.closing(psycopg2.connect(uri)) as conn, conn.cursor() as cur:
+            cur.execute("show work_mem")
+            assert cur.fetchone()[0] == db._EMBEDDED_SETTINGS["work_mem"]
+            cur.execute("select n from kept")
+            assert cur.fetchone()[0] == 42
+    finally:
+        server.stop()

@@ -159,6 +159,13 @@ def test_leak_scan_finds_planted_values_when_masking_is_bypassed(world, tmp_path
     file_findings = {(f.table, f.column, f.kind) for f in privacy.scan_files(tmp_path, values)}
     assert file_findings == {("export.csv", "comment", "phone"), ("export.csv", "comment", "email"),
                              ("export.csv", "comment", "plate")}
+    # each distinct value of a column is scanned once, but every row holding it is counted
+    (tmp_path / "export.csv").write_text(
+        "id,comment,tonnes\n" + "".join(f"{i},{PLANTED_EMAIL},1.5\n" for i in range(3)) + "4,,1.5\n5,ok,2\n",
+        encoding="utf-8")
+    counted = {(f.column, f.kind): f for f in privacy.scan_files(tmp_path, values)}
+    assert set(counted) == {("comment", "email")}
+    assert counted[("comment", "email")].count == 3 and counted[("comment", "email")].sample == PLANTED_EMAIL
 
 
 def values_of(manifest: dict, key: str) -> set[str]:

@@ -84,7 +84,9 @@ cells as (
         sum(recovery_t) as final_recovery_t,
         sum(disposal_t) as final_disposal_t,
         sum(recovery_t + disposal_t) as treated_t,
-        count(distinct destination_siret) as n_establishments,
+        -- per_establishment has one row per cell and establishment: count(), not count(distinct),
+        -- which would force a sort of every row
+        count(destination_siret) as n_establishments,
         max(recovery_t + disposal_t) as largest_establishment_t
     from per_establishment
     group by
