@@ -16,7 +16,13 @@
         the mark's `loaded_through` minus var('tdw_incremental_lookback_minutes'); delete+insert
         on the raw table's single-column primary key;
       * the raw row's disappearance (hard delete at the source, removed by `tdw extract --full`):
-        an anti-join on the key deletes the replica rows whose raw row is gone;
+        an anti-join on the key deletes the replica rows whose raw row is gone. It scans both
+        tables (seconds for StatusLog at national scale), so it runs only when the raw table may
+        have lost rows since the mark: the deletions `tdw extract` recorded for it
+        (meta.extract_runs.rows_deleted, written in the transaction that deletes), PostgreSQL's
+        count of deleted tuples (pg_stat_user_tables.n_tup_del: any other delete, even rolled
+        back) or its storage (relfilenode: truncate, rewrite, table re-created) differ from the
+        values stored with the mark;
       * AnonymousCompany (nd_keys masking of non-diffusible establishments): md5 of the sorted
         set of identifiers the masking reads (siret, orgId, vatNumber); any difference (row added,
         changed or deleted) rewrites the whole table, so a SIRET declared non-diffusible today is
@@ -35,6 +41,11 @@
     three agree by construction.
 -#}
 
+{#- Bump to rewrite every replica table once (a change of how rows are written, not of what). -#}
+{% macro replica_incremental_version() -%}
+    {{ return('1') }}
+{%- endmacro %}
+
 {#- Mark table DDL (created on first write, under an advisory lock: models build in parallel). -#}
 {% macro replica_marks_ddl() -%}
     select pg_advisory_xact_lock(hashtext('tdw.replica_marks'));
@@ -45,6 +56,7 @@
         mode text not null,
         reason text not null,
         loaded_through timestamptz,
+        raw_deletions text not null,
         nd_fingerprint text not null,
         logic_md5 text not null,
         built_at timestamptz not null default now()
@@ -68,6 +80,22 @@
     {{ return(none) }}
 {%- endmacro %}
 
+{#- What tells that rows may have been deleted from a raw table (see the header), as text:
+    extractor deletions, deleted tuples, storage. -#}
+{% macro replica_raw_deletions(raw) -%}
+    {%- set q -%}
+        select concat_ws(':',
+            (select sum(rows_deleted) from meta.extract_runs
+             where to_regclass('meta.extract_runs') is not null and table_name = '{{ raw.identifier }}'),
+            (select n_tup_del from pg_stat_user_tables where relid = c.oid),
+            c.relfilenode, c.oid)
+        from pg_class as c
+        where c.oid = to_regclass('{{ raw.schema }}.{{ adapter.quote(raw.identifier) }}')
+    {%- endset -%}
+    {%- set rows = run_query(q).rows -%}
+    {{ return(rows[0][0] if rows | length > 0 else 'no raw table') }}
+{%- endmacro %}
+
 {#- md5 of the sorted, distinct identifiers of AnonymousCompany read by the nd_keys masking. -#}
 {% macro replica_nd_fingerprint(anonymous) -%}
     {%- set q -%}
@@ -89,12 +117,14 @@
     {%- set names = raw_columns | map(attribute='name') | list -%}
     {%- set shape = [] -%}
     {%- for c in raw_columns -%}{%- do shape.append(c.name ~ ' ' ~ c.type) -%}{%- endfor -%}
-    {%- set uses_nd = 'from non_diffusible)' in body -%}
+    {#- AnonymousCompany is known unread only when the body has exactly the shape replica_select
+        gives a table without nd_keys: the non_diffusible CTE (reading it three times), unused. -#}
+    {%- set uses_nd = not (body.count('non_diffusible') == 1 and body.count(anonymous | string) == 3) -%}
     {%- set plan = {
         'mode': 'full', 'reason': '', 'key': none, 'since': none,
-        'loaded_through': none,
+        'loaded_through': none, 'raw_deletions': replica_raw_deletions(raw), 'anti_join': true,
         'nd': replica_nd_fingerprint(anonymous) if uses_nd else 'unused',
-        'logic': local_md5(body ~ '\n' ~ shape | join(','))
+        'logic': local_md5(replica_incremental_version() ~ '\n' ~ body ~ '\n' ~ shape | join(','))
     } -%}
     {%- set key = replica_raw_primary_key(raw) -%}
     {%- set q -%}
@@ -120,7 +150,7 @@
         {%- do plan.update({'reason': 'no table yet'}) -%}
     {%- else -%}
         {%- set q -%}
-            select m.loaded_through::text, m.nd_fingerprint, m.logic_md5
+            select m.loaded_through::text, m.nd_fingerprint, m.logic_md5, m.raw_deletions
             from meta.replica_marks as m
             where to_regclass('meta.replica_marks') is not null
                 and m.relid = to_regclass('{{ this.schema }}.{{ adapter.quote(this.identifier) }}')
@@ -135,7 +165,9 @@
             {%- do plan.update({'reason': 'AnonymousCompany changed: every row re-masked'}) -%}
         {%- else -%}
             {%- do plan.update({'mode': 'incremental', 'key': key, 'since': mark[0][0],
-                                'reason': 'raw rows loaded after the mark'}) -%}
+                                'anti_join': mark[0][3] != plan.raw_deletions,
+                                'reason': 'raw rows loaded after the mark'
+                                    ~ ('; raw rows may have been deleted' if mark[0][3] != plan.raw_deletions else '')}) -%}
         {%- endif -%}
     {%- endif -%}
     {{ return(plan) }}
@@ -167,11 +199,11 @@ where src._tdw_loaded_at > '{{ plan.since }}'::timestamptz
         {%- endif -%}
         {%- set raw = source('trackdechets', table_name) -%}
         {%- set key = replica_raw_primary_key(raw) -%}
-        {%- if plan.mode == 'incremental' %}
+        {%- if plan.mode == 'incremental' and plan.anti_join %}
             -- rows hard-deleted at the source (gone from raw)
             delete from {{ this }} as t
             where not exists (select 1 from {{ raw }} as r where r.{{ adapter.quote(plan.key) }} = t.{{ adapter.quote(plan.key) }});
-        {%- else %}
+        {%- elif plan.mode != 'incremental' %}
             {%- if key is not none %}
             create unique index on {{ this }} ({{ adapter.quote(key) }});
             {%- endif %}
@@ -180,16 +212,17 @@ where src._tdw_loaded_at > '{{ plan.since }}'::timestamptz
             {{ replica_marks_ddl() }};
             delete from meta.replica_marks as m where not exists (select 1 from pg_class as c where c.oid = m.relid);
             insert into meta.replica_marks as m
-                (relid, schema_name, table_name, mode, reason, loaded_through, nd_fingerprint, logic_md5, built_at)
+                (relid, schema_name, table_name, mode, reason, loaded_through, raw_deletions, nd_fingerprint, logic_md5, built_at)
             values (
                 '{{ this.schema }}.{{ adapter.quote(this.identifier) }}'::regclass, '{{ this.schema }}', '{{ this.identifier }}',
                 '{{ plan.mode }}', '{{ plan.reason | replace("'", "''") }}',
                 {{ "'" ~ plan.loaded_through ~ "'::timestamptz" if plan.loaded_through is not none else 'null' }},
+                '{{ plan.raw_deletions }}',
                 '{{ plan.nd }}', '{{ plan.logic }}', now()
             )
             on conflict (relid) do update set
                 schema_name = excluded.schema_name, table_name = excluded.table_name, mode = excluded.mode,
-                reason = excluded.reason, loaded_through = excluded.loaded_through,
+                reason = excluded.reason, loaded_through = excluded.loaded_through, raw_deletions = excluded.raw_deletions,
                 nd_fingerprint = excluded.nd_fingerprint, logic_md5 = excluded.logic_md5, built_at = excluded.built_at
     {%- else -%}
         select 1 as replica_mark

@@ -18,6 +18,11 @@
     orgId listed in AnonymousCompany (non-diffusible establishments): text[] columns lose those
     elements, names become 'non diffusible', other values null.
 
+    Materialisation `replica_incremental` (macros/privacy/replica_incremental.sql): a daily run
+    rewrites, on the raw table's primary key, only the rows loaded since the table's own mark, and
+    the whole table when AnonymousCompany, the classification, this macro or the raw columns
+    changed (or on --full-refresh, or for a table without a single-column primary key).
+
     Fail-closed: only raw columns that are classified are selected (a new, unclassified raw column
     never reaches the replica, and the privacy gate names it); a PERSONAL, COMMERCIAL, SECRET or
     RESTRICTED column whose treatment is not drop/null, a table with `replicate: false`, or an
