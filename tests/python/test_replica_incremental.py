@@ -162,6 +162,10 @@ def test_nothing_changed_reads_nothing(world, settings):
     assert marks["StatusLog"][1] == "raw rows loaded after the mark"
     for t in incremental:
         assert results[f"replica__{t}"]["adapter_response"]["rows_affected"] == 0, t
+    # grants stay applied on tables updated in place
+    public = settings.role("public")
+    assert all(_rows(wh, "select has_table_privilege(%s, format('replica.%%I', %s::text), 'select')", (public, t))[0][0]
+               for t in _replica_tables(wh))
 
 
 def test_one_day_advance_equals_full_refresh_and_reads_a_fraction(world, settings):
