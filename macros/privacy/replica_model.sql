@@ -18,6 +18,11 @@
     orgId listed in AnonymousCompany (non-diffusible establishments): text[] columns lose those
     elements, names become 'non diffusible', other values null.
 
+    Materialisation `replica_incremental` (macros/privacy/replica_incremental.sql): a daily run
+    rewrites, on the raw table's primary key, only the rows loaded since the table's own mark, and
+    the whole table when AnonymousCompany, the classification, this macro or the raw columns
+    changed (or on --full-refresh, or for a table without a single-column primary key).
+
     Fail-closed: only raw columns that are classified are selected (a new, unclassified raw column
     never reaches the replica, and the privacy gate names it); a PERSONAL, COMMERCIAL, SECRET or
     RESTRICTED column whose treatment is not drop/null, a table with `replicate: false`, or an
@@ -28,16 +33,26 @@
 {% macro replica_model(table_name) -%}
     {{ config(
         alias=table_name,
-        materialized='table',
+        materialized='replica_incremental',
         schema='replica',
         tags=['replica', 'privacy'],
         grants={'select': [privacy_public_role()]},
-        post_hook=["{{ privacy_assert_replica_relation('" ~ table_name ~ "') }}"]
+        post_hook=[
+            "{{ privacy_assert_replica_relation('" ~ table_name ~ "') }}",
+            "{{ replica_incremental_post_hook('" ~ table_name ~ "') }}",
+        ]
     ) }}
     {%- set raw = source('trackdechets', table_name) -%}
     {%- set anonymous = source('trackdechets', 'AnonymousCompany') -%}
     {%- if execute -%}
-        {{ replica_select(table_name, raw, anonymous) }}
+        {%- set body = replica_select(table_name, raw, anonymous) -%}
+        {%- set private_whens = [] -%}
+        {%- for column in privacy_source_node(table_name).columns.values() -%}
+            {%- set cond = privacy_column_meta(column).get('private_when') -%}
+            {%- if cond -%}{%- do private_whens.append(cond) -%}{%- endif -%}
+        {%- endfor -%}
+        {%- set plan = replica_plan(table_name, raw, anonymous, body, privacy_relation_columns(raw.schema, raw.identifier), private_whens) -%}
+        {{ replica_planned_sql(plan, body) }}
     {%- else -%}
         select 1 as parsing
     {%- endif -%}
