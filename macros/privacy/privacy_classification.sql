@@ -81,8 +81,12 @@
 {%- endmacro %}
 
 {#- SQL `values` list of the classification, for gate queries: (table, column, privacy, treatment, replicate). -#}
-{% macro privacy_classification_values(source_name='trackdechets') -%}
-    {%- set rows = privacy_classification(source_name) -%}
+{#- table_name: only that production table's columns (the gate of one replica table). -#}
+{% macro privacy_classification_values(source_name='trackdechets', table_name=none) -%}
+    {%- set rows = [] -%}
+    {%- for r in privacy_classification(source_name) if table_name is none or r.table == table_name -%}
+        {%- do rows.append(r) -%}
+    {%- endfor -%}
     {%- if rows | length == 0 -%}
         select null::text as table_name, null::text as column_name, null::text as privacy,
                null::text as treatment, null::boolean as replicate where false
