@@ -184,7 +184,12 @@
     )
     insert into {{ t.state }} as state (item, changed_at)
     select 'log_pruned_before', max(changed_at) from pruned having count(*) > 0
-    on conflict (item) do update set changed_at = greatest(state.changed_at, excluded.changed_at)
+    on conflict (item) do update set changed_at = greatest(state.changed_at, excluded.changed_at);
+
+    -- for the model's select: the window filters of the ICPE staging views make the planner
+    -- expect a handful of SIRET links and loop over them (seconds even at 50 k bordereaux), so
+    -- hash joins, for this transaction only (as int_icpe__authorisations)
+    set local enable_nestloop = off
 {%- endmacro %}
 
 {#- The model's filter on the movements it reads: all of them on a full build or rewrite, else
@@ -193,7 +198,7 @@
     {%- if is_incremental() -%}
         and (
             (select rewrite.is_full from pg_temp.icpe_coverage_rewrite as rewrite)
-            or {{ key }} = any(array(select scope.movement_id from pg_temp.icpe_coverage_scope as scope))
+            or {{ key }} in (select scope.movement_id from pg_temp.icpe_coverage_scope as scope)
         )
     {%- endif -%}
 {%- endmacro %}
@@ -205,8 +210,11 @@
     Whole rebuild when the coverage was rewritten whole after it, the change log was pruned past
     it, or int_movements holds rows written after the coverage's last pass (the log would be
     incomplete). Otherwise the SIRETs of the change log since then, plus the origin SIRETs of
-    movements taken over between then and now (dates after the build time are null). -#}
-{% macro icpe_site_scope_pre_hook(relation, name) -%}
+    movements taken over between then and now (dates after the build time are null), plus the
+    SIRETs of the rows of `rewritten` (an upstream mart built by site, e.g.
+    mart_icpe_daily_processing for the alerts) written since, plus `extra_sirets` (a select of
+    SIRETs). -#}
+{% macro icpe_site_scope_pre_hook(relation, name, rewritten=none, extra_sirets=none) -%}
     {%- set t = icpe_bookkeeping(ref('int_icpe_conformity__coverage').schema) -%}
     {%- if is_incremental() -%}
         {{ icpe_bookkeeping_ddl(ref('int_icpe_conformity__coverage').schema) }};
@@ -238,7 +246,16 @@
         select movement.origin_siret from {{ ref('int_movements') }} as movement
         where movement.origin_siret is not null
             and movement.taken_over_at > (select since.built_at from pg_temp.{{ name }}_since as since)
-            and movement.taken_over_at <= now();
+            and movement.taken_over_at <= now()
+        {%- if rewritten is not none %}
+            union
+            select rewritten.siret from {{ rewritten }} as rewritten
+            where rewritten._tdw_built_at > (select since.built_at from pg_temp.{{ name }}_since as since)
+        {%- endif %}
+        {%- if extra_sirets is not none %}
+            union
+            {{ extra_sirets }}
+        {%- endif %};
         delete from pg_temp.{{ name }}_scope where (select rewrite.is_full from pg_temp.{{ name }}_rewrite as rewrite);
         analyze pg_temp.{{ name }}_scope;
 
@@ -256,7 +273,25 @@
     {%- if is_incremental() -%}
         and (
             (select rewrite.is_full from pg_temp.{{ name }}_rewrite as rewrite)
-            or {{ key }} = any(array(select scope.siret from pg_temp.{{ name }}_scope as scope))
+            or {{ key }} in (select scope.siret from pg_temp.{{ name }}_scope as scope)
         )
     {%- endif -%}
+{%- endmacro %}
+
+{#- Select of the SIRETs of the open 2718 episodes of mart_icpe_conformity_alerts as last built
+    (`relation`) when the latest evaluated 2718 day of all sites (in `daily`, the daily mart as
+    just built) moved: an open episode ends on that day, which moves with any site's data; a
+    closed one ends before it (the day before the next day back under the threshold), so the
+    open ones are those ending on the latest end. -#}
+{% macro icpe_open_storage_episode_sirets(relation, daily) -%}
+    select open_episode.siret from {{ relation }} as open_episode
+    where open_episode.alert_kind = 'storage_threshold_exceeded'
+        and open_episode.period_end = (
+            select max(latest.period_end) from {{ relation }} as latest
+            where latest.alert_kind = 'storage_threshold_exceeded'
+        )
+        and open_episode.period_end is distinct from (
+            select max(storage_day.day) from {{ daily }} as storage_day
+            where storage_day.capacity_kind = 'storage'
+        )
 {%- endmacro %}

@@ -1,8 +1,8 @@
 """Incremental ICPE conformity models against a full refresh (macros/icpe_incremental.sql).
 
 int_icpe_conformity__coverage re-reads only the movements int_movements wrote since its own last
-build; mart_icpe_daily_processing recomputes only the sites (SIRETs) whose movements changed, old
-and new sites alike; both are rewritten whole when the authorisations (or the other ICPE inputs)
+build; mart_icpe_daily_processing and mart_icpe_conformity_alerts recompute only the sites
+(SIRETs) whose movements changed, old and new sites alike; all are rewritten whole when the authorisations (or the other ICPE inputs)
 changed content. The invariant: after a change in the source (or in the ICPE registry) + extract +
 an incremental ``dbt run``, each table equals a ``--full-refresh`` of it row for row (ignoring
 ``_tdw_built_at``), and an ordinary day's run writes a small fraction of the rows.
@@ -41,7 +41,8 @@ SCALE = 3000
 SRC = '"default$default"'
 COVERAGE = "int_icpe_conformity__coverage"
 DAILY = "mart_icpe_daily_processing"
-INCREMENTAL = {COVERAGE: "intermediate", DAILY: "marts"}
+ALERTS = "mart_icpe_conformity_alerts"
+INCREMENTAL = {COVERAGE: "intermediate", DAILY: "marts", ALERTS: "marts"}
 # the ICPE marts and everything upstream (the incremental intermediate models and facts included)
 BUILD = ["+mart_icpe_conformity_alerts"]
 SNAP = "icpe_inc_snap"
@@ -142,7 +143,7 @@ def test_run_with_nothing_changed_writes_nothing(built, settings):
     extract(built["source"], wh)
     _build(settings, wh)
     written = _rows_affected(settings)
-    assert written[COVERAGE] == 0 and written[DAILY] == 0, written
+    assert written[COVERAGE] == 0 and written[DAILY] == 0 and written[ALERTS] == 0, written
     after = {m: query(wh, f"select md5(string_agg({VALUES.format('t')}::text, '|' order by {VALUES.format('t')}::text)) "
                           f"from {s}.{m} as t") for m, s in INCREMENTAL.items()}
     assert after == before
@@ -159,6 +160,7 @@ def test_advanced_source_equals_full_refresh_and_reads_a_small_fraction(built, s
     # something changed at ICPE sites, yet far from everything was rewritten
     assert 0 < written[COVERAGE] < 0.2 * coverage_total, (written[COVERAGE], coverage_total)
     assert 0 < written[DAILY] < 0.5 * daily_total, (written[DAILY], daily_total)
+    assert written[ALERTS] < 0.5 * _count(wh, ALERTS), (written[ALERTS], _count(wh, ALERTS))
     changes = query(wh, "select count(distinct siret) from intermediate.icpe_conformity__site_changes")[0][0]
     assert changes > 0
     _assert_no_diff(_diff_with_full_refresh(settings, wh))
@@ -258,7 +260,7 @@ def test_changed_authorisation_rewrites_whole_and_equals_full_refresh(built, set
                         where s3ic_id = %s and rubrique = %s and is_in_force and valid_to is null""",
                  (s3ic_id, rubrique)) == [(quantity * 3,)]
     written = _rows_affected(settings)
-    assert written[COVERAGE] == _count(wh, COVERAGE) and written[DAILY] == _count(wh, DAILY), written
+    assert all(written[model] == _count(wh, model) for model in INCREMENTAL), written
     # the registry keeps the old quantity as an earlier version (int_icpe__authorisations), so the
     # simulated history (before today) keeps its figures: what is checked is the whole rewrite
     assert query(wh, "select fingerprint from intermediate.icpe_conformity__state where item = 'inputs'") != fingerprint
@@ -268,4 +270,4 @@ def test_changed_authorisation_rewrites_whole_and_equals_full_refresh(built, set
     load_icpe(wh, folder, source_label="simulated")
     _build(settings, wh)
     written = _rows_affected(settings)
-    assert written[COVERAGE] == 0 and written[DAILY] == 0, written
+    assert written[COVERAGE] == 0 and written[DAILY] == 0 and written[ALERTS] == 0, written
