@@ -15,14 +15,27 @@
 
     Dates are local days in var('tdw_time_zone'); invalid dates (before tdw_min_valid_date or in
     the future) are null, never bucketed. counted_quantity_t is the accepted quantity (received −
-    refused), 0 for outliers (METRICS.md: kept, flagged, excluded from tonnage sums). -#}
+    refused), 0 for outliers (METRICS.md: kept, flagged, excluded from tonnage sums).
+
+    Incremental (macros/icpe_incremental.sql): a run re-reads only the movements int_movements
+    wrote after this table's latest _tdw_built_at, those gone from it and those whose date became
+    valid since; the pre-hook deletes their rows first (a movement can gain or lose rows). The
+    table is rewritten whole when the content of its other inputs (authorisations, SIRET links,
+    installations, rubrique ↔ operation mapping) changed: their md5 is kept in
+    icpe_conformity__state. The pre-hook also logs the SIRETs the re-read movements leave and
+    reach (icpe_conformity__site_changes), from which the ICPE marts recompute only those sites. -#}
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook=["{{ icpe_coverage_pre_hook(this) }}"],
         indexes=[
             {'columns': ['coverage_id'], 'unique': true},
+            {'columns': ['movement_id']},
             {'columns': ['siret', 'rubrique_alinea', 'received_date']},
             {'columns': ['siret', 'rubrique_alinea', 'processed_date']},
+            {'columns': ['_tdw_built_at']},
         ],
     )
 }}
@@ -54,6 +67,7 @@ movements as (
     where
         destination_siret is not null
         and (received_at is not null or processed_at is not null)
+        {{ icpe_coverage_in_scope('movement_id') }}
 ),
 
 mapping as (
@@ -251,7 +265,8 @@ final as (
         covering.capacity_kind,
         covering.is_hazardous_waste_rubrique,
         coalesce(covering.is_in_force_on_processed_date, false) as is_in_force_on_processed_date,
-        coalesce(covering.is_in_force_on_received_date, false) as is_in_force_on_received_date
+        coalesce(covering.is_in_force_on_received_date, false) as is_in_force_on_received_date,
+        {{ built_at() }} as _tdw_built_at
     from movements
     left join covering on movements.movement_id = covering.movement_id
     left join sites on movements.siret = sites.siret

@@ -12,17 +12,32 @@
       theoretical stock above the authorised quantity;
     - unit_not_comparable: site x rubrique x month in which covered waste was handled while the
       version in force has a unit the rule cannot compare with tonnes (no check made).
-    Tonnes are accepted tonnes, outliers excluded. bsd_ids lists the BSDs involved. -#}
+    Tonnes are accepted tonnes, outliers excluded. bsd_ids lists the BSDs involved.
+
+    Incremental by site (macros/icpe_incremental.sql): the alerts of a SIRET are recomputed when
+    mart_icpe_daily_processing rewrote its rows or the coverage logged a change of its movements
+    since this table's latest _tdw_built_at; those of the sites with an open 2718 episode too
+    when the latest evaluated 2718 day of all sites, on which it ends, moved. Rebuilt whole when the coverage was
+    rewritten whole since (authorisations or other ICPE inputs changed). -#}
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook=[
+            "{{ icpe_site_scope_pre_hook(this, 'icpe_conformity_alerts', rewritten=ref('mart_icpe_daily_processing'),"
+            ~ " extra_sirets=icpe_open_storage_episode_sirets(this, ref('mart_icpe_daily_processing'))) }}",
+        ],
         indexes=[
             {'columns': ['alert_id'], 'unique': true},
             {'columns': ['siret']},
             {'columns': ['alert_kind', 'departement_code']},
+            {'columns': ['_tdw_built_at']},
         ],
     )
 }}
+
+-- depends_on: {{ ref('int_movements') }} (the pre-hook reads it: macros/icpe_incremental.sql)
 
 with
 
@@ -45,7 +60,10 @@ processed_movements as (
         min(candidate_rubriques) as candidate_rubriques,
         bool_or(is_in_force_on_processed_date) as is_authorised
     from {{ ref('int_icpe_conformity__coverage') }}
-    where operation_code is not null and processed_date is not null
+    where
+        operation_code is not null
+        and processed_date is not null
+        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
     group by movement_id
 ),
 
@@ -128,7 +146,9 @@ daily_capacity as (
             daily.siret = coverage.siret
             and daily.rubrique_alinea = coverage.rubrique_alinea
             and daily.day = coverage.processed_date
-    where daily.is_daily_capacity_exceeded
+    where
+        daily.is_daily_capacity_exceeded
+        {{ icpe_site_in_scope('icpe_conformity_alerts', 'daily.siret') }}
     group by
         daily.siret, daily.s3ic_id, daily.departement_code, daily.day, daily.rubrique_alinea,
         daily.authorised_quantity, daily.rule_unit, daily.processed_t
@@ -140,7 +160,9 @@ annual_days as (
         date_trunc('year', day)::date as year_start,
         coalesce(authorisation_ids, '') as authorisation_key
     from {{ ref('mart_icpe_daily_processing') }}
-    where is_annual_capacity_exceeded
+    where
+        is_annual_capacity_exceeded
+        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
 ),
 
 annual_groups as (
@@ -199,13 +221,19 @@ annual_capacity as (
 storage_days as (
     select
         *,
-        max(day) over () as data_end_day,
+        -- the latest evaluated 2718 day of every site (open episodes end on it)
+        (
+            select max(all_days.day) from {{ ref('mart_icpe_daily_processing') }} as all_days
+            where all_days.capacity_kind = 'storage'
+        ) as data_end_day,
         lead(day) over (partition by siret, rubrique_alinea order by day) as next_day,
         sum(case when is_storage_threshold_exceeded then 0 else 1 end) over (
             partition by siret, rubrique_alinea order by day rows between unbounded preceding and current row
         ) as island
     from {{ ref('mart_icpe_daily_processing') }}
-    where capacity_kind = 'storage'
+    where
+        capacity_kind = 'storage'
+        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
 ),
 
 storage_episodes as (
@@ -274,6 +302,7 @@ not_comparable_days as (
             (capacity_kind = 'daily' and n_movements_processed > 0)
             or (capacity_kind in ('annual', 'storage') and n_movements_received > 0)
         )
+        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
 ),
 
 not_comparable_groups as (
@@ -305,7 +334,9 @@ coverage_activity as (
         effective_operation_code,
         case when capacity_kind = 'daily' then processed_date else received_date end as activity_date
     from {{ ref('int_icpe_conformity__coverage') }}
-    where capacity_kind is not null
+    where
+        capacity_kind is not null
+        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
 ),
 
 not_comparable_bsds as (
@@ -393,7 +424,8 @@ final as (
         cardinality(bsd_ids)::integer as n_bsds,
         waste_codes::text[] as waste_codes,
         operation_codes::text[] as operation_codes,
-        detail::text as detail
+        detail::text as detail,
+        {{ built_at() }} as _tdw_built_at
     from alerts
 )
 

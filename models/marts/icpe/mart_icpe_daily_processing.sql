@@ -13,13 +13,24 @@
     Accepted tonnes (received − refused); outliers count 0 (METRICS.md). The authorised quantity is
     that of the versions in force on the day (int_icpe__authorisations; several installations of
     one SIRET add up); a check is only made when every version in force has the rule's unit
-    (t/j, t/an, t), else is_unit_comparable is false and the alerts mart reports unit_not_comparable. -#}
+    (t/j, t/an, t), else is_unit_comparable is false and the alerts mart reports unit_not_comparable.
+
+    Incremental by site (macros/icpe_incremental.sql): every row of a SIRET is recomputed (all
+    its days: ytd_received_t and theoretical_stock_t are cumulative) when, since this table's
+    latest _tdw_built_at, the coverage re-read a movement that reaches or left it as destination
+    or origin (icpe_conformity__site_changes, old and new SIRETs), or a movement it sent out got
+    a take-over date that is no longer in the future. The whole table is rebuilt when the
+    coverage was rewritten whole since (authorisations or the other ICPE inputs changed). -#}
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook=["{{ icpe_site_scope_pre_hook(this, 'icpe_daily_processing') }}"],
         indexes=[
             {'columns': ['daily_processing_id'], 'unique': true},
             {'columns': ['siret', 'rubrique_alinea', 'day']},
+            {'columns': ['_tdw_built_at']},
         ],
     )
 }}
@@ -29,7 +40,10 @@ with
 authorisations as (
     select *
     from {{ ref('int_icpe__authorisations') }}
-    where siret is not null and capacity_kind is not null
+    where
+        siret is not null
+        and capacity_kind is not null
+        {{ icpe_site_in_scope('icpe_daily_processing') }}
 ),
 
 site_rubriques as (
@@ -51,7 +65,10 @@ processed as (
         sum(counted_quantity_t) as processed_t,
         count(*) as n_movements_processed
     from {{ ref('int_icpe_conformity__coverage') }}
-    where capacity_kind is not null and processed_date is not null
+    where
+        capacity_kind is not null
+        and processed_date is not null
+        {{ icpe_site_in_scope('icpe_daily_processing') }}
     group by siret, rubrique_alinea, processed_date
 ),
 
@@ -64,7 +81,10 @@ received as (
         count(*) as n_movements_received,
         sum(case when capacity_kind = 'storage' then counted_quantity_t else 0 end) as stock_in_t
     from {{ ref('int_icpe_conformity__coverage') }}
-    where capacity_kind is not null and received_date is not null
+    where
+        capacity_kind is not null
+        and received_date is not null
+        {{ icpe_site_in_scope('icpe_daily_processing') }}
     group by siret, rubrique_alinea, received_date
 ),
 
@@ -83,6 +103,7 @@ outflows as (
         and movements.is_hazardous
         and not coalesce(movements.is_quantity_outlier, false)
         and movements.destination_siret is distinct from movements.origin_siret
+        {{ icpe_site_in_scope('icpe_daily_processing', 'movements.origin_siret') }}
     group by site_rubriques.siret, site_rubriques.rubrique_alinea, {{ local_date_if_valid('movements.taken_over_at') }}
 ),
 
@@ -300,7 +321,8 @@ final as (
             running.capacity_kind = 'storage' and authorised.is_unit_comparable
             and running.theoretical_stock_t > authorised.authorised_quantity,
             false
-        ) as is_storage_threshold_exceeded
+        ) as is_storage_threshold_exceeded,
+        {{ built_at() }} as _tdw_built_at
     from running
     left join authorised_periods as authorised
         on

@@ -1,0 +1,273 @@
+"""Incremental ICPE conformity models against a full refresh (macros/icpe_incremental.sql).
+
+int_icpe_conformity__coverage re-reads only the movements int_movements wrote since its own last
+build; mart_icpe_daily_processing and mart_icpe_conformity_alerts recompute only the sites
+(SIRETs) whose movements changed, old and new sites alike; all are rewritten whole when the authorisations (or the other ICPE inputs)
+changed content. The invariant: after a change in the source (or in the ICPE registry) + extract +
+an incremental ``dbt run``, each table equals a ``--full-refresh`` of it row for row (ignoring
+``_tdw_built_at``), and an ordinary day's run writes a small fraction of the rows.
+
+Built once for the module: simulate (history ending ten days ago) → reference files + the
+simulator's ICPE extract → extract → dbt run of the ICPE marts and everything upstream. The tests
+then run in file order, each moving the source (or the registry) on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import shutil
+import uuid
+from decimal import Decimal
+
+import psycopg2
+import pytest
+
+from tdw import db
+from tdw.dbt import dbt_dir, run_dbt
+from tdw.extract import extract
+from tdw.icpe import load_icpe
+from tdw.reference import load_reference
+from tdw.simulator import advance, simulate
+
+from conftest import query
+from test_icpe_conformity import ICPE_RATES, _prepare_simulated_extract
+
+pytestmark = pytest.mark.slow
+
+SCALE = 3000
+SRC = '"default$default"'
+COVERAGE = "int_icpe_conformity__coverage"
+DAILY = "mart_icpe_daily_processing"
+ALERTS = "mart_icpe_conformity_alerts"
+INCREMENTAL = {COVERAGE: "intermediate", DAILY: "marts", ALERTS: "marts"}
+# the ICPE marts and everything upstream (the incremental intermediate models and facts included)
+BUILD = ["+mart_icpe_conformity_alerts"]
+SNAP = "icpe_inc_snap"
+VALUES = "(to_jsonb({0}) - '_tdw_built_at')"
+
+
+def _dbt(settings, dsn: str, *args: str) -> None:
+    code = run_dbt(settings, list(args), dsn=dsn, check=False)
+    assert code == 0, f"dbt {' '.join(args)} failed (exit {code})"
+
+
+def _build(settings, dsn: str) -> None:
+    """dbt build (no tests) of the ICPE marts and everything upstream, the ICPE snapshot included."""
+    _dbt(settings, dsn, "build", "--select", *BUILD, "--exclude-resource-type", "test",
+         "--exclude-resource-type", "unit_test")
+
+
+def _rows_affected(settings) -> dict[str, int]:
+    """Rows the last dbt invocation wrote into each model (run_results.json adapter response)."""
+    results = json.loads((dbt_dir(settings) / "target" / "run_results.json").read_text())
+    return {
+        r["unique_id"].rsplit(".", 1)[1]: r["adapter_response"].get("rows_affected")
+        for r in results["results"] if r["unique_id"].startswith("model.")
+    }
+
+
+def _count(dsn: str, model: str) -> int:
+    return query(dsn, f"select count(*) from {INCREMENTAL[model]}.{model}")[0][0]
+
+
+def _diff_with_full_refresh(settings, wh: str) -> dict[str, list[tuple]]:
+    """Copy the incremental tables aside, full-refresh them, and list the rows that differ:
+    {model: [(siret, side, row without _tdw_built_at)]} with side 'incremental' or 'full'."""
+    query(wh, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
+    for model, schema in INCREMENTAL.items():
+        query(wh, f"create table {SNAP}.{model} as select * from {schema}.{model}")
+    _dbt(settings, wh, "run", "--full-refresh", "--select", *INCREMENTAL)
+    diffs = {}
+    for model, schema in INCREMENTAL.items():
+        diffs[model] = query(wh, f"""
+            select j ->> 'siret', 'incremental', j from (
+                select {VALUES.format('s')} as j from {SNAP}.{model} as s
+                except all select {VALUES.format('t')} from {schema}.{model} as t) as i
+            union all
+            select j ->> 'siret', 'full', j from (
+                select {VALUES.format('t')} as j from {schema}.{model} as t
+                except all select {VALUES.format('s')} from {SNAP}.{model} as s) as f""")
+    return diffs
+
+
+def _assert_no_diff(diffs) -> None:
+    found = [f"{model} {side} {siret}: {row}" for model, rows in diffs.items() for siret, side, row in rows]
+    assert not found, f"{len(found)} rows differ (incremental vs full refresh):\n" + "\n".join(found[:20])
+
+
+def _site_rows(wh: str, siret: str) -> list[tuple]:
+    return query(wh, f"select {VALUES.format('d')}::text from marts.{DAILY} as d where siret = %s order by 1",
+                 (siret,))
+
+
+def _source(built, statement: str, params=None) -> None:
+    with contextlib.closing(psycopg2.connect(built["source"])) as conn, conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+
+
+@pytest.fixture(scope="module")
+def built(pg_base_uri, settings, tmp_path_factory):
+    suffix = uuid.uuid4().hex[:10]
+    names = [f"icisrc_{suffix}", f"iciwh_{suffix}"]
+    for name in names:
+        db.ensure_database(pg_base_uri, name)
+    source, wh = (db._with_database(pg_base_uri, name) for name in names)
+    db.bootstrap_warehouse(wh, settings)
+    out = tmp_path_factory.mktemp("sim")
+    manifest = simulate(source, scale=SCALE, seed=11, end_date=dt.date.today() - dt.timedelta(days=10),
+                        out_dir=out, defect_rates=ICPE_RATES)
+    icpe_dir = tmp_path_factory.mktemp("simicpe") / "icpe"
+    _prepare_simulated_extract(out / "icpe", icpe_dir, manifest)
+    with contextlib.closing(psycopg2.connect(wh)) as conn:
+        load_reference(conn, settings.reference_dir)
+    load_icpe(wh, icpe_dir, source_label="simulated")
+    extract(source, wh)
+    _dbt(settings, wh, "seed", "--select", "processing_operations_extra")
+    _build(settings, wh)
+    yield {"source": source, "warehouse": wh, "icpe_dir": icpe_dir, "tmp": tmp_path_factory}
+    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute(f'drop database if exists "{name}" with (force)')
+
+
+def test_run_with_nothing_changed_writes_nothing(built, settings):
+    wh = built["warehouse"]
+    assert _count(wh, COVERAGE) > 1000 and _count(wh, DAILY) > 100, "too small a warehouse to test anything"
+    before = {m: query(wh, f"select md5(string_agg({VALUES.format('t')}::text, '|' order by {VALUES.format('t')}::text)) "
+                           f"from {s}.{m} as t") for m, s in INCREMENTAL.items()}
+    extract(built["source"], wh)
+    _build(settings, wh)
+    written = _rows_affected(settings)
+    assert written[COVERAGE] == 0 and written[DAILY] == 0 and written[ALERTS] == 0, written
+    after = {m: query(wh, f"select md5(string_agg({VALUES.format('t')}::text, '|' order by {VALUES.format('t')}::text)) "
+                          f"from {s}.{m} as t") for m, s in INCREMENTAL.items()}
+    assert after == before
+
+
+def test_advanced_source_equals_full_refresh_and_reads_a_small_fraction(built, settings):
+    wh = built["warehouse"]
+    report = advance(built["source"], days=2, out_dir=built["tmp"].mktemp("advance"))
+    assert sum(report["updated"].values()) + sum(report["inserted"].values()) > 0
+    extract(built["source"], wh)
+    _build(settings, wh)
+    written = _rows_affected(settings)
+    coverage_total, daily_total = _count(wh, COVERAGE), _count(wh, DAILY)
+    # something changed at ICPE sites, yet far from everything was rewritten
+    assert 0 < written[COVERAGE] < 0.2 * coverage_total, (written[COVERAGE], coverage_total)
+    assert 0 < written[DAILY] < 0.5 * daily_total, (written[DAILY], daily_total)
+    assert written[ALERTS] < 0.5 * _count(wh, ALERTS), (written[ALERTS], _count(wh, ALERTS))
+    changes = query(wh, "select count(distinct siret) from intermediate.icpe_conformity__site_changes")[0][0]
+    assert changes > 0
+    _assert_no_diff(_diff_with_full_refresh(settings, wh))
+
+
+# a BSDD without temporary storage or `-suite` and its only movement ({groupement}: whether it
+# may group or be grouped; the shipments of 2718 sites are APPENDIX2 groupings)
+BSDD_MOVEMENT = """
+    select m.movement_id, m.bsd_id, m.{end}_siret from intermediate.int_movements as m
+    join staging.stg_trackdechets__bsdd as f on m.bsd_id = f.bsd_id
+    where m.bsd_type = 'BSDD' and f.forwarded_in_id is null and not f.is_suite
+        and (select count(*) from intermediate.int_movements as o where o.bsd_id = m.bsd_id) = 1
+        and ({groupement} or not exists (select 1 from staging.stg_trackdechets__bsdd_groupements as g
+                                         where m.bsd_id in (g.initial_bsd_id, g.grouping_bsd_id)))
+        and {where}
+    order by m.movement_id limit 1"""
+
+
+def test_movement_moved_between_sites_equals_full_refresh_at_both(built, settings):
+    """A reception moved from one ICPE site to another (destination SIRET changed), and a hazardous
+    shipment moved from one 2718 site to another (emitter changed): the old and the new site's
+    rows are recomputed."""
+    wh = built["warehouse"]
+    moved, bsd, old_dest = query(wh, BSDD_MOVEMENT.format(end="destination", groupement="false", where="""
+        exists (select 1 from intermediate.int_icpe_conformity__coverage as c
+                where c.movement_id = m.movement_id and c.capacity_kind is not null
+                    and c.processed_date is not null and c.counted_quantity_t > 0)"""))[0]
+    # a site holding the rubrique that covers the movement, so that it gains what the other loses
+    (new_dest,) = query(wh, f"""select d.siret from marts.{DAILY} as d where d.siret <> %s and d.rubrique_alinea in (
+                                   select c.rubrique_alinea from intermediate.{COVERAGE} as c
+                                   where c.movement_id = %s and c.capacity_kind is not null)
+                               group by d.siret order by count(*), d.siret limit 1""", (old_dest, moved))[0]
+    shipped, shipped_bsd, old_origin = query(wh, BSDD_MOVEMENT.format(end="origin", groupement="true", where=f"""
+        m.bsd_id <> '{bsd}' and m.is_hazardous and m.taken_over_at is not null
+        and not coalesce(m.is_quantity_outlier, false) and m.quantity_received_t > 0
+        and m.origin_siret in (select siret from marts.{DAILY} where capacity_kind = 'storage')"""))[0]
+    (new_origin,) = query(wh, f"""select siret from marts.{DAILY} where capacity_kind = 'storage' and siret <> %s
+                                 and siret not in (%s, %s) group by siret order by siret limit 1""",
+                          (old_origin, old_dest, new_dest))[0]
+    sites = {old_dest, new_dest, old_origin, new_origin}
+    before = {s: _site_rows(wh, s) for s in sites}
+
+    _source(built, f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = now() where id = %s',
+            (new_dest, bsd))
+    _source(built, f'update {SRC}."Form" set "emitterCompanySiret" = %s, "updatedAt" = now() where id = %s',
+            (new_origin, shipped_bsd))
+    extract(built["source"], wh)
+    _build(settings, wh)
+    assert query(wh, "select destination_siret from intermediate.int_movements where movement_id = %s",
+                 (moved,)) == [(new_dest,)]
+    assert query(wh, "select origin_siret from intermediate.int_movements where movement_id = %s",
+                 (shipped,)) == [(new_origin,)]
+    changed = {s for s in sites if _site_rows(wh, s) != before[s]}
+    assert changed == sites, f"sites whose rows did not change: {sites - changed}"
+    assert _rows_affected(settings)[DAILY] < _count(wh, DAILY) / 2
+    incremental = {s: _site_rows(wh, s) for s in sites}
+
+    diffs = _diff_with_full_refresh(settings, wh)
+    _assert_no_diff(diffs)
+    assert {s: _site_rows(wh, s) for s in sites} == incremental
+
+
+def test_changed_authorisation_rewrites_whole_and_equals_full_refresh(built, settings):
+    """An ICPE registry reload in which one authorised quantity differs: the coverage's inputs
+    fingerprint changes, both tables are rewritten whole and equal the full refresh."""
+    wh = built["warehouse"]
+    fingerprint = query(wh, "select fingerprint from intermediate.icpe_conformity__state where item = 'inputs'")
+    s3ic_id, rubrique, quantity = query(wh, f"""
+        select a.s3ic_id, a.rubrique, a.authorised_quantity_raw
+        from intermediate.int_icpe__authorisations as a
+        where a.is_in_force and a.valid_to is null and a.authorised_quantity_raw > 0
+            and a.capacity_kind is not null
+            and a.siret in (select siret from marts.{DAILY} where is_unit_comparable)
+            and (select count(*) from intermediate.int_icpe__authorisations as o
+                 where o.s3ic_id = a.s3ic_id and o.rubrique = a.rubrique) = 1
+        order by a.siret, a.rubrique limit 1""")[0]
+    folder = built["tmp"].mktemp("reload") / "icpe"
+    shutil.copytree(built["icpe_dir"], folder)
+    path = folder / "rubriques.csv"
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    hits = 0
+    for row in rows:
+        if row["s3ic_id"] == s3ic_id and row["rubrique"] == rubrique:
+            row["volume"] = str(Decimal(row["volume"]) * 3)
+            hits += 1
+    assert hits == 1
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    load_icpe(wh, folder, source_label="simulated")
+
+    _build(settings, wh)
+    assert query(wh, """select authorised_quantity_raw from intermediate.int_icpe__authorisations
+                        where s3ic_id = %s and rubrique = %s and is_in_force and valid_to is null""",
+                 (s3ic_id, rubrique)) == [(quantity * 3,)]
+    written = _rows_affected(settings)
+    assert all(written[model] == _count(wh, model) for model in INCREMENTAL), written
+    # the registry keeps the old quantity as an earlier version (int_icpe__authorisations), so the
+    # simulated history (before today) keeps its figures: what is checked is the whole rewrite
+    assert query(wh, "select fingerprint from intermediate.icpe_conformity__state where item = 'inputs'") != fingerprint
+    _assert_no_diff(_diff_with_full_refresh(settings, wh))
+
+    # the same registry loaded again: same content, nothing rewritten
+    load_icpe(wh, folder, source_label="simulated")
+    _build(settings, wh)
+    written = _rows_affected(settings)
+    assert written[COVERAGE] == 0 and written[DAILY] == 0 and written[ALERTS] == 0, written
