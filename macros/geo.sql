@@ -71,3 +71,24 @@
     coalesce({{ alias }}_city.code_region, {{ alias }}_postcode.code_region, {{ alias }}_dep.code_region)
         as {{ prefix }}code_region
 {%- endmacro %}
+
+{#- Select of a raw bordereau table (source('trackdechets', table), alias `bordereau`) with, for
+    each one-line address column, `<prefix>_address_postal_code` and `<prefix>_address_city` read
+    from stg_trackdechets__addresses, where <prefix> is the column name without "CompanyAddress"
+    (emitterCompanyAddress → emitter_address_postal_code). The staging views select from it
+    instead of running the address regular expressions on every row. -#}
+{% macro bordereau_with_address_parts(table, address_columns) -%}
+    select
+        bordereau.*
+        {%- for column in address_columns %}
+            {%- set alias = column | replace('CompanyAddress', '') ~ '_address' %},
+        {{ alias }}.address_postal_code as {{ alias }}_postal_code,
+        {{ alias }}.address_city as {{ alias }}_city
+        {%- endfor %}
+    from {{ source('trackdechets', table) }} as bordereau
+    {%- for column in address_columns %}
+        {%- set alias = column | replace('CompanyAddress', '') ~ '_address' %}
+    left join {{ ref('stg_trackdechets__addresses') }} as {{ alias }}
+        on bordereau."{{ column }}" = {{ alias }}.address
+    {%- endfor %}
+{%- endmacro %}

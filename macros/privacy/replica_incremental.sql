@@ -100,14 +100,7 @@
 {% macro replica_nd_fingerprint(anonymous) -%}
     {%- set q -%}
         select md5(coalesce(string_agg(k, E'\n' order by k), '')) || ':' || count(*)
-        from (
-            select distinct k from (
-                select "siret" as k from {{ anonymous }}
-                union all select "orgId" from {{ anonymous }}
-                union all select "vatNumber" from {{ anonymous }}
-            ) as ids
-            where k is not null and k <> ''
-        ) as d
+        from ({{ non_diffusible_identifiers(anonymous) }}) as d
     {%- endset -%}
     {{ return(run_query(q).rows[0][0]) }}
 {%- endmacro %}

@@ -87,13 +87,7 @@
         {{ exceptions.raise_compiler_error("table '" ~ table_name ~ "' has no column to replicate") }}
     {%- endif %}
 with non_diffusible as (
-    -- every identifier of a non-diffusible establishment (SIRET, VAT number, orgId)
-    select distinct k from (
-        select "siret" as k from {{ anonymous }}
-        union all select "orgId" from {{ anonymous }}
-        union all select "vatNumber" from {{ anonymous }}
-    ) as ids
-    where k is not null and k <> ''
+    {{ non_diffusible_identifiers(anonymous) }}
 )
 
 select
@@ -175,4 +169,15 @@ from {{ raw }} as src
         {%- endif -%}
     {%- endif -%}
     {{ return(expr) }}
+{%- endmacro %}
+
+{#- Select of every identifier (column k) of a non-diffusible establishment listed in
+    `anonymous` (AnonymousCompany): SIRET, orgId, VAT number; distinct, never null nor empty. -#}
+{% macro non_diffusible_identifiers(anonymous) -%}
+    select distinct k from (
+        select "siret" as k from {{ anonymous }}
+        union all select "orgId" from {{ anonymous }}
+        union all select "vatNumber" from {{ anonymous }}
+    ) as ids
+    where k is not null and k <> ''
 {%- endmacro %}

@@ -1,18 +1,8 @@
 with
 
 source as (
-    select
-        bordereau.*,
-        -- postcode and commune of each address, read once per distinct address
-        emitter_address.address_postal_code as emitter_address_postal_code,
-        emitter_address.address_city as emitter_address_city,
-        destination_address.address_postal_code as destination_address_postal_code,
-        destination_address.address_city as destination_address_city
-    from {{ source('trackdechets', 'Bspaoh') }} as bordereau
-    left join {{ ref('stg_trackdechets__addresses') }} as emitter_address
-        on bordereau."emitterCompanyAddress" = emitter_address.address
-    left join {{ ref('stg_trackdechets__addresses') }} as destination_address
-        on bordereau."destinationCompanyAddress" = destination_address.address
+    -- the raw row, with the postcode and commune of each address (read once per distinct address)
+    {{ bordereau_with_address_parts('Bspaoh', ['emitterCompanyAddress', 'destinationCompanyAddress']) }}
 ),
 
 renamed as (
