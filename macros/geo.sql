@@ -76,7 +76,8 @@
     each one-line address column, `<prefix>_address_postal_code` and `<prefix>_address_city` read
     from stg_trackdechets__addresses, where <prefix> is the column name without "CompanyAddress"
     (emitterCompanyAddress → emitter_address_postal_code). The staging views select from it
-    instead of running the address regular expressions on every row. -#}
+    instead of running the address regular expressions on every row. The join is on the md5 of
+    the address (unique index): a query that uses none of the address parts does not join. -#}
 {% macro bordereau_with_address_parts(table, address_columns) -%}
     select
         bordereau.*
@@ -89,6 +90,6 @@
     {%- for column in address_columns %}
         {%- set alias = column | replace('CompanyAddress', '') ~ '_address' %}
     left join {{ ref('stg_trackdechets__addresses') }} as {{ alias }}
-        on bordereau."{{ column }}" = {{ alias }}.address
+        on md5(bordereau."{{ column }}") = {{ alias }}.address_md5
     {%- endfor %}
 {%- endmacro %}

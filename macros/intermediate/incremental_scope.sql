@@ -204,3 +204,12 @@
         select 1
     {% endif %}
 {%- endmacro %}
+
+{#- Pre-hook of the scoped incremental models: the planner estimates a scope
+    (`= any(array(…))`) at a handful of rows, so it nests loops over CTEs that in fact hold
+    thousands of bordereaux (one join of a day's BSDDs to their `-suite` forms: 44 M comparisons,
+    15 s at 1 M bordereaux); hash joins cost the same at any scope size. `set local`: this
+    model's transaction only. A full build keeps the planner's choice. -#}
+{% macro hash_joins_for_scoped_build() -%}
+    {% if is_incremental() %}set local enable_nestloop = off{% else %}select 1{% endif %}
+{%- endmacro %}

@@ -10,14 +10,17 @@
     Incremental: a run adds the addresses of the raw rows loaded after the table's latest
     address_loaded_at that it does not hold yet. An address always reads the same way, so rows are
     never updated; addresses no longer written anywhere stay (they cost nothing and are never
-    published). The index on address is a hash index: an address of any length can be indexed (a
-    btree entry is limited to about 2.7 kB). -#}
+    published). The views join on address_md5, which has a unique index: an address of any length
+    can be indexed that way (a btree entry is limited to about 2.7 kB), and a view read for other
+    columns only (a scope, a list of ids) skips the join (PostgreSQL removes a left join to a
+    unique key whose columns are not used). -#}
 {{
     config(
         materialized='incremental',
         unique_key='address',
         incremental_strategy='delete+insert',
-        indexes=[{'columns': ['address'], 'type': 'hash'}],
+        on_schema_change='fail',
+        indexes=[{'columns': ['address_md5'], 'unique': true}],
     )
 }}
 
@@ -69,6 +72,7 @@ new_addresses as (
 
 select
     address,
+    md5(address) as address_md5,
     {{ postal_code_from_address('address') }} as address_postal_code,
     {{ city_from_address('address') }} as address_city,
     address_loaded_at
