@@ -50,23 +50,39 @@ def _new_database(base_uri: str, prefix: str) -> str:
     return db._with_database(base_uri, name)
 
 
-@pytest.fixture
-def new_database(pg_base_uri):
-    """Factory: ``new_database('prefix')`` creates an empty database and returns its DSN."""
+@contextlib.contextmanager
+def _database_factory(base_uri: str):
+    """Yield ``make(prefix) -> DSN`` creating empty databases; drop them all on exit."""
     created = []
 
     def make(prefix: str = "t") -> str:
-        dsn = _new_database(pg_base_uri, prefix)
+        dsn = _new_database(base_uri, prefix)
         created.append(dsn)
         return dsn
 
-    yield make
-    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for dsn in created:
-                name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
-                cur.execute(f'drop database if exists "{name}" with (force)')
+    try:
+        yield make
+    finally:
+        with contextlib.closing(psycopg2.connect(base_uri)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                for dsn in created:
+                    name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+                    cur.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def new_database(pg_base_uri):
+    """Factory: ``new_database('prefix')`` creates an empty database and returns its DSN."""
+    with _database_factory(pg_base_uri) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_base_uri):
+    """``new_database`` for module-scoped fixtures: the databases live until the module ends."""
+    with _database_factory(pg_base_uri) as make:
+        yield make
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import csv
 import datetime as dt
 import json
 import shutil
-import uuid
 from decimal import Decimal
 
 import psycopg2
@@ -103,18 +102,9 @@ def _site_rows(wh: str, siret: str) -> list[tuple]:
                  (siret,))
 
 
-def _source(built, statement: str, params=None) -> None:
-    with contextlib.closing(psycopg2.connect(built["source"])) as conn, conn, conn.cursor() as cur:
-        cur.execute(statement, params)
-
-
 @pytest.fixture(scope="module")
-def built(pg_base_uri, settings, tmp_path_factory):
-    suffix = uuid.uuid4().hex[:10]
-    names = [f"icisrc_{suffix}", f"iciwh_{suffix}"]
-    for name in names:
-        db.ensure_database(pg_base_uri, name)
-    source, wh = (db._with_database(pg_base_uri, name) for name in names)
+def built(module_database, settings, tmp_path_factory):
+    source, wh = module_database("icisrc"), module_database("iciwh")
     db.bootstrap_warehouse(wh, settings)
     out = tmp_path_factory.mktemp("sim")
     manifest = simulate(source, scale=SCALE, seed=11, end_date=dt.date.today() - dt.timedelta(days=10),
@@ -128,11 +118,6 @@ def built(pg_base_uri, settings, tmp_path_factory):
     _dbt(settings, wh, "seed", "--select", "processing_operations_extra")
     _build(settings, wh)
     yield {"source": source, "warehouse": wh, "icpe_dir": icpe_dir, "tmp": tmp_path_factory}
-    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for name in names:
-                cur.execute(f'drop database if exists "{name}" with (force)')
 
 
 def test_run_with_nothing_changed_writes_nothing(built, settings):
@@ -203,9 +188,9 @@ def test_movement_moved_between_sites_equals_full_refresh_at_both(built, setting
     sites = {old_dest, new_dest, old_origin, new_origin}
     before = {s: _site_rows(wh, s) for s in sites}
 
-    _source(built, f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = now() where id = %s',
+    query(built["source"], f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = now() where id = %s',
             (new_dest, bsd))
-    _source(built, f'update {SRC}."Form" set "emitterCompanySiret" = %s, "updatedAt" = now() where id = %s',
+    query(built["source"], f'update {SRC}."Form" set "emitterCompanySiret" = %s, "updatedAt" = now() where id = %s',
             (new_origin, shipped_bsd))
     extract(built["source"], wh)
     _build(settings, wh)

@@ -31,6 +31,8 @@ from tdw.extract import extract
 from tdw.reference import load_reference
 from tdw.simulator import simulate
 
+from conftest import query
+
 pytestmark = pytest.mark.slow
 
 SCALE = 1000
@@ -52,16 +54,8 @@ SNAP = "incbreak_snap"
 # ------------------------------------------------------------------------------------------------
 
 
-def _rows(dsn: str, statement: str, params=None) -> list[tuple]:
-    with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
-        cur.execute(statement, params)
-        rows = cur.fetchall() if cur.description else []
-        conn.commit()
-        return rows
-
-
 def _ids(dsn: str, statement: str, params=None) -> list[str]:
-    return [row[0] for row in _rows(dsn, statement, params)]
+    return [row[0] for row in query(dsn, statement, params)]
 
 
 def _new_id() -> str:
@@ -76,7 +70,7 @@ def _dbt(settings, dsn: str, *args: str) -> None:
 def _fingerprints(dsn: str) -> dict[str, tuple]:
     """(row count, md5 of every row in key order) of each compared table."""
     return {
-        table: _rows(dsn, f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t.{key}), '')) "
+        table: query(dsn, f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t.{key}), '')) "
                           f"from {table} as t")[0]
         for table, (key, _) in COMPARED.items()
     }
@@ -92,14 +86,14 @@ def _compare_with_full_refresh(settings, warehouse: str) -> dict[str, dict[str, 
     Returns {table: {differing key: {"owner": bsd_id or siret, "columns": [differing columns]}}};
     a key present on one side only lists the column ``<row missing in incremental|full>``.
     """
-    _rows(warehouse, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
+    query(warehouse, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
     for table in COMPARED:
-        _rows(warehouse, f"create table {SNAP}.{table.split('.')[1]} as select * from {table}")
+        query(warehouse, f"create table {SNAP}.{table.split('.')[1]} as select * from {table}")
     _dbt(settings, warehouse, "run", "--full-refresh", "--select", *MODELS[1:])
     diffs: dict[str, dict[str, dict]] = {}
     for table, (key, owner) in COMPARED.items():
         snap = f"{SNAP}.{table.split('.')[1]}"
-        rows = _rows(warehouse, f"""
+        rows = query(warehouse, f"""
             with
             incremental_only as (select {VALUES.format('s')} as j from {snap} as s
                                  except all select {VALUES.format('t')} from {table} as t),
@@ -147,13 +141,9 @@ def _assert_same(diffs, *owners) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(pg_base_uri, settings, tmp_path_factory):
+def built(module_database, settings, tmp_path_factory):
     """Source and warehouse after simulate → extract → build of staging, intermediate and the facts."""
-    suffix = uuid.uuid4().hex[:10]
-    names = [f"ibsrc_{suffix}", f"ibwh_{suffix}"]
-    for name in names:
-        db.ensure_database(pg_base_uri, name)
-    source, warehouse = (db._with_database(pg_base_uri, name) for name in names)
+    source, warehouse = module_database("ibsrc"), module_database("ibwh")
     db.bootstrap_warehouse(warehouse, settings)
     # history ends ten days ago: rows changed below (updatedAt = now()) are the newest
     simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10),
@@ -164,11 +154,6 @@ def built(pg_base_uri, settings, tmp_path_factory):
     _dbt(settings, warehouse, "seed", "--select", "processing_operations_extra")
     _dbt(settings, warehouse, "run", "--select", "staging.reference", "intermediate.geo", *MODELS)
     yield {"source": source, "warehouse": warehouse, "ids": {}}
-    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for name in names:
-                cur.execute(f'drop database if exists "{name}" with (force)')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,7 +201,7 @@ class Picker:
     def take(self, statement: str, n: int = 1, params=None) -> list:
         """The first `n` rows of `statement` none of whose values is already used; marks them used."""
         chosen = []
-        for row in _rows(self.warehouse, statement, params):
+        for row in query(self.warehouse, statement, params):
             row = row if len(row) > 1 else row[0]
             values = row if isinstance(row, tuple) else (row,)
             if any(v in self.used for v in values):
@@ -230,7 +215,7 @@ class Picker:
     def site(self, statement: str) -> tuple[str, list[str]]:
         """The SIRET of `statement` (ordered) touching the fewest bordereaux, all unused; marks them."""
         best = None
-        for (siret,) in _rows(self.warehouse, statement):
+        for (siret,) in query(self.warehouse, statement):
             touching = _ids(self.warehouse, TOUCHING_SIRET, {"siret": siret})
             if touching and not self.used.intersection(touching) and (best is None or len(touching) < len(best[1])):
                 best = (siret, touching)

@@ -16,12 +16,10 @@ test does not leak into the next one.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import uuid
 
-import psycopg2
 import pytest
 
 from tdw import db, privacy
@@ -29,19 +27,13 @@ from tdw.dbt import dbt_dir, run_dbt
 from tdw.extract import extract
 from tdw.simulator import advance, simulate
 
+from conftest import query
+
 pytestmark = pytest.mark.slow
 
 SCALE = 1000
 SRC = '"default$default"'
 SNAP = "replica_incremental_snap"
-
-
-def _rows(dsn: str, statement: str, params=None) -> list[tuple]:
-    with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
-        cur.execute(statement, params)
-        rows = cur.fetchall() if cur.description else []
-        conn.commit()
-        return rows
 
 
 def _dbt(settings, dsn: str, *args: str) -> dict:
@@ -53,13 +45,13 @@ def _dbt(settings, dsn: str, *args: str) -> dict:
 
 
 def _replica_tables(dsn: str) -> list[str]:
-    return [r[0] for r in _rows(dsn, "select table_name::text from information_schema.tables "
+    return [r[0] for r in query(dsn, "select table_name::text from information_schema.tables "
                                      "where table_schema = 'replica' order by 1")]
 
 
 def _marks(dsn: str) -> dict[str, tuple[str, str]]:
     """{table: (mode, reason)} of the marks of the tables now in the replica schema."""
-    return {t: (m, r) for t, m, r in _rows(dsn, """
+    return {t: (m, r) for t, m, r in query(dsn, """
         select c.relname::text, m.mode, m.reason from meta.replica_marks as m
         join pg_class as c on c.oid = m.relid join pg_namespace as n on n.oid = c.relnamespace
         where n.nspname = 'replica'""")}
@@ -71,11 +63,11 @@ def _compare_with_full_refresh(settings, dsn: str) -> dict[str, list]:
     Returns {table: [differences]}, a difference being ('incremental only' | 'full only', row as
     json) or ('columns', incremental columns, full columns); empty lists when equal.
     """
-    _rows(dsn, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
+    query(dsn, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
     tables = _replica_tables(dsn)
     columns_before = {}
     for t in tables:
-        _rows(dsn, f'create table {SNAP}."{t}" as select * from replica."{t}"')
+        query(dsn, f'create table {SNAP}."{t}" as select * from replica."{t}"')
         columns_before[t] = _columns(dsn, "replica", t)
     results = _dbt(settings, dsn, "run", "--full-refresh", "--select", "replica")
     assert all(r["status"] == "success" for r in results.values())
@@ -87,7 +79,7 @@ def _compare_with_full_refresh(settings, dsn: str) -> dict[str, list]:
         else:
             for side, a, b in (("incremental only", f'{SNAP}."{t}"', f'replica."{t}"'),
                                ("full only", f'replica."{t}"', f'{SNAP}."{t}"')):
-                for (row,) in _rows(dsn, f"select to_jsonb(d) from (select * from {a} except all "
+                for (row,) in query(dsn, f"select to_jsonb(d) from (select * from {a} except all "
                                          f"select * from {b}) as d limit 20"):
                     found.append((side, row))
         diffs[t] = found
@@ -95,7 +87,7 @@ def _compare_with_full_refresh(settings, dsn: str) -> dict[str, list]:
 
 
 def _columns(dsn: str, schema: str, table: str) -> list[tuple]:
-    return _rows(dsn, "select column_name::text, data_type::text from information_schema.columns "
+    return query(dsn, "select column_name::text, data_type::text from information_schema.columns "
                       "where table_schema = %s and table_name = %s order by ordinal_position", (schema, table))
 
 
@@ -114,19 +106,10 @@ def _incremental_build(settings, dsn: str) -> dict:
     return results
 
 
-def _source(world, statement: str, params=None) -> None:
-    with contextlib.closing(psycopg2.connect(world["source"])) as conn, conn, conn.cursor() as cur:
-        cur.execute(statement, params)
-
-
 @pytest.fixture(scope="module")
-def world(pg_base_uri, settings, tmp_path_factory):
+def world(module_database, settings, tmp_path_factory):
     """Source and warehouse after simulate → extract → a first (full) build of the replica."""
-    suffix = uuid.uuid4().hex[:10]
-    names = [f"risrc_{suffix}", f"riwh_{suffix}"]
-    for name in names:
-        db.ensure_database(pg_base_uri, name)
-    source, warehouse = (db._with_database(pg_base_uri, name) for name in names)
+    source, warehouse = module_database("risrc"), module_database("riwh")
     db.bootstrap_warehouse(warehouse, settings)
     simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10),
              out_dir=tmp_path_factory.mktemp("simulator"))
@@ -134,11 +117,6 @@ def world(pg_base_uri, settings, tmp_path_factory):
     first = _incremental_build(settings, warehouse)
     yield {"source": source, "warehouse": warehouse, "first": first,
            "out_dir": tmp_path_factory.mktemp("advance")}
-    with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for name in names:
-                cur.execute(f'drop database if exists "{name}" with (force)')
 
 
 def test_first_build_is_full_and_marks_every_table(world):
@@ -164,7 +142,7 @@ def test_nothing_changed_reads_nothing(world, settings):
         assert results[f"replica__{t}"]["adapter_response"]["rows_affected"] == 0, t
     # grants stay applied on tables updated in place
     public = settings.role("public")
-    assert all(_rows(wh, "select has_table_privilege(%s, format('replica.%%I', %s::text), 'select')", (public, t))[0][0]
+    assert all(query(wh, "select has_table_privilege(%s, format('replica.%%I', %s::text), 'select')", (public, t))[0][0]
                for t in _replica_tables(wh))
 
 
@@ -177,7 +155,7 @@ def test_one_day_advance_equals_full_refresh_and_reads_a_fraction(world, setting
     marks = _marks(wh)
     assert marks["Form"][0] == "incremental" and marks["StatusLog"][0] == "incremental"
     read = {t: results[f"replica__{t}"]["adapter_response"]["rows_affected"] for t in ("Form", "StatusLog")}
-    total = {t: _rows(wh, f'select count(*) from replica."{t}"')[0][0] for t in read}
+    total = {t: query(wh, f'select count(*) from replica."{t}"')[0][0] for t in read}
     # rows_affected of an incremental model is the number of raw rows it re-read
     assert all(0 < read[t] < 0.2 * total[t] for t in read), (read, total)
     # the first (full) build's rows_affected was the whole table
@@ -187,13 +165,13 @@ def test_one_day_advance_equals_full_refresh_and_reads_a_fraction(world, setting
 
 def test_source_update_is_replicated(world, settings):
     wh = world["warehouse"]
-    form_id = _rows(wh, 'select min(id) from replica."Form" where "wasteDetailsName" is not null')[0][0]
-    _source(world, f'update {SRC}."Form" set "wasteDetailsName" = %s, "updatedAt" = now() where id = %s',
+    form_id = query(wh, 'select min(id) from replica."Form" where "wasteDetailsName" is not null')[0][0]
+    query(world["source"], f'update {SRC}."Form" set "wasteDetailsName" = %s, "updatedAt" = now() where id = %s',
             ("déchets mis à jour", form_id))
     extract(world["source"], wh)
     _incremental_build(settings, wh)
     assert _marks(wh)["Form"][0] == "incremental"
-    assert _rows(wh, 'select "wasteDetailsName" from replica."Form" where id = %s', (form_id,)) == [
+    assert query(wh, 'select "wasteDetailsName" from replica."Form" where id = %s', (form_id,)) == [
         ("déchets mis à jour",)]
     _assert_equal_to_full_refresh(settings, wh)
 
@@ -201,13 +179,13 @@ def test_source_update_is_replicated(world, settings):
 def test_hard_delete_at_the_source_is_replicated(world, settings):
     wh = world["warehouse"]
     # a status log entry: nothing references it, and the table has no updatedAt
-    log_id = _rows(wh, 'select min(id) from replica."StatusLog"')[0][0]
-    _source(world, f'delete from {SRC}."StatusLog" where id = %s', (log_id,))
+    log_id = query(wh, 'select min(id) from replica."StatusLog"')[0][0]
+    query(world["source"], f'delete from {SRC}."StatusLog" where id = %s', (log_id,))
     report = extract(world["source"], wh, tables=["StatusLog"], full=True)
     assert report.table("StatusLog").rows_deleted == 1
     _incremental_build(settings, wh)
     assert _marks(wh)["StatusLog"] == ("incremental", "raw rows loaded after the mark; raw rows may have been deleted")
-    assert _rows(wh, 'select count(*) from replica."StatusLog" where id = %s', (log_id,)) == [(0,)]
+    assert query(wh, 'select count(*) from replica."StatusLog" where id = %s', (log_id,)) == [(0,)]
     _assert_equal_to_full_refresh(settings, wh)
 
 
@@ -215,7 +193,7 @@ def test_new_non_diffusible_establishment_is_masked_in_old_rows(world, settings)
     """The privacy-critical case: a SIRET declared non-diffusible today must vanish from rows
     that were loaded long ago and are not re-read by the incremental run."""
     wh = world["warehouse"]
-    siret, = _rows(wh, """
+    siret, = query(wh, """
         select "recipientCompanySiret" from replica."Form"
         where "recipientCompanySiret" is not null and "recipientCompanySiret" not in (
             select siret from raw_trackdechets."AnonymousCompany" where siret is not null)
@@ -224,10 +202,10 @@ def test_new_non_diffusible_establishment_is_masked_in_old_rows(world, settings)
     values.add("newly non-diffusible siret", siret)
     assert privacy.scan_schema(wh, "replica", values), "the SIRET is not in the replica before the change"
     # old rows naming it: none is re-loaded by the extraction below
-    old_rows = _rows(wh, 'select count(*) from raw_trackdechets."Form" where "recipientCompanySiret" = %s',
+    old_rows = query(wh, 'select count(*) from raw_trackdechets."Form" where "recipientCompanySiret" = %s',
                      (siret,))[0][0]
     assert old_rows > 0
-    _source(world, f"""insert into {SRC}."AnonymousCompany" (id, "orgId", siret, name, address, "codeNaf",
+    query(world["source"], f"""insert into {SRC}."AnonymousCompany" (id, "orgId", siret, name, address, "codeNaf",
                            "libelleNaf", "codeCommune")
                        values (%s, %s, %s, 'X', 'Y', '3821Z', 'Traitement', '75056')""",
             ("ri" + uuid.uuid4().hex[:20], siret, siret))
@@ -238,7 +216,7 @@ def test_new_non_diffusible_establishment_is_masked_in_old_rows(world, settings)
     marks = _marks(wh)
     assert marks["Form"] == ("full", "AnonymousCompany changed: every row re-masked")
     assert privacy.scan_schema(wh, "replica", values) == []
-    assert not any(_rows(wh, f'select 1 from replica."{t}" as r where r::text like %s limit 1', (f"%{siret}%",))
+    assert not any(query(wh, f'select 1 from replica."{t}" as r where r::text like %s limit 1', (f"%{siret}%",))
                    for t in _replica_tables(wh))
     # tables whose masking does not read AnonymousCompany were not rewritten
     assert marks["StatusLog"][0] == "incremental"
@@ -247,10 +225,10 @@ def test_new_non_diffusible_establishment_is_masked_in_old_rows(world, settings)
 
 def test_full_refresh_rebuilds_every_table(world, settings):
     wh = world["warehouse"]
-    oids = dict(_rows(wh, "select relname::text, oid::bigint from pg_class "
+    oids = dict(query(wh, "select relname::text, oid::bigint from pg_class "
                           "where relnamespace = 'replica'::regnamespace and relkind = 'r'"))
     _dbt(settings, wh, "run", "--full-refresh", "--select", "replica")
-    after = dict(_rows(wh, "select relname::text, oid::bigint from pg_class "
+    after = dict(query(wh, "select relname::text, oid::bigint from pg_class "
                            "where relnamespace = 'replica'::regnamespace and relkind = 'r'"))
     assert set(after) == set(oids) and all(after[t] != oids[t] for t in oids)
     assert {mode for mode, _ in _marks(wh).values()} == {"full"}
@@ -264,30 +242,30 @@ def test_table_one_run_behind_catches_up_after_the_schema_swap(world, settings):
     schema `replica` and a parked schema swapped with it."""
     wh = world["warehouse"]
     parked = "replica_parked_test"
-    _rows(wh, f"drop schema if exists {parked} cascade")
+    query(wh, f"drop schema if exists {parked} cascade")
     # generation A (the last full build, marked) is parked
-    _rows(wh, f"alter schema replica rename to {parked}")
-    forms = [r[0] for r in _rows(wh, f'select id from {parked}."Form" order by id limit 5')]
+    query(wh, f"alter schema replica rename to {parked}")
+    forms = [r[0] for r in query(wh, f'select id from {parked}."Form" order by id limit 5')]
     # (updatedAt = now(): an earlier test moved the extractor's watermark past the simulator's clock)
-    _source(world, f'update {SRC}."Form" set "wasteDetailsName" = \'jour 1\', "updatedAt" = now() '
+    query(world["source"], f'update {SRC}."Form" set "wasteDetailsName" = \'jour 1\', "updatedAt" = now() '
                    'where id = any(%s)', (forms[:3],))
     extract(world["source"], wh)
     _incremental_build(settings, wh)  # generation B, built from scratch in an empty schema
     assert {mode for mode, _ in _marks(wh).values()} == {"full"}
     # swap: A is the build target again, one run behind
-    _rows(wh, f"alter schema replica rename to replica_swap_tmp; alter schema {parked} rename to replica; "
+    query(wh, f"alter schema replica rename to replica_swap_tmp; alter schema {parked} rename to replica; "
               f"alter schema replica_swap_tmp rename to {parked}")
-    _source(world, f'update {SRC}."Form" set "wasteDetailsName" = \'jour 2\', "updatedAt" = now() '
+    query(world["source"], f'update {SRC}."Form" set "wasteDetailsName" = \'jour 2\', "updatedAt" = now() '
                    'where id = any(%s)', (forms[3:],))
     extract(world["source"], wh)
     results = _incremental_build(settings, wh)
     assert _marks(wh)["Form"][0] == "incremental"
     # A re-read the rows of both runs (5), B would have re-read those of the second run only (2)
-    since_b = _rows(wh, f"""select count(*) from raw_trackdechets."Form"
+    since_b = query(wh, f"""select count(*) from raw_trackdechets."Form"
                             where _tdw_loaded_at > (select loaded_through from meta.replica_marks
                                                     where relid = '{parked}."Form"'::regclass)""")[0][0]
     assert (results["replica__Form"]["adapter_response"]["rows_affected"], since_b) == (5, 2)
-    assert _rows(wh, 'select "wasteDetailsName", count(*) from replica."Form" where id = any(%s) group by 1 order by 1',
+    assert query(wh, 'select "wasteDetailsName", count(*) from replica."Form" where id = any(%s) group by 1 order by 1',
                  (forms,)) == [("jour 1", 3), ("jour 2", 2)]
-    _rows(wh, f"drop schema {parked} cascade")
+    query(wh, f"drop schema {parked} cascade")
     _assert_equal_to_full_refresh(settings, wh)
