@@ -52,29 +52,25 @@
     left out: a reload of the same content changes nothing). Rows are hashed one by one and the
     sorted hashes hashed again. -#}
 {% macro icpe_inputs_fingerprint() -%}
+    {#- (label, relation, columns hashed: none = the whole row) -#}
+    {%- set inputs = [
+        ('authorisations', ref('int_icpe__authorisations'), none),
+        ('links', ref('stg_icpe__siret_links'), ['s3ic_id', 'siret', 'is_match']),
+        ('installations', ref('stg_icpe__installations'), ['s3ic_id', 'source_siret', 'departement_code']),
+        ('mapping', ref('stg_reference__icpe_rubrique_operations'),
+            ['operation_code', 'rubrique', 'rubrique_number', 'alinea']),
+    ] -%}
     (
         select md5(string_agg(part, '|' order by part))
         from (
-            select 'authorisations:' || coalesce(md5(string_agg(h, '' order by h)), '') as part
-            from (select md5(a::text) as h from {{ ref('int_icpe__authorisations') }} as a) as rows_a
-            union all
-            select 'links:' || coalesce(md5(string_agg(h, '' order by h)), '')
+            {%- for label, relation, columns in inputs %}
+            select '{{ label }}:' || coalesce(md5(string_agg(h, '' order by h)), '') as part
             from (
-                select md5(row(l.s3ic_id, l.siret, l.is_match)::text) as h
-                from {{ ref('stg_icpe__siret_links') }} as l
-            ) as rows_l
-            union all
-            select 'installations:' || coalesce(md5(string_agg(h, '' order by h)), '')
-            from (
-                select md5(row(i.s3ic_id, i.source_siret, i.departement_code)::text) as h
-                from {{ ref('stg_icpe__installations') }} as i
-            ) as rows_i
-            union all
-            select 'mapping:' || coalesce(md5(string_agg(h, '' order by h)), '')
-            from (
-                select md5(row(o.operation_code, o.rubrique, o.rubrique_number, o.alinea)::text) as h
-                from {{ ref('stg_reference__icpe_rubrique_operations') }} as o
-            ) as rows_o
+                select md5({% if columns is none %}i::text{% else %}row(i.{{ columns | join(', i.') }})::text{% endif %}) as h
+                from {{ relation }} as i
+            ) as rows_{{ label }}
+            {{ 'union all' if not loop.last }}
+            {%- endfor %}
         ) as parts
     )
 {%- endmacro %}
