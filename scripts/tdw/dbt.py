@@ -66,13 +66,16 @@ def _executable(name: str) -> str:
     return found
 
 
-def run_dbt(settings: Settings, args: list[str], dsn: str | None = None, check: bool = True) -> int:
-    """Run ``dbt <args>`` in the project folder, streaming its output.
+def run_dbt(settings: Settings, args: list[str], dsn: str | None = None, check: bool = True,
+            extra_env: dict[str, str] | None = None) -> int:
+    """Run ``dbt <args>`` in the project folder, streaming its output (``extra_env`` is added to
+    its environment).
 
     Raises:
         TdwError: dbt exited with a non-zero status and ``check`` is true.
     """
     env = environment(settings, dsn)
+    env.update(extra_env or {})
     cmd = [_executable("dbt"), *args, "--project-dir", str(REPO_ROOT)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent)
     if check and proc.returncode != 0:

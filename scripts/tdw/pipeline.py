@@ -9,7 +9,9 @@ Steps, in order (ARCHITECTURE.md § Data flow):
 4. ICPE extracts → ``raw_icpe``: the real registry extract and, for the simulated source, the
    simulator's extract of its generated sites; an extract already loaded unchanged is skipped;
 5. extract production → ``raw_trackdechets`` (incremental on ``updatedAt``);
-7. ``dbt source freshness``, then ``dbt build`` of the published schemas under ``__next``;
+7. ``dbt source freshness``, then ``dbt build`` of the published schemas under ``__next``; its
+   row-local data tests on the incremental tables read the rows written since every earlier row
+   was tested by the same project (:mod:`tdw.tests_scope`);
 8. publish (blue/green swap, see :mod:`tdw.publish`), refresh the API's row-level-secured copies;
    exports (open data, statistics page, inspection sheets of the most-alerted establishments),
    each folder written aside and renamed into place only when complete and leak-free;
@@ -25,7 +27,7 @@ from psycopg2 import sql
 from rich.console import Console
 from rich.table import Table
 
-from . import db
+from . import db, tests_scope
 from .config import Settings
 from .dbt import run_dbt
 from .loading import file_sha256
@@ -240,14 +242,22 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
         with runlog.step("source_freshness"):
             console.rule("[bold]dbt source freshness")
             run_dbt(settings, ["source", "freshness", *build_vars], dsn=dsn)
-        with runlog.step("dbt_build"):
+        with runlog.step("dbt_build") as detail:
+            # Row-local data tests of the incremental tables read the rows written since every
+            # earlier row was tested by this same project (tdw.tests_scope explains when).
+            fingerprint = tests_scope.project_fingerprint()
+            since = tests_scope.rows_tested_since(dsn, fingerprint)
+            detail["project_fingerprint"] = fingerprint
+            detail["row_local_tests_read"] = f"rows written since {since.isoformat()}" if since else "all rows"
             what = "seeds, models, snapshots, data tests" + (", unit tests" if unit_tests else "")
             console.rule(f"[bold]dbt build into marts__next / replica__next ({what})")
+            console.print(f"  row-local data tests of incremental tables read: {detail['row_local_tests_read']}",
+                          highlight=False)
             publish.prepare(dsn)
             # dbt unit tests check the SQL, not the data: CI runs them (tdw run --ci), the daily
             # run on production data does not need to.
             skip = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
-            run_dbt(settings, ["build", *build_vars, *skip], dsn=dsn)
+            run_dbt(settings, ["build", *build_vars, *skip], dsn=dsn, extra_env=tests_scope.dbt_environment(since))
         with runlog.step("publish"):
             publish.swap(dsn, settings)
             console.print("  published: marts and replica swapped in", highlight=False)

@@ -129,3 +129,51 @@ def test_standalone_loads_are_refused_while_a_run_builds(first_run, command, wor
     message = " ".join(proc.stderr.split())
     assert f"{words}: 'tdw run' {holder.run_id}" in message and "wait for it to finish" in message, message
     assert query(first_run.warehouse_dsn, "select count(*) from meta.extract_runs")[0][0] == loaded
+
+
+
+def test_row_local_tests_read_the_rows_written_since_the_project_tested_every_row(first_run):
+    """After two published builds of the same project, the row-local tests of the incremental
+    tables read only the rows written since the older one started (tdw.tests_scope): a broken
+    row written before is not read by the next run (which therefore succeeds), one written after
+    is; without the setting (CI, `tdw dbt build`) every row is read."""
+    from tdw import tests_scope
+    from tdw.dbt import run_dbt
+
+    dsn = first_run.warehouse_dsn
+    # the failure test above left an unknown status in the source copy: put a valid one back
+    query(dsn, """update raw_trackdechets."Form" set status = 'PROCESSED', _tdw_loaded_at = now()
+                  where status = 'NOT_A_STATUS'""")
+    run(first_run)  # the second published build: it still tests every row
+
+    def published_builds():
+        return query(dsn, """
+            select b.started_at, b.detail ->> 'row_local_tests_read'
+            from meta.pipeline_run_steps b
+            join meta.pipeline_run_steps p on p.run_id = b.run_id and p.step = 'publish' and p.status = 'succeeded'
+            where b.step = 'dbt_build' and b.status = 'succeeded' order by b.started_at""")
+
+    builds = published_builds()
+    assert [read for _, read in builds] == ["all rows", "all rows"]
+    since = tests_scope.rows_tested_since(dsn, tests_scope.project_fingerprint())
+    assert since == builds[0][0]
+
+    # a row of the copy the next build updates, broken behind dbt's back, dated before `since`
+    movement = query(dsn, "select movement_id from marts__next.fct_movements limit 1")[0][0]
+    query(dsn, """update marts__next.fct_movements set location_precision = null,
+                  _tdw_built_at = %s - interval '1 day' where movement_id = %s""", (since, movement))
+    test = ["test", "-s", "not_null_fct_movements_location_precision", "--vars", "{tdw_publish_suffix: '__next'}"]
+    assert run_dbt(first_run, test, check=False) != 0  # without the setting every row is read
+    assert run_dbt(first_run, test, check=False, extra_env=tests_scope.dbt_environment(since)) == 0
+
+    run(first_run)  # the third: its row-local tests do not read the old broken row
+    builds = published_builds()
+    assert builds[-1][1] == f"rows written since {builds[-3][0].isoformat()}"  # the older of the two before it
+    assert query(dsn, "select location_precision from marts.fct_movements where movement_id = %s",
+                 (movement,)) == [(None,)]
+
+    # the same row dated after `since`: read, and the test fails
+    since = tests_scope.rows_tested_since(dsn, tests_scope.project_fingerprint())
+    query(dsn, "update marts.fct_movements set _tdw_built_at = %s where movement_id = %s", (since, movement))
+    test[-1] = "{tdw_publish_suffix: ''}"
+    assert run_dbt(first_run, test, check=False, extra_env=tests_scope.dbt_environment(since)) != 0

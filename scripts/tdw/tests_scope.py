@@ -1,0 +1,94 @@
+"""Which rows the data tests of a daily build read (issue 10: a daily cost that follows the day).
+
+The row-local data tests (``not_null``, ``accepted_values``, ``accepted_range``,
+``expression_is_true``) of the tables that record when each row was written (``_tdw_built_at``)
+read only the rows written since :func:`rows_tested_since`; every other test reads every row. dbt
+side: ``macros/tests_scope.sql``, which reads the PostgreSQL setting ``tdw.test_rows_since`` that
+:func:`dbt_environment` passes to dbt's connections.
+
+Why the rows before that time need no new test: each of them was tested when it was written, by a
+build of the same project. The argument, for the builds whose ``publish`` step succeeded (each one
+swaps ``marts`` and ``marts__next``, so two in a row built the two different copies):
+
+* ``since`` is the start of the ``dbt_build`` step of the second most recent such build, and is
+  used only when both of the two most recent ones had the project's current fingerprint
+  (:func:`project_fingerprint`: every model, macro, test, seed and snapshot file, and
+  ``dbt_project.yml``). After any change of the project, the first two published builds test
+  every row: one of each copy, and the intermediate tables (not copied) twice.
+* A row written before ``since`` is in a copy that a build of the current project tested whole,
+  or wrote and tested since. Rows written by builds that failed or were not published are after
+  ``since`` (they came after the second most recent published build started), so they are read.
+* A row-local test's result depends on the row only; the tests across rows (``unique``,
+  ``relationships``, singular tests) always read everything.
+
+Builds outside ``tdw run`` (CI, ``tdw dbt build``) do not set the setting: every row is tested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from datetime import datetime
+from pathlib import Path
+
+from . import db
+from .config import REPO_ROOT
+
+# The files that define what the build writes and what the tests check (tests/python is pytest's).
+FINGERPRINT_PARTS = ("dbt_project.yml", "models", "macros", "tests/generic", "tests/singular", "seeds", "snapshots")
+SETTING = "tdw.test_rows_since"
+
+
+def project_fingerprint(root: Path = REPO_ROOT) -> str:
+    """sha256 of the dbt project's definition: paths and contents of :data:`FINGERPRINT_PARTS`
+    under ``root`` and the installed dbt-core version. Any edit gives another value."""
+    digest = hashlib.sha256()
+    try:
+        from dbt.version import __version__ as dbt_version
+    except ImportError:  # dbt not importable here: the files alone
+        dbt_version = "?"
+    digest.update(f"dbt-core {dbt_version}\n".encode())
+    for part in FINGERPRINT_PARTS:
+        base = root / part
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        for path in files:
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def rows_tested_since(dsn: str, fingerprint: str) -> datetime | None:
+    """Start of the ``dbt_build`` step of the second most recent published build, when the two
+    most recent published builds (``dbt_build`` and ``publish`` succeeded) both recorded
+    ``fingerprint``; ``None`` (test every row) otherwise, or when ``meta.pipeline_run_steps``
+    does not exist yet."""
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('meta.pipeline_run_steps')")
+        if cur.fetchone()[0] is None:
+            return None
+        cur.execute(
+            """
+            select build.started_at, build.detail ->> 'project_fingerprint'
+            from meta.pipeline_run_steps as build
+            join meta.pipeline_run_steps as published
+                on published.run_id = build.run_id and published.step = 'publish' and published.status = 'succeeded'
+            where build.step = 'dbt_build' and build.status = 'succeeded'
+            order by build.started_at desc
+            limit 2
+            """
+        )
+        rows = cur.fetchall()
+    if len(rows) < 2 or any(fp != fingerprint for _, fp in rows):
+        return None
+    return rows[1][0]
+
+
+def dbt_environment(since: datetime | None) -> dict[str, str]:
+    """Environment entries giving dbt's connections ``tdw.test_rows_since`` (PGOPTIONS, added to
+    any PGOPTIONS already set); empty when ``since`` is None."""
+    if since is None:
+        return {}
+    option = f"-c {SETTING}={since.isoformat()}"
+    current = os.environ.get("PGOPTIONS", "").strip()
+    return {"PGOPTIONS": f"{current} {option}".strip()}
