@@ -31,26 +31,22 @@
 
 {#- Post-hook of int_bordereaux__unioned: flags that depend on other rows or tables (the
     Company list, the data's latest date) are recomputed for every row, so an incremental run
-    gives the same table as a full refresh even for rows it did not re-read. -#}
+    gives the same table as a full refresh even for rows it did not re-read. One scan of the
+    table (the data's latest date is computed once, in `data`); only the rows whose flags change
+    are written. -#}
 {% macro refresh_bordereaux_global_flags(relation) -%}
+    {%- set unknown_destination = is_unregistered_siret('bsd.destination_siret') -%}
+    {%- set never_processed = is_received_never_processed(
+        'bsd.received_at', 'bsd.processed_at', 'bsd.acceptation_status', 'data.as_of') -%}
     update {{ relation }} as bsd
     set
-        dq_unknown_destination_siret = flags.dq_unknown_destination_siret,
-        dq_received_never_processed = flags.dq_received_never_processed,
+        dq_unknown_destination_siret = {{ unknown_destination }},
+        dq_received_never_processed = {{ never_processed }},
         _tdw_built_at = {{ built_at() }}
-    from (
-        select
-            bsd_id,
-            {{ is_unregistered_siret('destination_siret') }} as dq_unknown_destination_siret,
-            {{ is_received_never_processed('received_at', 'processed_at', 'acceptation_status', data_as_of(relation)) }}
-                as dq_received_never_processed
-        from {{ relation }}
-    ) as flags
-    where bsd.bsd_id = flags.bsd_id
-        and (
-            bsd.dq_unknown_destination_siret is distinct from flags.dq_unknown_destination_siret
-            or bsd.dq_received_never_processed is distinct from flags.dq_received_never_processed
-        )
+    from (select {{ data_as_of(relation) }} as as_of) as data
+    where
+        bsd.dq_unknown_destination_siret is distinct from {{ unknown_destination }}
+        or bsd.dq_received_never_processed is distinct from {{ never_processed }}
 {%- endmacro %}
 
 {#- Post-hook of int_movements: site-based locations come from int_sites__located, which

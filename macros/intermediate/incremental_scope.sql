@@ -143,10 +143,34 @@
     {% endif %}
 {%- endmacro %}
 
+{#- The raw tables of the bordereaux themselves (one per BSD type). -#}
+{% macro bordereau_raw_tables() -%}
+    {{ return(['Form', 'Bsda', 'Bsff', 'Bsdasri', 'Bsvhu', 'Bspaoh']) }}
+{%- endmacro %}
+
 {#- Post-hook of int_bordereaux__unioned: delete the bordereaux whose source row is gone (hard
-    deletes, seen in raw after `tdw extract --full`). -#}
+    deletes, seen in raw after `tdw extract --full`). The anti-join reads the whole table and
+    every staging view (seconds at national scale), so it runs only when a raw bordereau table
+    may have lost rows since the table's last build: the deletion state of the 6 tables
+    (replica_raw_deletions: extractor deletions, PostgreSQL's deleted-tuple count, storage)
+    differs from the one recorded then in meta.intermediate_marks (keyed by the table's oid; no
+    mark, or a mark of another version of the table, runs it). The state is recorded after. -#}
 {% macro delete_bordereaux_gone_from_source(relation) -%}
-    {% if is_incremental() %}
+    {%- set table = relation.include(database=false) -%}
+    {%- set ns = namespace(states=[], previous=none) -%}
+    {%- if execute -%}
+        {%- for raw in bordereau_raw_tables() -%}
+            {%- do ns.states.append(raw ~ '=' ~ replica_raw_deletions(source('trackdechets', raw))) -%}
+        {%- endfor -%}
+        {%- if is_incremental() and run_query("select to_regclass('meta.intermediate_marks') is not null").rows[0][0] -%}
+            {%- set rows = run_query(
+                "select raw_deletions from meta.intermediate_marks where relid = '" ~ table ~ "'::regclass"
+            ).rows -%}
+            {%- set ns.previous = rows[0][0] if rows | length > 0 else none -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- set state = ns.states | join(' ') %}
+    {% if is_incremental() and ns.previous != state %}
         delete from {{ relation }} as bsd
         where not exists (
             select 1
@@ -157,10 +181,21 @@
                 {%- endfor %}
             ) as present
             where present.bsd_id = bsd.bsd_id
-        )
-    {% else %}
-        select 1
+        );
     {% endif %}
+    select pg_advisory_xact_lock(hashtext('tdw.intermediate_marks'));
+    create table if not exists meta.intermediate_marks (
+        relid oid primary key,
+        table_name text not null,
+        raw_deletions text not null,
+        built_at timestamptz not null
+    );
+    comment on table meta.intermediate_marks is
+        'State of the raw tables when each incremental intermediate table was last built (macros/intermediate/incremental_scope.sql)';
+    insert into meta.intermediate_marks (relid, table_name, raw_deletions, built_at)
+    values ('{{ table }}'::regclass, '{{ table }}', '{{ state }}', now())
+    on conflict (relid) do update
+    set table_name = excluded.table_name, raw_deletions = excluded.raw_deletions, built_at = excluded.built_at
 {%- endmacro %}
 
 {#- Select of the bordereaux whose movements int_movements re-reads: the counted bordereaux that

@@ -13,6 +13,7 @@
             {'columns': ['bsd_id'], 'unique': true},
             {'columns': ['_tdw_last_loaded_at']},
             {'columns': ['_tdw_built_at']},
+            {'columns': ['updated_at']},
         ],
     )
 }}
@@ -23,9 +24,10 @@
 -- macros/intermediate/incremental_scope.sql) are read, through staging filtered before any join.
 -- The pre-hook deletes the changed bordereaux (those still counted come back, those now draft
 -- or deleted do not; the ones with stale links are replaced by the delete+insert); the post-hooks
--- delete bordereaux gone from the source (hard deletes, seen after `tdw extract --full`) and
--- recompute the flags that depend on other tables (unknown destination SIRET, received never
--- processed).
+-- delete bordereaux gone from the source (hard deletes, seen after `tdw extract --full`; only
+-- when a raw bordereau table may have lost rows since the last build: meta.intermediate_marks)
+-- and recompute the flags that depend on other tables (unknown destination SIRET, received never
+-- processed; one scan, the data's latest date read on the updated_at index).
 
 with
 
