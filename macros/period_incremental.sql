@@ -35,8 +35,9 @@
     and the post-hook read it back from there.
 -#}
 
-{#- Change log and marks (idempotent; under an advisory lock: models build in parallel). -#}
-{% macro period_bookkeeping_ddl() -%}
+{#- Change log and marks, and the trigger function when `with_function` (idempotent; under an
+    advisory lock held to the end of the transaction: models build in parallel). -#}
+{% macro period_bookkeeping_ddl(with_function=false) -%}
     select pg_advisory_xact_lock(hashtext('tdw.period_incremental'));
     create table if not exists meta.period_change_log (
         log_position bigserial primary key,
@@ -62,7 +63,8 @@
         built_at timestamptz not null default now()
     );
     comment on table meta.period_marks is
-        'Mark of each period-incremental mart (macros/period_incremental.sql), keyed by the mart oid so that it follows the table through the schema swap of tdw run';
+        'Mark of each period-incremental mart (macros/period_incremental.sql), keyed by the mart oid so that it follows the table through the schema swap of tdw run'
+    {%- if with_function %};
     create or replace function meta.period_log_replaced_rows() returns trigger language plpgsql as $fn$
     begin
         insert into meta.period_change_log (fact_relid, old_row)
@@ -70,13 +72,14 @@
         return null;
     end
     $fn$
+    {%- endif %}
 {%- endmacro %}
 
 {#- Post-hook of a fact read by period-incremental marts (fct_movements): ensure the change-log
     trigger and an index on _tdw_built_at, on the table as built now (a full refresh creates a new
     table: both are created again on it). -#}
 {% macro period_change_log_trigger(fact) -%}
-    {{ period_bookkeeping_ddl() }};
+    {{ period_bookkeeping_ddl(with_function=true) }};
     create or replace trigger period_change_log after delete on {{ fact }}
         referencing old table as old_rows for each statement
         execute function meta.period_log_replaced_rows();
@@ -103,16 +106,21 @@
                     'built_through': none, 'log_position': 0, 'cutoff': none} -%}
     {%- if not execute -%}{{ return(plan) }}{%- endif -%}
     {%- do period_check_inputs([fact.identifier] + also_reads) -%}
+    {#- no DDL here: compile-time queries share the model's transaction, a lock would last the whole build -#}
+    {%- set ready = run_query("select to_regclass('meta.period_change_log') is not null"
+                              ~ " and to_regclass('meta.period_marks') is not null").rows[0][0] -%}
     {%- set q -%}
         select '{{ fact }}'::regclass::oid::text,
             (select max(_tdw_built_at)::text from {{ fact }}),
-            (select coalesce(max(log_position), 0) from meta.period_change_log),
+            {% if ready %}(select coalesce(max(log_position), 0) from meta.period_change_log){% else %}0{% endif %},
             {% if cutoff %}({{ cutoff }})::text{% else %}null{% endif %}
     {%- endset -%}
-    {%- do run_query(period_bookkeeping_ddl()) -%}
     {%- set now = run_query(q).rows[0] -%}
     {%- do plan.update({'fact_relid': now[0], 'built_through': now[1], 'log_position': now[2], 'cutoff': now[3]}) -%}
     {%- if not is_incremental() -%}
+        {{ return(plan) }}
+    {%- elif not ready -%}
+        {%- do plan.update({'reason': 'no change log yet'}) -%}
         {{ return(plan) }}
     {%- endif -%}
     {%- set q -%}
@@ -222,7 +230,7 @@
     {%- set q -%}
         select logic_md5 from meta.period_marks where relid = '{{ target }}'::regclass
     {%- endset -%}
-    {%- set mark = run_query(q).rows -%}
+    {%- set mark = run_query(q).rows if plan.mode == 'incremental' else [] -%}
     {%- set same_logic = mark | length == 1 and mark[0][0] == local_md5(full_sql) -%}
     {%- if plan.mode == 'incremental' and same_logic %}
         delete from {{ target }}
