@@ -21,6 +21,7 @@
         post_hook=[
             "delete from {{ this }} as fct where not exists (select 1 from {{ ref('int_movements') }}"
             ~ " as src where src.movement_id = fct.movement_id)",
+            "{{ period_change_log_trigger(this) }}",
         ],
     )
 }}

@@ -3,6 +3,12 @@
 -- at the movement's destination, bucketed by the month (Europe/Paris) the movement was received;
 -- intra-département flows included; outliers and movements without a valid reception date left
 -- out (they are counted in mart_data_quality). Unknown départements stay null.
+-- Incremental by month (macros/period_incremental.sql): a run recomputes the months of the
+-- movements fct_movements wrote, replaced or deleted since the last build.
+{{ config(materialized='incremental', incremental_strategy='period', period_column='month_start',
+          on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
+{%- set plan = period_plan(ref('fct_movements'), "date_trunc('month', received_date)::date") %}
+{{ period_plan_comment(plan) }}
 with
 
 movements as (
@@ -11,6 +17,7 @@ movements as (
         not is_quantity_outlier
         and received_date is not null
         and quantity_accepted_t is not null
+        and {{ period_in_scope(plan, "date_trunc('month', received_date)::date") }}
 ),
 
 flows as (

@@ -6,32 +6,17 @@
     Secret statistique (METRICS.md): suppressed (quantity null, suppression_reason set) when
     fewer than var('tdw_secret_min_establishments') establishments of the département contribute
     (destinations for incoming, origins for outgoing), or one of them exceeds
-    var('tdw_secret_max_share') of the tonnes. Movements whose département is unknown are left out. -#}
+    var('tdw_secret_max_share') of the tonnes. Movements whose département is unknown are left out.
+
+    Built whole, from od_int_departement_sides (the published movements summed by quarter,
+    side and establishment, incremental by quarter): a few thousand rows instead of every
+    movement. The secret statistique needs each establishment's share over every quarter, so the
+    figures themselves cannot be updated quarter by quarter. -#}
 with
 
-movements as (
-    select * from {{ ref('od_int_published_movements') }}
-    where quantity_accepted_t is not null
-),
-
+-- published movements summed by quarter, side and establishment (incremental by quarter)
 sides as (
-    select
-        'incoming' as direction,
-        destination_code_departement as code_departement,
-        destination_siret as siret,
-        quantity_accepted_t,
-        quarter_start
-    from movements
-    where destination_code_departement is not null
-    union all
-    select
-        'outgoing' as direction,
-        origin_code_departement as code_departement,
-        origin_siret as siret,
-        quantity_accepted_t,
-        quarter_start
-    from movements
-    where origin_code_departement is not null
+    select * from {{ ref('od_int_departement_sides') }}
 ),
 
 per_establishment as (
@@ -41,7 +26,7 @@ per_establishment as (
         siret,
         sum(quantity_accepted_t) as quantity_t
     from sides
-    where siret is not null
+    where siret is not null and code_departement is not null
     group by direction, code_departement, siret
 ),
 
@@ -59,19 +44,21 @@ cells as (
     select
         direction,
         code_departement,
-        count(*) as n_movements,
+        sum(n_movements) as n_movements,
         sum(quantity_accepted_t) as quantity_accepted_t,
         min(quarter_start) as first_quarter_start,
         max(quarter_start) as last_quarter_start
     from sides
+    where code_departement is not null
     group by direction, code_departement
 ),
 
+-- every published movement has one side per direction (département known or not)
 period as (
     select
         min(quarter_start) as period_start,
         (max(quarter_start) + interval '3 months' - interval '1 day')::date as period_end
-    from movements
+    from sides
 ),
 
 departements as (

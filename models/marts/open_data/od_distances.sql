@@ -7,11 +7,21 @@
     movements whose both ends are located, km); unknown locations give no distance.
     Suppressed (every figure null, suppression_reason set) when fewer than
     var('tdw_secret_min_establishments') distinct origin or destination establishments
-    contribute, or one of them carries more than var('tdw_secret_max_share') of the tonnes. -#}
+    contribute, or one of them carries more than var('tdw_secret_max_share') of the tonnes.
+
+    Incremental by quarter (macros/period_incremental.sql): a run recomputes the quarters of the
+    movements fct_movements wrote, replaced or deleted since the last build, and the quarters
+    that became published (or unpublished) with the data's latest load date. -#}
+{{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
+          on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
+{%- set plan = period_plan(ref('fct_movements'), "date_trunc('quarter', received_date)::date",
+                           cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux']) %}
+{{ period_plan_comment(plan) }}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
+    where {{ period_in_scope(plan, 'quarter_start') }}
 ),
 
 per_origin as (

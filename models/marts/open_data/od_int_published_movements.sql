@@ -27,4 +27,5 @@ select
     as_of.data_as_of_date
 from movements
 cross join as_of
-where date_trunc('quarter', movements.received_date) < date_trunc('quarter', as_of.data_as_of_date)
+-- the first unpublished quarter, as the period-incremental marts compute their cutoff
+where date_trunc('quarter', movements.received_date) < ({{ od_published_quarters_end(ref('fct_bordereaux')) }})

@@ -7,12 +7,21 @@
     suppression_reason set) when fewer than var('tdw_secret_min_establishments') distinct origin
     establishments or destination establishments contribute, or when one establishment (on
     either side) carries more than var('tdw_secret_max_share') of the tonnes. Origins without a
-    SIRET (private individuals) are not counted as contributors. -#}
+    SIRET (private individuals) are not counted as contributors.
+
+    Incremental by quarter (macros/period_incremental.sql): a run recomputes the quarters of the
+    movements fct_movements wrote, replaced or deleted since the last build, and the quarters
+    that became published (or unpublished) with the data's latest load date. -#}
+{{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
+          on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
+{%- set plan = period_plan(ref('fct_movements'), "date_trunc('quarter', received_date)::date",
+                           cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux']) %}
+{{ period_plan_comment(plan) }}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
-    where quantity_accepted_t is not null
+    where quantity_accepted_t is not null and {{ period_in_scope(plan, 'quarter_start') }}
 ),
 
 per_origin as (

@@ -1,0 +1,284 @@
+{#-
+    Aggregate marts that follow the day's changes by period (issue 10; CONTRIBUTING.md
+    § Incremental models): mart_waste_flows (month of reception), od_waste_flows, od_distances and
+    od_int_departement_sides (quarter of reception, published quarters only).
+
+    A mart row depends only on the fact rows of its period (config `period`: an expression over
+    the fact's columns giving the period of a fact row, the mart's `period_column` holding it).
+    A run recomputes the periods in *scope* and leaves the others as they are:
+      * periods of the fact rows written after the mark (`_tdw_built_at` > `built_through`);
+      * periods of the fact rows deleted or replaced after the mark: their OLD values, from the
+        change log meta.period_change_log, filled by a statement-level trigger on the fact
+        (period_change_log_trigger, a post-hook of fct_movements: delete+insert and the post-hook
+        deleting vanished movements both go through `delete`); jsonb_populate_record gives the old
+        rows back typed, so the same period expression serves old and new rows;
+      * for marts publishing complete quarters only (config `period_cutoff`, a select of the
+        first unpublished quarter: od_published_quarters_end), the quarters between the cutoff
+        of the mark and today's (a quarter that became published, or unpublished).
+    Rows of those periods are deleted and the recomputed rows inserted (a period left with no
+    row disappears), with the new mark, in one transaction (custom incremental strategy
+    `period`).
+
+    The mark (meta.period_marks) is keyed by the mart's oid, like meta.replica_marks: it follows
+    the table through the schema swap of `tdw run` (marts <-> marts__next), so the marts__next
+    copy a build updates finds the mark of its own build two runs ago, against the fct_movements
+    copy of the same schema. Fail closed, the mart is rewritten whole when: --full-refresh, no
+    mark, the fact's oid differs (fact rebuilt), the mark is ahead of the change log (log recreated),
+    or the md5 of the compiled SQL (the plan and the scope filter left out) differs. The log is
+    pruned of the entries every mark of their fact consumed (and of facts dropped); a mart left
+    unbuilt keeps the log of its fact growing until it runs again. A mart may
+    read nothing but the fact and the cutoff: any other ref makes the build fail (add it to a
+    fingerprint first).
+
+    The plan is decided when the model's SQL is compiled (period_plan, just before the model
+    runs, after the fact was built) and written at the head of the SQL as a comment; the strategy
+    and the post-hook read it back from there.
+-#}
+
+{#- Change log and marks, and the trigger function when `with_function` (idempotent; under an
+    advisory lock held to the end of the transaction: models build in parallel). -#}
+{% macro period_bookkeeping_ddl(with_function=false) -%}
+    select pg_advisory_xact_lock(hashtext('tdw.period_incremental'));
+    create table if not exists meta.period_change_log (
+        log_position bigserial primary key,
+        fact_relid oid not null,
+        replaced_at timestamptz not null default now(),
+        old_row jsonb not null
+    );
+    comment on table meta.period_change_log is
+        'Old values of the fact rows deleted or replaced (delete+insert), for the period-incremental marts (macros/period_incremental.sql); an entry is deleted once every mark of its fact consumed it';
+    create index if not exists period_change_log_fact on meta.period_change_log (fact_relid, log_position);
+    create table if not exists meta.period_marks (
+        relid oid primary key,
+        schema_name text not null,
+        table_name text not null,
+        fact_relid oid not null,
+        built_through timestamptz,
+        log_position bigint not null,
+        cutoff date,
+        logic_md5 text not null,
+        mode text not null,
+        reason text not null,
+        periods jsonb,
+        built_at timestamptz not null default now()
+    );
+    comment on table meta.period_marks is
+        'Mark of each period-incremental mart (macros/period_incremental.sql), keyed by the mart oid so that it follows the table through the schema swap of tdw run'
+    {%- if with_function %};
+    create or replace function meta.period_log_replaced_rows() returns trigger language plpgsql as $fn$
+    begin
+        insert into meta.period_change_log (fact_relid, old_row)
+        select tg_relid, to_jsonb(o) from old_rows as o;
+        return null;
+    end
+    $fn$
+    {%- endif %}
+{%- endmacro %}
+
+{#- Post-hook of a fact read by period-incremental marts (fct_movements): ensure the change-log
+    trigger and an index on _tdw_built_at, on the table as built now (a full refresh creates a new
+    table: both are created again on it). -#}
+{% macro period_change_log_trigger(fact) -%}
+    {{ period_bookkeeping_ddl(with_function=true) }};
+    create or replace trigger period_change_log after delete on {{ fact }}
+        referencing old table as old_rows for each statement
+        execute function meta.period_log_replaced_rows();
+    do $do$ begin
+        if not exists (
+            select 1 from pg_index as i join pg_attribute as a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+            where i.indrelid = '{{ fact }}'::regclass and a.attname = '_tdw_built_at'
+        ) then
+            create index on {{ fact }} (_tdw_built_at);
+        end if;
+    end $do$
+{%- endmacro %}
+
+{#- First quarter NOT published by the open-data marts: the quarter of the data's latest load
+    date (latest loaded_at of fct_bordereaux, Europe/Paris), as in od_int_published_movements. -#}
+{% macro od_published_quarters_end(fct_bordereaux) -%}
+    select date_trunc('quarter', (max(loaded_at) at time zone '{{ var("tdw_time_zone") }}')::date)::date
+    from {{ fct_bordereaux }}
+{%- endmacro %}
+
+{#- The build plan of a period-incremental mart (a dict), at compile time; see the header. -#}
+{% macro period_plan(fact, period, cutoff=none, also_reads=[]) -%}
+    {%- set plan = {'mode': 'full', 'reason': 'full build', 'periods': none, 'fact_relid': none,
+                    'built_through': none, 'log_position': 0, 'cutoff': none} -%}
+    {%- if not execute -%}{{ return(plan) }}{%- endif -%}
+    {%- do period_check_inputs([fact.identifier] + also_reads) -%}
+    {#- no DDL here: compile-time queries share the model's transaction, a lock would last the whole build -#}
+    {%- set ready = run_query("select to_regclass('meta.period_change_log') is not null"
+                              ~ " and to_regclass('meta.period_marks') is not null").rows[0][0] -%}
+    {%- set q -%}
+        select '{{ fact }}'::regclass::oid::text,
+            (select max(_tdw_built_at)::text from {{ fact }}),
+            {% if ready %}(select coalesce(max(log_position), 0) from meta.period_change_log){% else %}0{% endif %},
+            {% if cutoff %}({{ cutoff }})::text{% else %}null{% endif %}
+    {%- endset -%}
+    {%- set now = run_query(q).rows[0] -%}
+    {%- do plan.update({'fact_relid': now[0], 'built_through': now[1], 'log_position': now[2], 'cutoff': now[3]}) -%}
+    {%- if not is_incremental() -%}
+        {{ return(plan) }}
+    {%- elif not ready -%}
+        {%- do plan.update({'reason': 'no change log yet'}) -%}
+        {{ return(plan) }}
+    {%- endif -%}
+    {%- set q -%}
+        select m.fact_relid::text, m.built_through::text, m.log_position, m.cutoff::text
+        from meta.period_marks as m
+        where m.relid = '{{ this }}'::regclass
+    {%- endset -%}
+    {%- set mark = run_query(q).rows -%}
+    {%- if mark | length == 0 -%}
+        {%- do plan.update({'reason': 'no mark for this table'}) -%}
+    {%- elif mark[0][0] != plan.fact_relid -%}
+        {%- do plan.update({'reason': 'fact rebuilt (new oid)'}) -%}
+    {%- elif mark[0][2] > plan.log_position -%}
+        {%- do plan.update({'reason': 'change log behind the mark'}) -%}
+    {%- else -%}
+        {%- set m = mark[0] -%}
+        {%- set q -%}
+            with
+            new_rows as (
+                select * from {{ fact }}
+                {%- if m[1] is not none %} where _tdw_built_at > '{{ m[1] }}'::timestamptz{% endif %}
+            ),
+            old_rows as (
+                select (jsonb_populate_record(null::{{ fact }}, l.old_row)).*
+                from meta.period_change_log as l
+                where l.fact_relid = {{ plan.fact_relid }} and l.log_position > {{ m[2] }}
+                    and l.log_position <= {{ plan.log_position }}
+            ),
+            periods as (
+                select ({{ period }}) as p from new_rows
+                union
+                select ({{ period }}) from old_rows
+                {%- if cutoff %}
+                union
+                select generate_series(least(old.q, new.q), greatest(old.q, new.q) - interval '1 day',
+                                       interval '3 months')::date
+                from (select {{ "'" ~ m[3] ~ "'::date" if m[3] is not none else 'null::date' }} as q) as old,
+                    (select {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff is not none else 'null::date' }} as q) as new
+                where old.q is distinct from new.q
+                {%- endif %}
+            )
+            select coalesce(jsonb_agg(p::text order by p), '[]'::jsonb)::text from periods where p is not null
+        {%- endset -%}
+        {%- if cutoff and (m[3] is none) != (plan.cutoff is none) -%}
+            {%- do plan.update({'reason': 'cutoff appeared or vanished'}) -%}
+        {%- else -%}
+            {%- do plan.update({'mode': 'incremental', 'reason': 'periods changed since the mark',
+                                'periods': fromjson(run_query(q).rows[0][0])}) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(plan) }}
+{%- endmacro %}
+
+{#- The plan as the SQL's leading comment (call at the top of the model). -#}
+{% macro period_plan_comment(plan) -%}
+/* tdw-period-plan {{ tojson(plan) }} */
+{%- endmacro %}
+
+{#- Filter of the fact rows to the periods in scope (`true` for a full build). -#}
+{% macro period_in_scope(plan, expression) -%}
+/* period-scope */ {% if plan.mode == 'incremental' -%}
+    ({{ expression }}) = any('{{ "{" ~ plan.periods | join(",") ~ "}" }}'::date[])
+{%- else -%} true {%- endif %} /* end-period-scope */
+{%- endmacro %}
+
+{% macro period_plan_of(compiled) -%}
+    {%- set m = modules.re.search('/\\* tdw-period-plan (\\{.*?\\}) \\*/', compiled or '') -%}
+    {%- if not m -%}
+        {{ exceptions.raise_compiler_error(this ~ ': compiled SQL carries no tdw-period-plan (call period_plan_comment)') }}
+    {%- endif -%}
+    {{ return(fromjson(m.group(1))) }}
+{%- endmacro %}
+
+{#- The compiled SQL without what changes from run to run (plan, scope): a full build's SQL. -#}
+{% macro period_full_sql(compiled) -%}
+    {%- set s = modules.re.sub('/\\* tdw-period-plan \\{.*?\\} \\*/', '', compiled) -%}
+    {{ return(modules.re.sub('(?s)/\\* period-scope \\*/.*?/\\* end-period-scope \\*/', 'true', s)) }}
+{%- endmacro %}
+
+{#- Fail when the mart reads anything but the fact and the cutoff's table (through ephemerals). -#}
+{% macro period_check_inputs(allowed) -%}
+    {%- set pending = model.depends_on.nodes | list -%}
+    {%- set seen = [] -%}
+    {%- for _ in range(20) if pending -%}
+        {%- for uid in pending | list -%}
+            {%- do pending.remove(uid) -%}
+            {%- set node = graph.nodes.get(uid) -%}
+            {%- if node and node.config.materialized == 'ephemeral' -%}
+                {%- do pending.extend(node.depends_on.nodes) -%}
+            {%- elif node and node.name not in allowed -%}
+                {{ exceptions.raise_compiler_error(model.name ~ ' (period-incremental) reads ' ~ node.name
+                    ~ ': only ' ~ allowed | join(', ') ~ ' are followed; fingerprint it or build the model whole') }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+{#- Incremental strategy `period` (dbt calls get_incremental_<strategy>_sql): delete the periods in
+    scope, insert the recomputed rows from the temporary table. Rewrites the table whole (in
+    place) when the plan says so or when the logic changed since the mark. -#}
+{% macro get_incremental_period_sql(arg_dict) -%}
+    {%- set target, temp = arg_dict['target_relation'], arg_dict['temp_relation'] -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | map('replace', '"', '""') | list -%}
+    {%- set column_list = '"' ~ columns | join('", "') ~ '"' -%}
+    {%- set plan = period_plan_of(model.compiled_code or sql) -%}
+    {%- set full_sql = period_full_sql(model.compiled_code or sql) -%}
+    {%- set q -%}
+        select logic_md5 from meta.period_marks where relid = '{{ target }}'::regclass
+    {%- endset -%}
+    {%- set mark = run_query(q).rows if plan.mode == 'incremental' else [] -%}
+    {%- set same_logic = mark | length == 1 and mark[0][0] == local_md5(full_sql) -%}
+    {%- if plan.mode == 'incremental' and same_logic %}
+        delete from {{ target }}
+        where {{ adapter.quote(config.require('period_column')) }} = any('{{ "{" ~ plan.periods | join(",") ~ "}" }}'::date[]);
+        insert into {{ target }} ({{ column_list }}) select {{ column_list }} from {{ temp }}
+    {%- else %}
+        delete from {{ target }};
+        insert into {{ target }} ({{ column_list }})
+        {% if plan.mode == 'incremental' -%}
+        select {{ column_list }} from ({{ full_sql }}) as whole
+        {%- else -%}
+        select {{ column_list }} from {{ temp }}
+        {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+{#- Post-hook of a period-incremental mart (inside its transaction): write the mark, prune what
+    every mark consumed. -#}
+{% macro period_mark() -%}
+    {%- if execute -%}
+        {%- set plan = period_plan_of(model.compiled_code or sql) -%}
+        {%- set full_sql = period_full_sql(model.compiled_code or sql) -%}
+        {{ period_bookkeeping_ddl() }};
+        delete from meta.period_marks as m where not exists (select 1 from pg_class as c where c.oid = m.relid);
+        insert into meta.period_marks as m (relid, schema_name, table_name, fact_relid, built_through,
+            log_position, cutoff, logic_md5, mode, reason, periods, built_at)
+        select '{{ this }}'::regclass, '{{ this.schema }}', '{{ this.identifier }}',
+            {{ plan.fact_relid }}, {{ "'" ~ plan.built_through ~ "'::timestamptz" if plan.built_through else 'null' }},
+            {{ plan.log_position }}, {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff else 'null' }},
+            '{{ local_md5(full_sql) }}',
+            -- an incremental plan rewrites whole when the logic changed (strategy `period`)
+            case when '{{ plan.mode }}' = 'incremental' and m0.logic_md5 is distinct from '{{ local_md5(full_sql) }}'
+                then 'full' else '{{ plan.mode }}' end,
+            case when '{{ plan.mode }}' = 'incremental' and m0.logic_md5 is distinct from '{{ local_md5(full_sql) }}'
+                then 'logic changed' else '{{ plan.reason }}' end,
+            {{ "'" ~ tojson(plan.periods) ~ "'::jsonb" if plan.mode == 'incremental' else 'null' }}, now()
+        from (select 1) as one
+        left join meta.period_marks as m0 on m0.relid = '{{ this }}'::regclass
+        on conflict (relid) do update set
+            schema_name = excluded.schema_name, table_name = excluded.table_name, fact_relid = excluded.fact_relid,
+            built_through = excluded.built_through, log_position = excluded.log_position, cutoff = excluded.cutoff,
+            logic_md5 = excluded.logic_md5, mode = excluded.mode, reason = excluded.reason,
+            periods = case when excluded.mode = 'incremental' then excluded.periods end, built_at = excluded.built_at;
+        -- entries of a fact gone, or consumed by every mark of their fact
+        delete from meta.period_change_log as l
+        where not exists (select 1 from pg_class as c where c.oid = l.fact_relid)
+            or l.log_position <= (select min(m.log_position) from meta.period_marks as m where m.fact_relid = l.fact_relid)
+    {%- else -%}
+        select 1 as period_mark
+    {%- endif -%}
+{%- endmacro %}

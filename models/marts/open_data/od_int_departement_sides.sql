@@ -1,0 +1,52 @@
+{#- Building block of od_departement_flows (METRICS.md § Waste flows): the published movements
+    (od_int_published_movements, with a quantity accepted) summed by reception quarter, side and
+    establishment, so that od_departement_flows, which spans every published quarter, sums this
+    small table instead of every movement.
+
+    Grain: quarter_start × direction (incoming: the destination's side; outgoing: the origin's) ×
+    code_departement of that side (null when unknown) × siret of that side (null when none).
+    Every movement appears once per direction. Tonnes accepted at the destination; not published
+    as such (no secret statistique here: od_departement_flows applies it).
+
+    Incremental by quarter (macros/period_incremental.sql): a run recomputes the quarters of the
+    movements fct_movements wrote, replaced or deleted since the last build, and the quarters
+    that became published (or unpublished) with the data's latest load date. -#}
+{{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
+          on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
+{%- set plan = period_plan(ref('fct_movements'), "date_trunc('quarter', received_date)::date",
+                           cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux']) %}
+{{ period_plan_comment(plan) }}
+with
+
+movements as (
+    select * from {{ ref('od_int_published_movements') }}
+    where quantity_accepted_t is not null and {{ period_in_scope(plan, 'quarter_start') }}
+),
+
+sides as (
+    select
+        'incoming' as direction,
+        destination_code_departement as code_departement,
+        destination_siret as siret,
+        quantity_accepted_t,
+        quarter_start
+    from movements
+    union all
+    select
+        'outgoing' as direction,
+        origin_code_departement as code_departement,
+        origin_siret as siret,
+        quantity_accepted_t,
+        quarter_start
+    from movements
+)
+
+select
+    quarter_start::date as quarter_start,
+    direction::text as direction,
+    code_departement::text as code_departement,
+    siret::text as siret,
+    count(*)::bigint as n_movements,
+    sum(quantity_accepted_t)::numeric as quantity_accepted_t
+from sides
+group by quarter_start, direction, code_departement, siret

@@ -1,0 +1,252 @@
+"""Period-incremental aggregate marts (macros/period_incremental.sql) against a full refresh.
+
+mart_waste_flows (month of reception), od_waste_flows, od_distances and od_int_departement_sides
+(quarter of reception, published quarters only) rewrite only the periods whose movements
+fct_movements wrote, replaced or deleted since their mark, plus the quarters the publication
+cutoff crossed; od_departement_flows is rebuilt whole from od_int_departement_sides. The
+invariant: after each kind of source change + extract + an incremental ``dbt run``, every one of
+them equals a ``--full-refresh`` of the same marts (over the same facts), row for row
+(``except all`` both ways).
+
+One database for the module; scenarios run in order, each starting from the state the previous
+one left (a full refresh of the marts between them: the marks then say ``full``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+
+import psycopg2
+import pytest
+
+from tdw import db
+from tdw.dbt import run_dbt
+from tdw.extract import extract
+from tdw.reference import load_reference
+from tdw.simulator import advance, simulate
+
+from conftest import query
+
+pytestmark = pytest.mark.slow
+
+SCALE = 600
+SRC = '"default$default"'
+PERIOD_MARTS = {  # period-incremental mart -> its period column
+    "mart_waste_flows": "month_start",
+    "od_waste_flows": "quarter_start",
+    "od_distances": "quarter_start",
+    "od_int_departement_sides": "quarter_start",
+}
+MARTS = [*PERIOD_MARTS, "od_departement_flows"]
+BUILD = ["+" + m for m in MARTS]
+# what an incremental run rebuilds (the reference, geography and dimensions stay as built)
+INCREMENTAL = ["staging.trackdechets", "intermediate.trackdechets", "fct_bordereaux", "fct_movements", *MARTS]
+SNAP = "period_snap"
+# floating-point sums depend on the order rows are added in: compared to 1e-6 km / tonne-km
+ROUNDED = {"od_distances": {"tonne_km": 6, "mean_distance_km": 6}}
+
+
+def _dbt(settings, dsn: str, *args: str) -> None:
+    code = run_dbt(settings, list(args), dsn=dsn, check=False)
+    assert code == 0, f"dbt {' '.join(args)} failed (exit {code})"
+
+
+def _source(built, statement: str, params=None) -> None:
+    with contextlib.closing(psycopg2.connect(built["source"])) as conn, conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+
+
+def _values(table: str, alias: str) -> str:
+    rounded = ROUNDED.get(table, {})
+    if not rounded:
+        return f"to_jsonb({alias})"
+    return (f"to_jsonb({alias}) || jsonb_build_object("
+            + ", ".join(f"'{c}', round({alias}.{c}::numeric, {d})" for c, d in rounded.items()) + ")")
+
+
+def _marks(dsn: str) -> dict[str, tuple]:
+    """{mart: (mode, reason, periods)} of the marts' marks."""
+    return {name: (mode, reason, periods) for name, mode, reason, periods in query(dsn, """
+        select table_name, mode, reason, periods from meta.period_marks where schema_name = 'marts'""")}
+
+
+def _row_versions(dsn: str, mart: str) -> dict[str, set]:
+    """{period: set of row xmins} of a mart (a rewritten row gets its writer's xmin)."""
+    versions: dict[str, set] = {}
+    for period, xmin in query(dsn, f"select {PERIOD_MARTS[mart]}::text, xmin::text from marts.{mart}"):
+        versions.setdefault(period, set()).add(xmin)
+    return versions
+
+
+def _rewritten(before: dict, after: dict) -> set[str]:
+    """Periods whose rows changed (rewritten, added or gone) between two _row_versions."""
+    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+
+
+def _compare(settings, dsn: str) -> dict[str, tuple[list, list]]:
+    """Copy the marts aside, full-refresh them; {mart: (incremental only rows, full only rows)}."""
+    query(dsn, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
+    for mart in MARTS:
+        query(dsn, f"create table {SNAP}.{mart} as select * from marts.{mart}")
+    _dbt(settings, dsn, "run", "--full-refresh", "--select", *MARTS)
+    diffs = {}
+    for mart in MARTS:
+        inc, full = _values(mart, "s"), _values(mart, "t")
+        inc_only = query(dsn, f"select {inc} from {SNAP}.{mart} as s except all select {full} from marts.{mart} as t")
+        full_only = query(dsn, f"select {full} from marts.{mart} as t except all select {inc} from {SNAP}.{mart} as s")
+        diffs[mart] = (inc_only, full_only)
+    return diffs
+
+
+def _incremental_then_compare(settings, dsn: str):
+    """Incremental run, then _compare; returns (diffs, the marks the incremental run wrote)."""
+    _dbt(settings, dsn, "run", "--select", *INCREMENTAL)
+    marks = _marks(dsn)
+    return _compare(settings, dsn), marks
+
+
+def _assert_same(diffs) -> None:
+    found = {m: (i[:3], f[:3]) for m, (i, f) in diffs.items() if i or f}
+    assert not found, f"incremental != full refresh (incremental only, full only): {found}"
+
+
+@pytest.fixture(scope="module")
+def built(module_database, settings, tmp_path_factory):
+    """Simulate → extract → full build of the marts, with every raw row's load time moved back to
+    the end of the previous quarter: the publication cutoff is then one quarter behind today's."""
+    source, warehouse = module_database("pisrc"), module_database("piwh")
+    db.bootstrap_warehouse(warehouse, settings)
+    sim_dir = tmp_path_factory.mktemp("simulator")
+    simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10), out_dir=sim_dir)
+    with contextlib.closing(db.connect(warehouse)) as conn:
+        load_reference(conn, settings.reference_dir)
+    extract(source, warehouse)
+    query(warehouse, """
+        do $$ declare t record; begin
+            for t in select table_name from information_schema.columns
+                     where table_schema = 'raw_trackdechets' and column_name = '_tdw_loaded_at' loop
+                execute format('update raw_trackdechets.%I set _tdw_loaded_at = '
+                    '(date_trunc(''quarter'', now() at time zone ''Europe/Paris'') - interval ''2 days'')'
+                    ' at time zone ''Europe/Paris''', t.table_name);
+            end loop;
+        end $$""")
+    _dbt(settings, warehouse, "seed", "--select", "processing_operations_extra")
+    _dbt(settings, warehouse, "run", "--select", "staging.reference", "intermediate.geo", *BUILD)
+    yield {"source": source, "warehouse": warehouse, "sim_dir": sim_dir}
+
+
+def test_full_build_writes_marks(built):
+    marks = _marks(built["warehouse"])
+    assert set(marks) == set(PERIOD_MARTS)
+    assert all(mode == "full" for mode, _, _ in marks.values())
+    # the change-log trigger is on fct_movements
+    assert query(built["warehouse"], """select count(*) from pg_trigger
+        where tgrelid = 'marts.fct_movements'::regclass and tgname = 'period_change_log'""")[0][0] == 1
+
+
+def test_day_of_changes_and_cutoff_crossing(built, settings):
+    """(1) One simulated day of new and updated bordereaux, extracted today: (4) the cutoff moves
+    one quarter on (the rows were loaded at the end of the previous one), so that quarter
+    becomes published."""
+    wh = built["warehouse"]
+    newly = query(wh, "select date_trunc('quarter', (now() at time zone 'Europe/Paris')::date"
+                      " - interval '3 months')::date::text")[0][0]
+    assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start = %s", (newly,))[0][0] == 0
+    adv = advance(built["source"], days=1, out_dir=built["sim_dir"])
+    assert sum(adv["inserted"].values()) + sum(adv["updated"].values()) > 0
+    extract(built["source"], wh)
+    diffs, marks = _incremental_then_compare(settings, wh)
+    _assert_same(diffs)
+    for mart, (mode, reason, periods) in marks.items():
+        assert mode == "incremental", (mart, reason)
+        if PERIOD_MARTS[mart] == "quarter_start":
+            assert newly in periods, (mart, periods)
+    assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start = %s", (newly,))[0][0] > 0
+
+
+# a BSDD received in a published quarter, with one movement, no temporary storage, no groupement
+PLAIN_BSDD = """
+    select m.bsd_id, min(m.received_date)::text from marts.fct_movements as m
+    join intermediate.int_bordereaux__unioned as b on b.bsd_id = m.bsd_id
+    join staging.stg_trackdechets__bsdd as f on f.bsd_id = m.bsd_id
+    where b.bsd_type = 'BSDD' and not b.has_temp_storage and f.forwarded_in_id is null
+        and b.bsd_subtype <> 'APPENDIX2' and not m.is_quantity_outlier and m.quantity_accepted_t > 0
+        and m.received_date < date_trunc('quarter', current_date) - interval '6 months'
+        and not exists (select 1 from staging.stg_trackdechets__bsdd_groupements as g
+                        where b.bsd_id in (g.initial_bsd_id, g.grouping_bsd_id))
+    group by m.bsd_id having count(*) = 1
+    order by m.bsd_id limit 1"""
+MOVED_TO = "2016-02-10 10:00:00+01"  # a month and a quarter no other movement is in
+
+
+def test_reception_moves_to_another_month_and_quarter(built, settings):
+    """(2) A movement's reception date moves: its old month and quarter lose it, the new ones get
+    it; and only those periods are rewritten."""
+    wh = built["warehouse"]
+    bsd, old_date = query(wh, PLAIN_BSDD)[0]
+    built["moved"] = bsd
+    assert query(wh, "select count(*) from marts.fct_movements where received_date < '2017-01-01'")[0][0] == 0
+    before = {m: _row_versions(wh, m) for m in PERIOD_MARTS}
+    query(wh, f"drop schema if exists {SNAP} cascade; create schema {SNAP}; create table {SNAP}.fact_before as "
+              "select movement_id, received_date, _tdw_built_at from marts.fct_movements")
+    _source(built, f'update {SRC}."Form" set "receivedAt" = %s, "updatedAt" = now() where id = %s', (MOVED_TO, bsd))
+    extract(built["source"], wh)
+    _dbt(settings, wh, "run", "--select", *INCREMENTAL)
+    # the scope by its definition: periods of the rows fct_movements wrote (new values) and of the
+    # rows it replaced or deleted (old values)
+    expected = {}
+    for mart, column in PERIOD_MARTS.items():
+        unit = "month" if column == "month_start" else "quarter"
+        expected[mart] = {p for (p,) in query(wh, f"""
+            with before as (select * from {SNAP}.fact_before),
+            written as (select * from marts.fct_movements
+                        where _tdw_built_at > (select max(_tdw_built_at) from before))
+            select date_trunc('{unit}', received_date)::date::text from written
+            union
+            select date_trunc('{unit}', b.received_date)::date::text from before as b
+            where b.movement_id in (select movement_id from written)
+                or b.movement_id not in (select movement_id from marts.fct_movements)""") if p}
+    old = dt.date.fromisoformat(old_date)
+    assert {old.replace(day=1).isoformat(), "2016-02-01"} <= expected["mart_waste_flows"]
+    marks = _marks(wh)
+    for mart, periods in expected.items():
+        mode, reason, scope = marks[mart]
+        assert mode == "incremental", (mart, reason)
+        assert set(scope) == periods, (mart, scope)
+        # rows of every other period kept as they were (fails if the scoping is disabled)
+        rewritten = _rewritten(before[mart], _row_versions(wh, mart))
+        assert rewritten <= periods, (mart, sorted(rewritten - periods))
+        assert len(before[mart]) > len(periods), (mart, "no period out of scope: nothing to tell")
+    assert query(wh, "select count(*) from marts.mart_waste_flows where month_start = '2016-02-01'")[0][0] > 0
+    _assert_same(_compare(settings, wh))
+
+
+def test_deleted_bordereau_empties_its_period(built, settings):
+    """(3) The only bordereau of a month and a quarter is deleted: both disappear."""
+    wh = built["warehouse"]
+    bsd = built.get("moved")
+    assert bsd, "needs test_reception_moves_to_another_month_and_quarter"
+    _source(built, f'update {SRC}."Form" set "isDeleted" = true, "updatedAt" = now() where id = %s', (bsd,))
+    extract(built["source"], wh)
+    diffs, marks = _incremental_then_compare(settings, wh)
+    _assert_same(diffs)
+    assert "2016-02-01" in marks["mart_waste_flows"][2]
+    assert query(wh, "select count(*) from marts.mart_waste_flows where month_start = '2016-02-01'")[0][0] == 0
+    assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start = '2016-01-01'")[0][0] == 0
+
+
+def test_fact_full_refresh_rebuilds_the_marts_whole(built, settings):
+    """(5) fct_movements rebuilt (new oid), nothing else changed: every period mart is rewritten
+    whole, and the trigger is on the new table."""
+    wh = built["warehouse"]
+    _dbt(settings, wh, "run", "--full-refresh", "--select", "fct_movements")
+    assert query(wh, """select count(*) from pg_trigger
+        where tgrelid = 'marts.fct_movements'::regclass and tgname = 'period_change_log'""")[0][0] == 1
+    diffs, marks = _incremental_then_compare(settings, wh)
+    _assert_same(diffs)
+    for mart, (mode, reason, _) in marks.items():
+        assert (mode, reason) == ("full", "fact rebuilt (new oid)"), mart
+    # the change log of the old fact table is pruned
+    assert query(wh, """select count(*) from meta.period_change_log as l
+        where not exists (select 1 from pg_class as c where c.oid = l.fact_relid)""")[0][0] == 0
