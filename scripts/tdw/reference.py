@@ -168,9 +168,15 @@ def load_reference(conn, reference_dir: Path, progress=None) -> dict[str, int]:
         ``{table: rows}``.
 
     Raises:
-        TdwError: the folder does not exist.
+        TdwError: the folder does not exist, or holds none of the reference files (a wrong
+            TDW_DATA_DIR: another folder named reference/).
         InputFileError: a file is missing or malformed; no table was changed.
     """
     if not reference_dir.is_dir():
         raise TdwError(f"reference folder {reference_dir} not found (set TDW_DATA_DIR to the folder holding reference/)")
+    if not any((reference_dir / spec.filename).is_file() for spec in SPECS):
+        raise TdwError(
+            f"{reference_dir} holds none of the reference files ({', '.join(spec.filename for spec in SPECS[:3])}, ...): "
+            "set TDW_DATA_DIR to the folder holding reference/, geo/ and icpe/"
+        )
     return load_files(conn, [(spec, reference_dir / spec.filename) for spec in SPECS], progress)

@@ -121,6 +121,11 @@ def test_missing_file_and_folder(warehouse, reference_copy, tmp_path):
         _load(warehouse, reference_copy)
     with pytest.raises(TdwError, match="not found"):
         _load(warehouse, tmp_path / "nowhere")
+    other = tmp_path / "design" / "reference"  # another reference/ folder (TDW_DATA_DIR one level too high)
+    other.mkdir(parents=True)
+    (other / "notes.md").write_text("# design notes\n")
+    with pytest.raises(TdwError, match=r"holds none of the reference files .*set TDW_DATA_DIR to the folder holding reference/"):
+        _load(warehouse, other)
 
 
 def test_reload_keeps_dependent_views(warehouse):
