@@ -1,10 +1,12 @@
 {#-
     Aggregate marts that follow the day's changes by period (issue 10; CONTRIBUTING.md
-    § Incremental models): mart_waste_flows (month of reception), od_waste_flows, od_distances and
+    § Incremental models): mart_waste_flows and mart_distances (month of reception),
+    mart_recovery_rates (year of the operation), od_waste_flows, od_distances and
     od_int_departement_sides (quarter of reception, published quarters only).
 
-    A mart row depends only on the fact rows of its period (config `period`: an expression over
-    the fact's columns giving the period of a fact row, the mart's `period_column` holding it).
+    A mart row depends only on the fact rows of its period (the `period` given to period_plan: an
+    expression over the fact's columns giving the period of a fact row; config `period_column`, the
+    mart column holding it, or `period_of_row`, an expression over the mart's columns).
     A run recomputes the periods in *scope* and leaves the others as they are:
       * periods of the fact rows written after the mark (`_tdw_built_at` > `built_through`);
       * periods of the fact rows deleted or replaced after the mark: their OLD values, from the
@@ -218,6 +220,13 @@
     {%- endfor -%}
 {%- endmacro %}
 
+{#- The period of a mart row, over the mart's columns: config `period_of_row` (an expression, for a
+    mart whose rows carry a finer period, e.g. months and years of mart_recovery_rates, rewritten by
+    year), else its `period_column`. -#}
+{% macro period_of_row() -%}
+    {{- config.get('period_of_row') or adapter.quote(config.require('period_column')) -}}
+{%- endmacro %}
+
 {#- Incremental strategy `period` (dbt calls get_incremental_<strategy>_sql): delete the periods in
     scope, insert the recomputed rows from the temporary table. Rewrites the table whole (in
     place) when the plan says so or when the logic changed since the mark. -#}
@@ -234,7 +243,7 @@
     {%- set same_logic = mark | length == 1 and mark[0][0] == local_md5(full_sql) -%}
     {%- if plan.mode == 'incremental' and same_logic %}
         delete from {{ target }}
-        where {{ adapter.quote(config.require('period_column')) }} = any('{{ "{" ~ plan.periods | join(",") ~ "}" }}'::date[]);
+        where ({{ period_of_row() }}) = any('{{ "{" ~ plan.periods | join(",") ~ "}" }}'::date[]);
         insert into {{ target }} ({{ column_list }}) select {{ column_list }} from {{ temp }}
     {%- else %}
         delete from {{ target }};

@@ -32,19 +32,26 @@ pytestmark = pytest.mark.slow
 
 SCALE = 600
 SRC = '"default$default"'
-PERIOD_MARTS = {  # period-incremental mart -> its period column
+PERIOD_MARTS = {  # period-incremental mart -> the period of one of its rows
     "mart_waste_flows": "month_start",
+    "mart_distances": "month_start",
+    "mart_recovery_rates": "date_trunc('year', period_start)::date",
     "od_waste_flows": "quarter_start",
     "od_distances": "quarter_start",
     "od_int_departement_sides": "quarter_start",
 }
+# period-incremental mart -> (unit, the fct_movements date its period is of)
+PERIOD_OF_FACT = {mart: ("month" if column == "month_start" else "quarter", "received_date")
+                  for mart, column in PERIOD_MARTS.items()}
+PERIOD_OF_FACT["mart_recovery_rates"] = ("year", "processed_date")
 MARTS = [*PERIOD_MARTS, "od_departement_flows"]
 BUILD = ["+" + m for m in MARTS]
 # what an incremental run rebuilds (the reference, geography and dimensions stay as built)
 INCREMENTAL = ["staging.trackdechets", "intermediate.trackdechets", "fct_bordereaux", "fct_movements", *MARTS]
 SNAP = "period_snap"
 # floating-point sums depend on the order rows are added in: compared to 1e-6 km / tonne-km
-ROUNDED = {"od_distances": {"tonne_km": 6, "mean_distance_km": 6}}
+ROUNDED = {"od_distances": {"tonne_km": 6, "mean_distance_km": 6},
+           "mart_distances": {"tonne_km": 6, "mean_distance_km": 6}}
 
 
 def _dbt(settings, dsn: str, *args: str) -> None:
@@ -189,22 +196,21 @@ def test_reception_moves_to_another_month_and_quarter(built, settings):
     assert query(wh, "select count(*) from marts.fct_movements where received_date < '2017-01-01'")[0][0] == 0
     before = {m: _row_versions(wh, m) for m in PERIOD_MARTS}
     query(wh, f"drop schema if exists {SNAP} cascade; create schema {SNAP}; create table {SNAP}.fact_before as "
-              "select movement_id, received_date, _tdw_built_at from marts.fct_movements")
+              "select movement_id, received_date, processed_date, _tdw_built_at from marts.fct_movements")
     _source(built, f'update {SRC}."Form" set "receivedAt" = %s, "updatedAt" = now() where id = %s', (MOVED_TO, bsd))
     extract(built["source"], wh)
     _dbt(settings, wh, "run", "--select", *INCREMENTAL)
     # the scope by its definition: periods of the rows fct_movements wrote (new values) and of the
     # rows it replaced or deleted (old values)
     expected = {}
-    for mart, column in PERIOD_MARTS.items():
-        unit = "month" if column == "month_start" else "quarter"
+    for mart, (unit, date) in PERIOD_OF_FACT.items():
         expected[mart] = {p for (p,) in query(wh, f"""
             with before as (select * from {SNAP}.fact_before),
             written as (select * from marts.fct_movements
                         where _tdw_built_at > (select max(_tdw_built_at) from before))
-            select date_trunc('{unit}', received_date)::date::text from written
+            select date_trunc('{unit}', {date})::date::text from written
             union
-            select date_trunc('{unit}', b.received_date)::date::text from before as b
+            select date_trunc('{unit}', b.{date})::date::text from before as b
             where b.movement_id in (select movement_id from written)
                 or b.movement_id not in (select movement_id from marts.fct_movements)""") if p}
     old = dt.date.fromisoformat(old_date)

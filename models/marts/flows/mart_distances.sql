@@ -3,6 +3,12 @@
 -- quantity received at the destination; outliers left out. mean_distance_km is weighted by
 -- tonnes over the movements whose distance is known (unknown locations give no distance, never
 -- zero); tonnes_unknown_distance_t says how much is left out of the mean.
+-- Incremental by reception month (macros/period_incremental.sql): a run recomputes the months
+-- of the movements fct_movements wrote, replaced or deleted since this table's mark.
+{{ config(materialized='incremental', incremental_strategy='period', period_column='month_start',
+          on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
+{%- set plan = period_plan(ref('fct_movements'), "date_trunc('month', received_date)::date") %}
+{{ period_plan_comment(plan) }}
 with
 
 movements as (
@@ -11,6 +17,7 @@ movements as (
         not is_quantity_outlier
         and received_date is not null
         and quantity_received_t is not null
+        and {{ period_in_scope(plan, "date_trunc('month', received_date)::date") }}
 ),
 
 aggregated as (

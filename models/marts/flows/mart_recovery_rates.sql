@@ -7,7 +7,16 @@
     D9, D13, D14, D15) and unknown codes excluded, outliers excluded. Secret statistique
     (METRICS.md): a rate over fewer than var('tdw_secret_min_establishments') treatment
     establishments, or in which one establishment treats more than var('tdw_secret_max_share') of
-    the tonnes, is null and suppression_reason says why. -#}
+    the tonnes, is null and suppression_reason says why.
+
+    Incremental by year of the operation (macros/period_incremental.sql): a run recomputes the
+    years (and their months) of the movements fct_movements wrote, replaced or deleted since this
+    table's mark. -#}
+{{ config(materialized='incremental', incremental_strategy='period',
+          period_of_row="date_trunc('year', period_start)::date",
+          on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
+{%- set plan = period_plan(ref('fct_movements'), "date_trunc('year', processed_date)::date") %}
+{{ period_plan_comment(plan) }}
 with
 
 treated as (
@@ -27,6 +36,7 @@ treated as (
         and not is_quantity_outlier
         and processed_date is not null
         and quantity_accepted_t is not null
+        and {{ period_in_scope(plan, "date_trunc('year', processed_date)::date") }}
 ),
 
 periods as (
