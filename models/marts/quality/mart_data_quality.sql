@@ -15,10 +15,10 @@ bordereaux as (
         bsd_type,
         date_trunc('month', created_date)::date as month_start,
         coalesce(quantity_received_t, quantity_declared_t) as quantity_t,
-        quantity_accepted_t,
         {%- for kind in defect_kinds %}
-            {{ kind }}{{ ',' if not loop.last }}
+            {{ kind }},
         {%- endfor %}
+        quantity_accepted_t
     from {{ ref('fct_bordereaux') }}
 ),
 
