@@ -8,12 +8,28 @@
 {%- set defect_kinds = marts_defect_kinds() %}
 with
 
+-- only the columns read below: the CTE is materialised (read three times)
 bordereaux as (
     select
-        *,
+        bsd_id,
+        bsd_type,
         date_trunc('month', created_date)::date as month_start,
-        coalesce(quantity_received_t, quantity_declared_t) as quantity_t
+        coalesce(quantity_received_t, quantity_declared_t) as quantity_t,
+        {%- for kind in defect_kinds %}
+            {{ kind }},
+        {%- endfor %}
+        quantity_accepted_t
     from {{ ref('fct_bordereaux') }}
+),
+
+-- the BSDs with at least one flag (a few percent of them), read once per defect kind instead
+-- of every BSD once per kind
+flagged_bordereaux as (
+    select * from bordereaux
+    where
+        {%- for kind in defect_kinds %}
+            {{ 'or ' if not loop.first }}{{ kind }}
+        {%- endfor %}
 ),
 
 flagged as (
@@ -35,7 +51,7 @@ flagged as (
             month_start,
             quantity_t,
             quantity_accepted_t
-        from bordereaux
+        from flagged_bordereaux
         where {{ kind }}
     {%- endfor %}
 ),
