@@ -227,6 +227,16 @@ def test_inspection_sheet_html_and_pdf(wh, tmp_path):
         assert title in html
     n_alerts = query(wh, "select count(*) from marts.mart_icpe_conformity_alerts where siret = %s", (siret,))[0][0]
     assert html.count("<tr><th scope=\"row\">") >= n_alerts
+    # inspectors read French labels and BSD numbers, not the marts' codes and internal ids
+    from tdw.exports.inspection import ALERT_LABELS
+    kinds = [k for (k,) in query(wh, "select distinct alert_kind from marts.mart_icpe_conformity_alerts where siret = %s",
+                                 (siret,))]
+    assert all(ALERT_LABELS[k] in html and f">{k}<" not in html for k in kinds), kinds
+    late = query(wh, """select b.readable_id, b.bsd_id from marts.fct_movements as m
+                        join marts.fct_bordereaux as b using (bsd_id)
+                        where m.destination_siret = %s and m.processed_date - m.received_date > 30 limit 1""", (siret,))
+    if late:
+        assert late[0][0] in html and late[0][1] not in html
     pdf = inspection_sheet_pdf(wh, siret)
     assert pdf.startswith(b"%PDF")
     path = tmp_path / "fiche.pdf"
@@ -332,3 +342,13 @@ def test_publish_data_gouv_dry_run_then_apply(open_data, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_waste_labels_are_cut_at_a_word_with_an_ellipsis():
+    from tdw.exports.inspection import _shorten
+
+    label = "Déchets contenant des hydrocarbures provenant du traitement de résidus contaminés par de tels résidus"
+    short = _shorten(label, 60)
+    assert len(short) <= 60 and short.endswith("…") and label.startswith(short[:-1])
+    assert label[len(short) - 1] == " "  # cut before a word, never inside one
+    assert _shorten("court", 60) == "court" and _shorten(None) == ""

@@ -43,6 +43,32 @@ DQ_LABELS = {
     "dq_quantity_typed_in_kg_suspected": "quantité probablement saisie en kg",
 }
 
+# mart_icpe_conformity_alerts.alert_kind (METRICS.md § ICPE conformity) as the inspectors read it
+ALERT_LABELS = {
+    "site_not_icpe": "site non ICPE recevant des déchets",
+    "operation_not_authorised": "opération non autorisée",
+    "daily_capacity_exceeded": "capacité journalière dépassée",
+    "annual_capacity_exceeded": "capacité annuelle dépassée",
+    "storage_threshold_exceeded": "seuil de stockage dépassé",
+    "unit_not_comparable": "quantité autorisée dans une unité non comparable",
+}
+WASTE_LABEL_CHARS = 90
+
+
+def _shorten(text: str | None, limit: int = WASTE_LABEL_CHARS) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis when cut."""
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;") + "…"
+
+
+def _readable_ids(ids_sql: str) -> str:
+    """SQL giving the BSD numbers (readable_id, e.g. BSD-20240101-ABC) of an array of bsd_id,
+    comma-separated in the array's order; the internal id when a BSD has no readable id."""
+    return (f"(select string_agg(coalesce(b.readable_id, u.id), ', ' order by u.n) from unnest({ids_sql})"
+            " with ordinality as u (id, n) left join marts.fct_bordereaux as b on b.bsd_id = u.id)")
+
 
 def validate_siret(siret: str) -> str:
     """Return the SIRET without spaces, or raise TdwError.
@@ -145,12 +171,13 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
             where destination_siret = %(siret)s and processed_date - received_date > %(late)s
               and received_date between %(d0)s and %(d1)s"""
         data["late_count"] = _rows(cur, "select count(*) as n " + late_sql, p)[0]["n"]
-        data["late"] = _rows(cur, """select bsd_id, bsd_type, waste_code, received_date, processed_date,
+        data["late"] = _rows(cur, """select bsd_id, """ + _readable_ids("array[bsd_id]") + """ as bsd_number,
+            bsd_type, waste_code, received_date, processed_date,
             processed_date - received_date as delay_days, operation_code, quantity_accepted_t """ + late_sql
             + " order by delay_days desc, bsd_id limit %(lim)s", p)
         data["alerts"] = _rows(cur, """
             select alert_kind, alert_date, period_start, period_end, rubrique, authorised_quantity, authorised_unit,
-                   observed_quantity_t, n_bsds, array_to_string(bsd_ids, ', ') as bsd_ids, detail
+                   observed_quantity_t, n_bsds, """ + _readable_ids("bsd_ids") + """ as bsd_ids, detail
             from marts.mart_icpe_conformity_alerts
             where siret = %(siret)s and period_end >= %(d0)s and period_start <= %(d1)s
             order by alert_date, alert_kind""", p)
@@ -161,7 +188,7 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
               and coalesce(received_date, created_date) between %(d0)s and %(d1)s""", p)[0]
         any_flag = " or ".join(DQ_FLAGS)
         listed = _rows(cur, f"""
-            select bsd_id, {", ".join(DQ_FLAGS)} from marts.fct_bordereaux
+            select coalesce(readable_id, bsd_id) as bsd_id, {", ".join(DQ_FLAGS)} from marts.fct_bordereaux
             where (destination_siret = %(siret)s or emitter_siret = %(siret)s or temp_storer_siret = %(siret)s)
               and coalesce(received_date, created_date) between %(d0)s and %(d1)s and ({any_flag})
             order by bsd_id limit %(lim)s""", p)
@@ -220,7 +247,7 @@ def sections(data: dict) -> list[dict]:
                           fmt(r["sortant_n"])] for r in data["by_month"]]})
     out.append({"title": "Tonnages par code déchet", "note": None,
                 "header": ["Code déchet", "Libellé", "Entrant (t)", "Sortant (t)", "BSD"],
-                "rows": [[r["waste_code"] or "—", (r["waste_description"] or "")[:90], fmt(r["entrant_t"], 3),
+                "rows": [[r["waste_code"] or "—", _shorten(r["waste_description"]), fmt(r["entrant_t"], 3),
                           fmt(r["sortant_t"], 3), fmt(r["n_bsd"])] for r in data["by_waste_code"]]})
     out.append({"title": "Stock théorique sur site (rubrique 2718)",
                 "note": None if data["stock"] else "Pas de rubrique 2718 en vigueur : pas de stock théorique calculé.",
@@ -231,14 +258,15 @@ def sections(data: dict) -> list[dict]:
     out.append({"title": f"Bordereaux traités plus de {LATE_PROCESSING_DAYS} jours après réception",
                 "note": f"{n_late} bordereau(x)" + (f", les {MAX_LISTED} plus longs listés." if n_late > MAX_LISTED else "."),
                 "header": ["BSD", "Type", "Code déchet", "Reçu le", "Traité le", "Délai (j)", "Opération", "Tonnes"],
-                "rows": [[r["bsd_id"], r["bsd_type"], r["waste_code"] or "—", fmt(r["received_date"]), fmt(r["processed_date"]),
+                "rows": [[r["bsd_number"], r["bsd_type"], r["waste_code"] or "—", fmt(r["received_date"]), fmt(r["processed_date"]),
                           fmt(r["delay_days"]), r["operation_code"] or "—", fmt(r["quantity_accepted_t"], 3)] for r in data["late"]]})
-    out.append({"title": "Départements d'origine des déchets reçus", "note": None,
-                "header": ["Département", "Tonnes", "BSD", "Établissements d'origine"],
+    out.append({"title": "Départements d'origine des déchets reçus",
+                "note": "Établissements d'origine : ceux qui ont un SIRET (les particuliers n'en ont pas).",
+                "header": ["Département", "Tonnes", "BSD", "Établissements d'origine (SIRET)"],
                 "rows": [[r["departement"], fmt(r["t"], 3), fmt(r["n_bsd"]), fmt(r["n_origins"])] for r in data["origins"]]})
     out.append({"title": "Alertes de conformité ICPE", "note": None if data["alerts"] else "Aucune alerte sur la période.",
                 "header": ["Alerte", "Date", "Période", "Rubrique", "Autorisé", "Observé (t)", "BSD concernés", "Détail"],
-                "rows": [[r["alert_kind"], fmt(r["alert_date"]), f"{fmt(r['period_start'])} – {fmt(r['period_end'])}",
+                "rows": [[ALERT_LABELS.get(r["alert_kind"], r["alert_kind"]), fmt(r["alert_date"]), f"{fmt(r['period_start'])} – {fmt(r['period_end'])}",
                           r["rubrique"] or "—", f"{fmt(r['authorised_quantity'])} {r['authorised_unit'] or ''}".strip(),
                           fmt(r["observed_quantity_t"], 3), f"{r['n_bsds']} : {r['bsd_ids']}", r["detail"] or ""]
                          for r in data["alerts"]]})
