@@ -177,14 +177,15 @@ assembled as (
     left join tonnes on types.bsd_type = tonnes.bsd_type
 ),
 
-reasoned as (
+primary_suppression as (
     select
         assembled.*,
-        case
-            when assembled.n_treatment_establishments > 0
-                then {{ secret_statistique_reason('n_treatment_establishments', 'largest_establishment_share') }}
-        end as tonnes_suppression_reason
+        {{ public_primary_suppression_columns() }}
     from assembled
+),
+
+suppression as (
+    {{ with_secondary_suppression('primary_suppression', 'period_start') }}
 )
 
 select
@@ -192,19 +193,18 @@ select
     period_start::date as period_start,
     period_end::date as period_end,
     {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
-        (case
-            when
-                {{ secret_statistique_reason('n_' ~ kind ~ '_establishments', 'null') }} is null
-                or n_{{ kind }}_raw = 0
-                then n_{{ kind }}_raw
-        end)::bigint as n_{{ kind }},
+        (case when not ({{ kind }}_primary or {{ kind }}_secondary) then n_{{ kind }}_raw end)::bigint
+            as n_{{ kind }},
     {%- endfor %}
-    (case when tonnes_suppression_reason is null then processed_t_raw end)::numeric as processed_t,
-    (case when tonnes_suppression_reason is null then final_recovery_t_raw end)::numeric as final_recovery_t,
-    (case when tonnes_suppression_reason is null then final_disposal_t_raw end)::numeric as final_disposal_t,
+    (case when not (tonnes_primary or tonnes_secondary) then processed_t_raw end)::numeric as processed_t,
+    (case when not (tonnes_primary or tonnes_secondary) then final_recovery_t_raw end)::numeric as final_recovery_t,
+    (case when not (tonnes_primary or tonnes_secondary) then final_disposal_t_raw end)::numeric as final_disposal_t,
     (case
-        when tonnes_suppression_reason is null and final_recovery_t_raw + final_disposal_t_raw > 0
+        when not (tonnes_primary or tonnes_secondary) and final_recovery_t_raw + final_disposal_t_raw > 0
             then final_recovery_t_raw / (final_recovery_t_raw + final_disposal_t_raw)
     end)::numeric as recovery_rate,
-    tonnes_suppression_reason::text as tonnes_suppression_reason
-from reasoned
+    (case
+        when tonnes_primary then tonnes_primary_reason
+        when tonnes_secondary then 'secondary_suppression'
+    end)::text as tonnes_suppression_reason
+from suppression

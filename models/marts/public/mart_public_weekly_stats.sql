@@ -199,6 +199,17 @@ assembled as (
         on grid.iso_week_start = users_registered.iso_week_start
 ),
 
+primary_suppression as (
+    select
+        assembled.*,
+        {{ public_primary_suppression_columns() }}
+    from assembled
+),
+
+suppression as (
+    {{ with_secondary_suppression('primary_suppression', 'iso_week_start') }}
+),
+
 final as (
     select
         iso_week_start::date as iso_week_start,
@@ -207,41 +218,22 @@ final as (
         bsd_type::text as bsd_type,
         {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
             (case
-                when
-                    {{ secret_statistique_reason('n_' ~ kind ~ '_establishments', 'null') }} is null
-                    or n_{{ kind }}_raw = 0
-                    then n_{{ kind }}_raw
+                when not ({{ kind }}_primary or {{ kind }}_secondary) then n_{{ kind }}_raw
             end)::bigint as n_{{ kind }},
-            (
-                {{ secret_statistique_reason('n_' ~ kind ~ '_establishments', 'null') }} is not null
-                and n_{{ kind }}_raw > 0
-            )::boolean as n_{{ kind }}_suppressed,
+            ({{ kind }}_primary or {{ kind }}_secondary)::boolean as n_{{ kind }}_suppressed,
         {%- endfor %}
+        (case when not (tonnes_primary or tonnes_secondary) then processed_t_raw end)::numeric as processed_t,
+        (case when not (tonnes_primary or tonnes_secondary) then final_recovery_t_raw end)::numeric
+            as final_recovery_t,
+        (case when not (tonnes_primary or tonnes_secondary) then final_disposal_t_raw end)::numeric
+            as final_disposal_t,
         (case
-            when
-                {{ secret_statistique_reason('n_treatment_establishments', 'largest_establishment_share') }} is null
-                or n_treatment_establishments = 0
-                then processed_t_raw
-        end)::numeric as processed_t,
-        (case
-            when
-                {{ secret_statistique_reason('n_treatment_establishments', 'largest_establishment_share') }} is null
-                or n_treatment_establishments = 0
-                then final_recovery_t_raw
-        end)::numeric as final_recovery_t,
-        (case
-            when
-                {{ secret_statistique_reason('n_treatment_establishments', 'largest_establishment_share') }} is null
-                or n_treatment_establishments = 0
-                then final_disposal_t_raw
-        end)::numeric as final_disposal_t,
-        (case
-            when n_treatment_establishments > 0
-                then {{ secret_statistique_reason('n_treatment_establishments', 'largest_establishment_share') }}
+            when tonnes_primary then tonnes_primary_reason
+            when tonnes_secondary then 'secondary_suppression'
         end)::text as tonnes_suppression_reason,
         establishments_registered::bigint as establishments_registered,
         users_registered::bigint as users_registered
-    from assembled
+    from suppression
 )
 
 select * from final

@@ -256,7 +256,9 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, da
             "title": "Traçabilité des déchets dangereux (Trackdéchets) — statistiques publiques",
             "description": "Jeux de données agrégés issus des bordereaux de suivi de déchets. Secret statistique : "
                            "une cellule issue de moins de 3 établissements, ou dont un établissement représente plus "
-                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée). Unités : tonnes "
+                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée) ; dans les tables par "
+                           "type de bordereau avec une ligne ALL, une seconde cellule est masquée quand une seule le "
+                           "serait (motif secondary_suppression), pour qu'aucune ne se déduise par différence. Unités : tonnes "
                            "(3 décimales, au kg près), km et tonnes-km (1 décimale) ; taux à 4 décimales.",
             "licenses": [{"name": "etalab-2.0", "title": "Licence Ouverte / Open Licence 2.0",
                           "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"}],
