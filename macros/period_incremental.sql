@@ -95,6 +95,15 @@
     end $do$
 {%- endmacro %}
 
+{#- The plan of the open-data marts built by published reception quarter (od_waste_flows,
+    od_distances, od_int_departement_sides). -#}
+{% macro od_published_quarter_plan() -%}
+    {{ return(period_plan(
+        ref('fct_movements'), "date_trunc('quarter', received_date)::date",
+        cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux']
+    )) }}
+{%- endmacro %}
+
 {#- First quarter NOT published by the open-data marts: the quarter of the data's latest load
     date (latest loaded_at of fct_bordereaux, Europe/Paris), as in od_int_published_movements. -#}
 {% macro od_published_quarters_end(fct_bordereaux) -%}

@@ -83,3 +83,30 @@
             and primary_rows.bsd_type = secondary_{{ kind }}.bsd_type
     {%- endfor %}
 {%- endmacro %}
+
+{#- The published counts of a row of with_secondary_suppression: n_<kind> (null when withheld by
+    either rule), and n_<kind>_suppressed when `with_flags`. -#}
+{% macro public_published_counts(with_flags) -%}
+    {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
+        (case when not ({{ kind }}_primary or {{ kind }}_secondary) then n_{{ kind }}_raw end)::bigint
+            as n_{{ kind }},
+        {%- if with_flags %}
+        ({{ kind }}_primary or {{ kind }}_secondary)::boolean as n_{{ kind }}_suppressed,
+        {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- The published tonnes of a row of with_secondary_suppression (null when withheld). -#}
+{% macro public_published_tonnes() -%}
+    {%- for measure in ['processed_t', 'final_recovery_t', 'final_disposal_t'] %}
+        (case when not (tonnes_primary or tonnes_secondary) then {{ measure }}_raw end)::numeric as {{ measure }},
+    {%- endfor %}
+{%- endmacro %}
+
+{#- Why the tonnes of a row of with_secondary_suppression are withheld (null when published). -#}
+{% macro public_tonnes_suppression_reason() -%}
+    (case
+        when tonnes_primary then tonnes_primary_reason
+        when tonnes_secondary then 'secondary_suppression'
+    end)::text
+{%- endmacro %}

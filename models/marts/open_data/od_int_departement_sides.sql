@@ -13,8 +13,7 @@
     that became published (or unpublished) with the data's latest load date. -#}
 {{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = period_plan(ref('fct_movements'), "date_trunc('quarter', received_date)::date",
-                           cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux']) %}
+{%- set plan = od_published_quarter_plan() %}
 {{ period_plan_comment(plan) }}
 with
 

@@ -192,19 +192,11 @@ select
     bsd_type::text as bsd_type,
     period_start::date as period_start,
     period_end::date as period_end,
-    {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
-        (case when not ({{ kind }}_primary or {{ kind }}_secondary) then n_{{ kind }}_raw end)::bigint
-            as n_{{ kind }},
-    {%- endfor %}
-    (case when not (tonnes_primary or tonnes_secondary) then processed_t_raw end)::numeric as processed_t,
-    (case when not (tonnes_primary or tonnes_secondary) then final_recovery_t_raw end)::numeric as final_recovery_t,
-    (case when not (tonnes_primary or tonnes_secondary) then final_disposal_t_raw end)::numeric as final_disposal_t,
+    {{- public_published_counts(with_flags=false) }}
+    {{- public_published_tonnes() }}
     (case
         when not (tonnes_primary or tonnes_secondary) and final_recovery_t_raw + final_disposal_t_raw > 0
             then final_recovery_t_raw / (final_recovery_t_raw + final_disposal_t_raw)
     end)::numeric as recovery_rate,
-    (case
-        when tonnes_primary then tonnes_primary_reason
-        when tonnes_secondary then 'secondary_suppression'
-    end)::text as tonnes_suppression_reason
+    {{ public_tonnes_suppression_reason() }} as tonnes_suppression_reason
 from suppression

@@ -216,21 +216,9 @@ final as (
         (iso_week_start + 6)::date as iso_week_end,
         to_char(iso_week_start, 'IYYY-"W"IW')::text as iso_year_week,
         bsd_type::text as bsd_type,
-        {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
-            (case
-                when not ({{ kind }}_primary or {{ kind }}_secondary) then n_{{ kind }}_raw
-            end)::bigint as n_{{ kind }},
-            ({{ kind }}_primary or {{ kind }}_secondary)::boolean as n_{{ kind }}_suppressed,
-        {%- endfor %}
-        (case when not (tonnes_primary or tonnes_secondary) then processed_t_raw end)::numeric as processed_t,
-        (case when not (tonnes_primary or tonnes_secondary) then final_recovery_t_raw end)::numeric
-            as final_recovery_t,
-        (case when not (tonnes_primary or tonnes_secondary) then final_disposal_t_raw end)::numeric
-            as final_disposal_t,
-        (case
-            when tonnes_primary then tonnes_primary_reason
-            when tonnes_secondary then 'secondary_suppression'
-        end)::text as tonnes_suppression_reason,
+        {{- public_published_counts(with_flags=true) }}
+        {{- public_published_tonnes() }}
+        {{ public_tonnes_suppression_reason() }} as tonnes_suppression_reason,
         establishments_registered::bigint as establishments_registered,
         users_registered::bigint as users_registered
     from suppression
