@@ -51,7 +51,9 @@
     ALL cell itself is withheld, every type with activity is too (fewer establishments, a larger
     share), so nothing is left to subtract from.
     `rows`: a relation or CTE with group_column, bsd_type and the columns of
-    public_primary_suppression_columns(); returns its rows with <kind>_secondary added. -#}
+    public_primary_suppression_columns(); returns its rows with <kind>_secondary added.
+    public_suppression_ctes(assembled, group_column) writes both steps as two CTEs,
+    `primary_suppression` and `suppression`. -#}
 {% macro with_secondary_suppression(rows, group_column) -%}
     select
         primary_rows.*
@@ -82,6 +84,19 @@
             primary_rows.{{ group_column }} = secondary_{{ kind }}.{{ group_column }}
             and primary_rows.bsd_type = secondary_{{ kind }}.bsd_type
     {%- endfor %}
+{%- endmacro %}
+
+{% macro public_suppression_ctes(assembled, group_column) -%}
+primary_suppression as (
+    select
+        {{ assembled }}.*,
+        {{ public_primary_suppression_columns() }}
+    from {{ assembled }}
+),
+
+suppression as (
+    {{ with_secondary_suppression('primary_suppression', group_column) }}
+)
 {%- endmacro %}
 
 {#- The published counts of a row of with_secondary_suppression: n_<kind> (null when withheld by

@@ -177,16 +177,7 @@ assembled as (
     left join tonnes on types.bsd_type = tonnes.bsd_type
 ),
 
-primary_suppression as (
-    select
-        assembled.*,
-        {{ public_primary_suppression_columns() }}
-    from assembled
-),
-
-suppression as (
-    {{ with_secondary_suppression('primary_suppression', 'period_start') }}
-)
+{{ public_suppression_ctes('assembled', 'period_start') }}
 
 select
     bsd_type::text as bsd_type,

@@ -199,16 +199,7 @@ assembled as (
         on grid.iso_week_start = users_registered.iso_week_start
 ),
 
-primary_suppression as (
-    select
-        assembled.*,
-        {{ public_primary_suppression_columns() }}
-    from assembled
-),
-
-suppression as (
-    {{ with_secondary_suppression('primary_suppression', 'iso_week_start') }}
-),
+{{ public_suppression_ctes('assembled', 'iso_week_start') }},
 
 final as (
     select
