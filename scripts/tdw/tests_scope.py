@@ -20,6 +20,10 @@ swaps ``marts`` and ``marts__next``, so two in a row built the two different cop
   ``since`` (they came after the second most recent published build started), so they are read.
 * A row-local test's result depends on the row only; the tests across rows (``unique``,
   ``relationships``, singular tests) always read everything.
+* The facts copy ``_tdw_built_at`` from the intermediate rows they were built from, so a fact
+  table built whole (its ``marts__next`` copy missing, e.g. dropped by hand) holds rows this
+  table never tested under old times: when a published table with ``_tdw_built_at`` has no
+  ``marts__next`` copy to update, every row is tested.
 
 Builds outside ``tdw run`` (CI, ``tdw dbt build``) do not set the setting: every row is tested.
 """
@@ -61,11 +65,21 @@ def project_fingerprint(root: Path = REPO_ROOT) -> str:
 def rows_tested_since(dsn: str, fingerprint: str) -> datetime | None:
     """Start of the ``dbt_build`` step of the second most recent published build, when the two
     most recent published builds (``dbt_build`` and ``publish`` succeeded) both recorded
-    ``fingerprint``; ``None`` (test every row) otherwise, or when ``meta.pipeline_run_steps``
-    does not exist yet."""
+    ``fingerprint``; ``None`` (test every row) otherwise, when ``meta.pipeline_run_steps``
+    does not exist yet, or when a ``marts`` table with ``_tdw_built_at`` has no ``marts__next``
+    copy (the build will create it whole)."""
     with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
         cur.execute("select to_regclass('meta.pipeline_run_steps')")
         if cur.fetchone()[0] is None:
+            return None
+        cur.execute(
+            """
+            select count(*) from information_schema.columns as published
+            where published.table_schema = 'marts' and published.column_name = '_tdw_built_at'
+                and to_regclass(format('marts__next.%I', published.table_name)) is null
+            """
+        )
+        if cur.fetchone()[0] > 0:
             return None
         cur.execute(
             """

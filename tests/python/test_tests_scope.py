@@ -88,6 +88,18 @@ def test_a_changed_project_tests_every_row_twice(run_log):
     assert tests_scope.rows_tested_since(run_log, "new") == third
 
 
+def test_a_fact_without_its_next_copy_tests_every_row(run_log):
+    """A published table with _tdw_built_at whose marts__next copy is missing will be built
+    whole (its rows keep the intermediate layer's times): every row is tested."""
+    _build(run_log, 0, "f")
+    second = _build(run_log, 1, "f")
+    _build(run_log, 2, "f")
+    query(run_log, "create schema marts; create table marts.fct_movements (movement_id text, _tdw_built_at timestamptz)")
+    assert tests_scope.rows_tested_since(run_log, "f") is None
+    query(run_log, "create schema marts__next; create table marts__next.fct_movements (movement_id text)")
+    assert tests_scope.rows_tested_since(run_log, "f") == second
+
+
 def test_dbt_environment_passes_the_setting_through_pgoptions(monkeypatch):
     monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=0")
     assert tests_scope.dbt_environment(None) == {}
