@@ -28,6 +28,8 @@ from tdw.api.app import create_app  # noqa: E402
 from tdw.config import REPO_ROOT  # noqa: E402
 from tdw.errors import TdwError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # builds dbt models (minutes)
+
 S77 = "11111111111111"  # Seine-et-Marne (région 11)
 S13 = "22222222222222"  # Bouches-du-Rhône (région 93)
 S75 = "33333333333333"  # Paris (région 11), non-diffusible

@@ -23,6 +23,8 @@ from tdw.dbt import environment
 
 from conftest import _new_database, query
 
+pytestmark = pytest.mark.slow  # builds dbt models (minutes)
+
 PLANTED_EMAIL = "planted.person@example.org"
 
 

@@ -23,6 +23,8 @@ from tdw.extract import extract
 from tdw.reference import load_reference
 from tdw.simulator import advance, simulate
 
+pytestmark = pytest.mark.slow  # builds dbt models (minutes)
+
 SCALE = 1500
 # Only this engineer's layer (and the reference staging it reads): marts are tested elsewhere.
 SELECT = [
