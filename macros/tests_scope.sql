@@ -3,7 +3,7 @@
 
     dbt wraps the model of every generic test in get_where_subquery(relation). This override keeps
     dbt's behaviour (the test's `where` config) and adds one condition for the tests that check
-    each row on its own (ROW_LOCAL_TESTS: not_null, accepted_values, accepted_range,
+    each row on its own (row_local_tests(): not_null, accepted_values, accepted_range,
     expression_is_true) on the tables that record when each row was written (the models that
     document a `_tdw_built_at` column: the incremental intermediate tables, the facts and the
     ICPE conformity tables):
@@ -12,10 +12,10 @@
 
     The setting is empty unless `tdw run` passes it to dbt (PGOPTIONS) for a build whose earlier
     rows were all tested already by the same project (same tests, same models): then it is the
-    start of the second most recent successful build with that project (scripts/tdw/tests_scope.py
-    explains why the second one: the two published copies marts / marts__next). In every other
-    case (CI, `tdw dbt build`, a changed project, a first run), the setting is empty and every row
-    is tested. Tests across rows (unique, relationships, singular tests) always read every row.
+    start of the older of the two latest published builds, both of that project
+    (scripts/tdw/tests_scope.py explains why the older one: the two published copies marts /
+    marts__next). In every other case (CI, `tdw dbt build`, a changed project, a first run, a
+    marts__next copy missing), the setting is empty and every row is tested. Tests across rows (unique, relationships, singular tests) always read every row.
 -#}
 
 {% macro row_local_tests() -%}
