@@ -23,7 +23,8 @@ def dbt_dir(settings: Settings) -> Path:
 
 
 def environment(settings: Settings, dsn: str | None = None) -> dict[str, str]:
-    """Process environment for dbt and sqlfluff: connection variables, profile and artefact folders."""
+    """Process environment for dbt and sqlfluff: connection variables, profile and artefact
+    folders; dbt's colours are turned off when the output is not a terminal."""
     dsn = dsn or warehouse_dsn(settings)
     folder = dbt_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,6 +42,8 @@ def environment(settings: Settings, dsn: str | None = None) -> dict[str, str]:
             "TDW_HOME": str(settings.home),
         }
     )
+    if not sys.stdout.isatty():  # a log file or a pipe (cron, Airflow): no ANSI colour codes
+        env.setdefault("DBT_USE_COLORS", "false")
     return env
 
 

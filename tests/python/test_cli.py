@@ -101,3 +101,23 @@ def test_embedded_server_is_tuned_again_when_its_settings_change(tmp_path):
             assert cur.fetchone()[0] == 42
     finally:
         server.stop()
+
+
+def test_dbt_colours_are_off_when_the_output_is_piped(tmp_path, monkeypatch):
+    """A cron or Airflow log gets no ANSI escape codes from dbt (DBT_USE_COLORS), a terminal keeps them."""
+    import io
+
+    from tdw.dbt import environment
+
+    settings = load_settings({"TDW_HOME": str(tmp_path), "TDW_DATA_DIR": str(DATA_DIR),
+                              "TDW_WAREHOUSE_DSN": "host=/nonexistent dbname=warehouse user=postgres"})
+    monkeypatch.delenv("DBT_USE_COLORS", raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert environment(settings)["DBT_USE_COLORS"] == "false"
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert "DBT_USE_COLORS" not in environment(settings)
