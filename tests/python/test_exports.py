@@ -187,6 +187,17 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     assert '<html lang="fr">' in html and "République" in html and 'role="banner"' in html
     assert html.count("<caption>") == 3 and 'scope="col"' in html and 'scope="row"' in html
     assert "cdn." not in html and (index.parent / "plotly.min.js").stat().st_size > 1_000_000
+    # one period, French dates: the header starts on the data's first day; a first week that
+    # starts before it is called partial, never complete
+    first_week = query(wh, "select min(iso_week_start) from marts.mart_public_weekly_stats")[0][0]
+    first_day = query(wh, "select min(created_date) from marts.fct_bordereaux where created_date >= %s "
+                          "and not dq_invalid_date", (first_week,))[0][0]
+    lead = re.search(r'<p class="lead">([^<]*)</p>', html).group(1)
+    assert lead.startswith(f"Données du {first_day:%d/%m/%Y} au "), lead
+    assert re.search(r"Mise à jour : \d{2}/\d{2}/\d{4}\.$", lead), lead
+    if first_day > first_week:
+        assert "complètes" not in lead and f"commencée le {first_week:%d/%m/%Y}" in lead
+        assert f"<th scope=\"row\">{first_week:%d/%m/%Y} (partielle)</th>" in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed (Debian package 'chromium')")
