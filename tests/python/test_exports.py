@@ -396,6 +396,14 @@ def test_inspection_sheet_numbers_are_french_and_uniform_per_column(wh):
         for h in sec["header"]:  # tonnes say so in the header
             assert "(t)" in h or "onne" not in h.lower(), h
     assert checked >= 8, checked
+    # a period without any movement: every flow section empty, the PDF still drawn
+    from datetime import date
+
+    from tdw.exports.inspection import render_pdf
+
+    empty = inspection_data(wh, _busiest_receiver(wh), date_from=date(2100, 1, 1))
+    assert not empty["by_month"] and not empty["by_waste_code"] and not empty["origins"] and empty["late_count"] == 0
+    assert render_pdf(empty).startswith(b"%PDF")
 
 
 def test_write_inspection_sheet_reads_the_data_once(wh, tmp_path, monkeypatch, settings):

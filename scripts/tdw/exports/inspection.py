@@ -159,7 +159,7 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
         data["by_month"] = sorted((r for r in flows if r["grp"] == "month"), key=lambda r: r["mois"])
         codes = [r for r in flows if r["grp"] == "code"]
         labels = {r["waste_code"]: r["waste_description"] for r in _rows(
-            cur, "select waste_code, waste_description from marts.dim_waste_codes where waste_code = any(%(codes)s)",
+            cur, "select waste_code, waste_description from marts.dim_waste_codes where waste_code = any(%(codes)s::text[])",
             {"codes": [r["waste_code"] for r in codes if r["waste_code"]]})}
         data["by_waste_code"] = sorted(({**r, "waste_description": labels.get(r["waste_code"])} for r in codes),
                                        key=lambda r: (-(r["t"] or 0), r["waste_code"] is None, r["waste_code"] or ""))
