@@ -187,6 +187,17 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     assert '<html lang="fr">' in html and "République" in html and 'role="banner"' in html
     assert html.count("<caption>") == 3 and 'scope="col"' in html and 'scope="row"' in html
     assert "cdn." not in html and (index.parent / "plotly.min.js").stat().st_size > 1_000_000
+    # one period, French dates: the header starts on the data's first day; a first week that
+    # starts before it is called partial, never complete
+    first_week = query(wh, "select min(iso_week_start) from marts.mart_public_weekly_stats")[0][0]
+    first_day = query(wh, "select min(created_date) from marts.fct_bordereaux where created_date >= %s "
+                          "and not dq_invalid_date", (first_week,))[0][0]
+    lead = re.search(r'<p class="lead">([^<]*)</p>', html).group(1)
+    assert lead.startswith(f"Données du {first_day:%d/%m/%Y} au "), lead
+    assert re.search(r"Mise à jour : \d{2}/\d{2}/\d{4}\.$", lead), lead
+    if first_day > first_week:
+        assert "complètes" not in lead and f"commencée le {first_week:%d/%m/%Y}" in lead
+        assert f"<th scope=\"row\">{first_week:%d/%m/%Y} (partielle)</th>" in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed (Debian package 'chromium')")
@@ -247,9 +258,20 @@ def test_inspection_sheet_html_and_pdf(wh, tmp_path):
         inspection_sheet_html(wh, "12345678901234")
     with pytest.raises(TdwError, match="unknown"):
         inspection_sheet_html(wh, "73282932000074")
-    pdftoppm = shutil.which("pdftoppm")
-    if not pdftoppm:
-        pytest.skip("pdftoppm is not installed (Debian package 'poppler-utils')")
+    pdftoppm, pdftotext = shutil.which("pdftoppm"), shutil.which("pdftotext")
+    if not pdftoppm or not pdftotext:
+        pytest.skip("pdftoppm / pdftotext are not installed (Debian package 'poppler-utils')")
+    # the PDF is complete: every section, and every row's first cell (BSD numbers, months, codes)
+    from tdw.exports.inspection import _latin1, inspection_data, sections
+
+    text = subprocess.run([pdftotext, "-layout", str(path), "-"], capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+    flat, words = " ".join(text.split()), set(text.split())
+    for sec in sections(inspection_data(wh, siret)):
+        assert " ".join(_latin1(sec["title"]).split()) in flat
+        for row in sec["rows"]:  # a cell may wrap over lines: its words, each whole
+            missing = [w for w in _latin1(row[0]).split() if w not in words]
+            assert not missing, (sec["title"], row[0], missing)
     subprocess.run([pdftoppm, "-r", "50", "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / "page")], check=True,
                    timeout=60)
     page = next(tmp_path.glob("page*.png"))
@@ -352,3 +374,66 @@ def test_waste_labels_are_cut_at_a_word_with_an_ellipsis():
     assert len(short) <= 60 and short.endswith("…") and label.startswith(short[:-1])
     assert label[len(short) - 1] == " "  # cut before a word, never inside one
     assert _shorten("court", 60) == "court" and _shorten(None) == ""
+
+
+def test_inspection_sheet_numbers_are_french_and_uniform_per_column(wh):
+    """One French format on the sheet: narrow no-break space between thousands, decimal comma,
+    the same number of decimals on every row of a column; numeric columns are right-aligned."""
+    from tdw.exports.inspection import fmt, inspection_data, sections
+
+    assert fmt(1234567.5, 3) == "1\u202f234\u202f567,500" and fmt(42) == "42" and fmt(-0.5, 3) == "-0,500"
+    number = re.compile(r"-?\d{1,3}(\u202f\d{3})*(,\d+)?")
+    sheet = sections(inspection_data(wh, _busiest_receiver(wh)))
+    checked = 0
+    for sec in sheet:
+        for j, align in enumerate(sec["align"]):
+            cells = [r[j] for r in sec["rows"] if r[j] != "—"]
+            if align != "R" or not cells:
+                continue
+            assert all(number.fullmatch(c) for c in cells), (sec["title"], sec["header"][j], cells[:5])
+            assert len({len(c.partition(",")[2]) for c in cells}) == 1, (sec["title"], sec["header"][j], cells[:5])
+            checked += 1
+        for h in sec["header"]:  # tonnes say so in the header
+            assert "(t)" in h or "onne" not in h.lower(), h
+    assert checked >= 8, checked
+    # a period without any movement: every flow section empty, the PDF still drawn
+    from datetime import date
+
+    from tdw.exports.inspection import render_pdf
+
+    empty = inspection_data(wh, _busiest_receiver(wh), date_from=date(2100, 1, 1))
+    assert not empty["by_month"] and not empty["by_waste_code"] and not empty["origins"] and empty["late_count"] == 0
+    assert render_pdf(empty).startswith(b"%PDF")
+
+
+def test_write_inspection_sheet_reads_the_data_once(wh, tmp_path, monkeypatch, settings):
+    from tdw.exports import inspection
+
+    calls = []
+    real = inspection.inspection_data
+    monkeypatch.setattr(inspection, "inspection_data", lambda *a, **k: calls.append(a) or real(*a, **k))
+    folder = inspection.write_inspection_sheet(wh, settings, _busiest_receiver(wh), out_dir=tmp_path)
+    assert len(calls) == 1
+    assert sorted(p.suffix for p in folder.iterdir()) == [".html", ".pdf"]
+
+
+def test_pdf_cells_wrap_within_their_column():
+    from fpdf import FPDF
+
+    from tdw.exports.inspection import _column_widths, _measure, _wrap
+
+    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "", 7.5)
+    measure = _measure(pdf)
+    assert abs(measure("BSD-20250220-TGMKC2T12") - pdf.get_string_width("BSD-20250220-TGMKC2T12")) < 1e-9
+    text = "BSD-20250220-TGMKC2T12, BSD-20250221-ABCDEFGHJ, 1\xa0234,500 t, " + "X" * 60
+    lines = _wrap(text, 30.0, measure)
+    assert len(lines) > 2 and all(measure(line) <= 30.0 for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    assert any("1\xa0234,500" in line for line in lines)  # never broken inside a number
+    assert _wrap("court", 30.0, measure) == ["court"]
+    # narrow tables keep their natural widths; wide ones share the page by what they miss
+    assert _column_widths([10, 20], [5, 5], 100) == [10, 20]
+    wide = _column_widths([20, 300, 20], [20, 40, 20], 277)
+    assert abs(sum(wide) - 277) < 1e-9 and wide[0] == 20 and wide[2] == 20

@@ -8,6 +8,7 @@ export folder is left as it was.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -72,11 +73,16 @@ def scan_folder(folder: Path, values: privacy.ValueIndex) -> list[privacy.Findin
             pf = pq.ParquetFile(path)
             names = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
             if names:
+                # each distinct value of a column scanned once, with its number of rows (as
+                # privacy.scan_files does for CSV): the exports repeat codes and labels
+                distinct = {name: collections.Counter() for name in names}
                 for batch in pf.iter_batches(columns=names, batch_size=10_000):
                     for name in names:
-                        for value in batch.column(name).to_pylist():
-                            if value:
-                                scanner.scan_text(rel, name, value)
+                        distinct[name].update(batch.column(name).to_pylist())
+                for name in names:
+                    for value, count in distinct[name].items():
+                        if value:
+                            scanner.scan_text(rel, name, value, count)
         elif path.suffix in (".html", ".css", ".svg"):
             with open(path, encoding="utf-8") as fh:
                 for line in fh:

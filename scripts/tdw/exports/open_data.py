@@ -151,6 +151,9 @@ def _csv_value(v):
     return v
 
 
+_CSV_PLAIN_TYPES = ("text", "character varying", "bigint", "integer", "smallint", "date")
+
+
 def _arrow_value(v):
     return float(v) if isinstance(v, Decimal) else v
 
@@ -176,6 +179,8 @@ def export_dataset(conn, name: str, folder: Path) -> dict:
         fields.append(field)
         arrow_fields.append(pa.field(col, arrow_type))
     schema = pa.schema(arrow_fields)
+    # values the csv module writes as _csv_value would: text, integers, dates (str(date) is ISO 8601), None as ""
+    csv_plain = [dtype in _CSV_PLAIN_TYPES for _, dtype, _ in cols]
     names = [c[0] for c in cols]
     rows = 0
     csv_path, parquet_path = folder / f"{name}.csv", folder / f"{name}.parquet"
@@ -190,11 +195,14 @@ def export_dataset(conn, name: str, folder: Path) -> dict:
             batch = cur.fetchmany(BATCH_ROWS)
             if not batch:
                 break
-            batch = [tuple(_rounded(v, places) for v, places in zip(row, decimals)) for row in batch]
-            out.writerows([_csv_value(v) for v in row] for row in batch)
-            columns = list(zip(*batch))
-            writer.write_table(pa.table([pa.array([_arrow_value(v) for v in c], type=t)
-                                         for c, t in zip(columns, schema.types)], schema=schema))
+            # column by column: only fractional columns are rounded and only the types the csv
+            # module would write differently (booleans, numbers, timestamps) are converted
+            columns = [list(c) if places is None else [_rounded(v, places) for v in c]
+                       for c, places in zip(zip(*batch), decimals)]
+            text = [c if plain else [_csv_value(v) for v in c] for c, plain in zip(columns, csv_plain)]
+            out.writerows(zip(*text))
+            writer.write_table(pa.table([c if places is None else pa.array([_arrow_value(v) for v in c], type=t)
+                                         for c, t, places in zip(columns, schema.types, decimals)], schema=schema))
             rows += len(batch)
     conn.commit()
     return {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -90,9 +90,34 @@ def load_departements_geojson(geo_dir: Path) -> dict:
     return data
 
 
-def _spec(fig: go.Figure) -> str:
+# Stands for the départements' GeoJSON in the map's traces until the figure is serialised:
+# plotly deep-copies a trace's GeoJSON when it is added and again when the figure is converted
+# (most of the page's build time), so the traces carry this string and the GeoJSON, serialised
+# once by plotly's own encoder, is put in its place in the JSON text (same bytes as before).
+_GEO_PLACEHOLDER = "tdw:departements.geojson"
+
+
+def _first_day(cur, first_week) -> date | None:
+    """First day with a bordereau created in the published weeks (fct_bordereaux.created_date,
+    invalid dates left out as in the weekly mart), or None when unknown."""
+    cur.execute("select min(created_date) from marts.fct_bordereaux where created_date >= %s and not dq_invalid_date",
+                (first_week,))
+    return cur.fetchone()[0]
+
+
+def _french_day(iso: str | None) -> str:
+    """'2026-11-29T...' -> '29/11/2026' (the page writes every date this way); '' when unknown."""
+    return f"{iso[8:10]}/{iso[5:7]}/{iso[:4]}" if iso else ""
+
+
+def _spec(fig: go.Figure, geo: dict | None = None) -> str:
     # JSON for a <script type="application/json">: "</" must not close the script element.
-    return fig.to_json().replace("</", "<\\/")
+    text = fig.to_json()
+    if geo is not None:
+        from plotly.io.json import to_json_plotly
+
+        text = text.replace(json.dumps(_GEO_PLACEHOLDER), to_json_plotly(geo))
+    return text.replace("</", "<\\/")
 
 
 def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None = None, *, settings=None) -> Path:
@@ -116,12 +141,20 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
             weekly = _fetch(cur, "select * from marts.mart_public_weekly_stats order by iso_week_start, bsd_type")
             flows = _fetch(cur, "select * from marts.od_departement_flows where direction = 'incoming' "
                                 "order by code_departement")
+            first_day = _first_day(cur, min(r["iso_week_start"] for r in weekly)) if weekly else None
         except Exception as exc:
             raise TdwError(f"the public marts are not built ({str(exc).splitlines()[0]}); run 'tdw run' first") from exc
     if "ALL" not in totals or not weekly:
         raise TdwError("the public marts are empty: no complete week of data to publish yet")
     info = mart_build_info(dsn)
     all_t = totals["ALL"]
+    weeks = sorted({r["iso_week_start"] for r in weekly})
+    # the first published week starts before the data does (the marts publish whole ISO weeks):
+    # say so wherever a period is given, rather than call it complete
+    partial = first_day is not None and first_day > weeks[0]
+    since = f"{first_day:%d/%m/%Y}" if partial else None
+    week_label = (lambda w: f"{w:%d/%m/%Y}" + (" (partielle)" if partial and w == weeks[0] else ""))
+    partial_caption = f" ; la première semaine n'est couverte qu'à partir du {since}, premier jour des données" if partial else ""
 
     cards = [
         {"value": fmt(all_t["n_created"]), "label": "bordereaux créés"},
@@ -132,7 +165,6 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     ]
 
     # 1. weekly BSDs created per type
-    weeks = sorted({r["iso_week_start"] for r in weekly})
     by = {(r["iso_week_start"], r["bsd_type"]): r for r in weekly}
     fig1 = go.Figure(layout=dict(_LAYOUT, xaxis=_DATE_AXIS, yaxis=dict(title="bordereaux créés"), hovermode="x unified"))
     for t in BSD_TYPES:
@@ -142,12 +174,14 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     chart1 = {
         "id": "hebdo", "title": "Bordereaux créés chaque semaine",
         "caption": "Bordereaux créés par semaine et par type de bordereau",
-        "alt": f"Courbes hebdomadaires du {weeks[0]:%d/%m/%Y} au {weeks[-1]:%d/%m/%Y}. Le type le plus fréquent est "
+        "alt": f"Courbes hebdomadaires, semaines du lundi {weeks[0]:%d/%m/%Y} au dimanche "
+               f"{weeks[-1] + timedelta(days=6):%d/%m/%Y}" + (f" (données à partir du {since})" if partial else "")
+               + f". Le type le plus fréquent est "
                f"{peak_type} ({fmt(totals.get(peak_type, {}).get('n_created'))} bordereaux sur la période). "
                "Les semaines sous secret statistique n'ont pas de point.",
-        "table": {"caption": "Bordereaux créés par semaine (semaine commençant le) et par type",
+        "table": {"caption": "Bordereaux créés par semaine (semaine commençant le lundi) et par type" + partial_caption,
                   "header": ["Semaine", *BSD_TYPES, "Tous types"],
-                  "rows": [[w.strftime("%d/%m/%Y"), *[fmt(by.get((w, t), {}).get("n_created")) for t in (*BSD_TYPES, "ALL")]]
+                  "rows": [[week_label(w), *[fmt(by.get((w, t), {}).get("n_created")) for t in (*BSD_TYPES, "ALL")]]
                            for w in weeks]},
         "spec": _spec(fig1),
     }
@@ -168,9 +202,9 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
                f"{fmt(all_t['final_disposal_t'], 1)} t éliminées"
                + ("" if all_t["recovery_rate"] is None else f", soit un taux de valorisation de {fmt(all_t['recovery_rate'] * 100, 1)} %")
                + ". Les opérations intermédiaires (regroupement, entreposage) ne sont pas comptées.",
-        "table": {"caption": "Tonnes valorisées et éliminées par semaine (tous types de bordereaux)",
+        "table": {"caption": "Tonnes valorisées et éliminées par semaine (tous types de bordereaux)" + partial_caption,
                   "header": ["Semaine", "Valorisation finale (t)", "Élimination finale (t)"],
-                  "rows": [[w.strftime("%d/%m/%Y"), fmt(r, 2), fmt(d, 2)] for w, r, d in zip(weeks, rec, dis)]},
+                  "rows": [[week_label(w), fmt(r, 2), fmt(d, 2)] for w, r, d in zip(weeks, rec, dis)]},
         "spec": _spec(fig2),
     }
 
@@ -181,7 +215,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
                                           # metropolitan France; overseas départements are in the table
                                           lonaxis=dict(range=[-5.5, 10.0]), lataxis=dict(range=[41.2, 51.3]))))
     fig3.add_trace(go.Choropleth(
-        geojson=geo, featureidkey="properties.code",
+        geojson=_GEO_PLACEHOLDER, featureidkey="properties.code",
         locations=[f["code_departement"] for f in published],
         z=[float(f["quantity_accepted_t"]) for f in published],
         text=[f["nom_departement"] or f["code_departement"] for f in published],
@@ -189,7 +223,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
         colorbar=dict(title="tonnes"), hovertemplate="%{text} : %{z:,.1f} t<extra></extra>", name="tonnes reçues"))
     secret_codes = [f["code_departement"] for f in flows if f["is_suppressed"]]
     if secret_codes:
-        fig3.add_trace(go.Choropleth(geojson=geo, featureidkey="properties.code", locations=secret_codes,
+        fig3.add_trace(go.Choropleth(geojson=_GEO_PLACEHOLDER, featureidkey="properties.code", locations=secret_codes,
                                      z=[0] * len(secret_codes), colorscale=[[0, "#cccccc"], [1, "#cccccc"]],
                                      showscale=False, hovertemplate="%{location} : secret statistique<extra></extra>",
                                      marker_line_color="#fff", marker_line_width=0.5, name="secret"))
@@ -202,20 +236,23 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
                 + ("Départements recevant le plus : " + ", ".join(
                     f"{f['nom_departement'] or f['code_departement']} ({fmt(f['quantity_accepted_t'], 1)} t)" for f in top) + "."
                    if top else "Aucun département ne peut être publié.")),
-        "table": {"caption": f"Tonnes reçues par département du {flows[0]['period_start']:%d/%m/%Y} au "
-                             f"{flows[0]['period_end']:%d/%m/%Y}" if flows else "Tonnes reçues par département",
+        "table": {"caption": f"Tonnes reçues par département, trimestres publiés du {flows[0]['period_start']:%d/%m/%Y} au "
+                             f"{flows[0]['period_end']:%d/%m/%Y}"
+                             + (f" (données à partir du {first_day:%d/%m/%Y})" if first_day and first_day > flows[0]["period_start"] else "")
+                             if flows else "Tonnes reçues par département",
                   "header": ["Département", "Tonnes reçues", "Établissements destinataires"],
                   "rows": [[f"{f['code_departement']} {f['nom_departement'] or ''}".strip(), fmt(f["quantity_accepted_t"], 1),
                             fmt(f["n_establishments"])] for f in flows]},
-        "spec": _spec(fig3),
+        "spec": _spec(fig3, geo),
     }
 
     charts = [chart1, chart2, chart3]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("stats_page.html.j2").render(
         cards=cards, charts=charts, chart_ids=json.dumps([c["id"] for c in charts]),
-        period_start=all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
-        data_as_of=(info["data_as_of"] or "")[:10], plotly_version=_plotlyjs_version(),
+        period_start=since or all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
+        first_week=f"{weeks[0]:%d/%m/%Y}" if partial else None,
+        data_as_of=_french_day(info["data_as_of"]), plotly_version=_plotlyjs_version(),
         generated_at=datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC"))
     values = sensitive_values(dsn, settings)
     with publish_folder(out_dir, values) as tmp:
