@@ -7,6 +7,12 @@
     A mart row depends only on the fact rows of its period (the `period` given to period_plan: an
     expression over the fact's columns giving the period of a fact row; config `period_column`, the
     mart column holding it, or `period_of_row`, an expression over the mart's columns).
+    Composite partition keys (mart_establishment_monthly_tonnage: SIRET x month): `period` may be a
+    list of expressions, each giving one key of a fact row (null: none), e.g. the origin side and
+    the destination side of a movement; a fact row then belongs to every partition it has a key
+    of, and config `period_key_type` (default `date`) is the SQL type of the keys (`text` for a
+    key like siret || '|' || to_char(month, 'YYYY-MM')). The model filters each branch of the
+    fact on its own key (period_in_scope(plan, expression) once per key expression).
     A run recomputes the periods in *scope* and leaves the others as they are:
       * periods of the fact rows written after the mark (`_tdw_built_at` > `built_through`);
       * periods of the fact rows deleted or replaced after the mark: their OLD values, from the
@@ -16,7 +22,13 @@
         rows back typed, so the same period expression serves old and new rows;
       * for marts publishing complete quarters only (config `period_cutoff`, a select of the
         first unpublished quarter: od_published_quarters_end), the quarters between the cutoff
-        of the mark and today's (a quarter that became published, or unpublished).
+        of the mark and today's (a quarter that became published, or unpublished);
+      * the keys `stale_keys` (period_plan argument: {input model: select}) returns: for a mart
+        that also reads another model (a dimension), a select over the mart ({{ this }}) and that
+        input giving the keys whose rows read values of the input that changed since they were
+        written (mart_establishment_monthly_tonnage compares the geography columns it stores
+        with dim_establishments', SIRET by SIRET). Such an input passes the input check; its
+        select must find every key whose rows the input's change alters (a fingerprint per key).
     Rows of those periods are deleted and the recomputed rows inserted (a period left with no
     row disappears), with the new mark, in one transaction (custom incremental strategy
     `period`).
@@ -29,8 +41,8 @@
     or the md5 of the compiled SQL (the plan and the scope filter left out) differs. The log is
     pruned of the entries every mark of their fact consumed (and of facts dropped); a mart left
     unbuilt keeps the log of its fact growing until it runs again. A mart may
-    read nothing but the fact and the cutoff: any other ref makes the build fail (add it to a
-    fingerprint first).
+    read nothing but the fact, the cutoff and the inputs of its stale_keys: any other ref makes
+    the build fail (add it to a fingerprint first).
 
     The plan is decided when the model's SQL is compiled (period_plan, just before the model
     runs, after the fact was built) and written at the head of the SQL as a comment; the strategy
@@ -112,11 +124,12 @@
 {%- endmacro %}
 
 {#- The build plan of a period-incremental mart (a dict), at compile time; see the header. -#}
-{% macro period_plan(fact, period, cutoff=none, also_reads=[]) -%}
+{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}) -%}
+    {%- set key_expressions = [period] if period is string else period -%}
     {%- set plan = {'mode': 'full', 'reason': 'full build', 'periods': none, 'fact_relid': none,
                     'built_through': none, 'log_position': 0, 'cutoff': none} -%}
     {%- if not execute -%}{{ return(plan) }}{%- endif -%}
-    {%- do period_check_inputs([fact.identifier] + also_reads) -%}
+    {%- do period_check_inputs([fact.identifier] + also_reads + stale_keys.keys() | list) -%}
     {#- no DDL here: compile-time queries share the model's transaction, a lock would last the whole build -#}
     {%- set ready = run_query("select to_regclass('meta.period_change_log') is not null"
                               ~ " and to_regclass('meta.period_marks') is not null").rows[0][0] -%}
@@ -161,9 +174,16 @@
                     and l.log_position <= {{ plan.log_position }}
             ),
             periods as (
-                select ({{ period }}) as p from new_rows
+                {%- for expression in key_expressions %}
+                {% if not loop.first %}union{% endif %}
+                select ({{ expression }})::{{ period_key_type() }} as p from new_rows
                 union
-                select ({{ period }}) from old_rows
+                select ({{ expression }})::{{ period_key_type() }} from old_rows
+                {%- endfor %}
+                {%- for input, keys_sql in stale_keys.items() %}
+                union
+                select stale.key::{{ period_key_type() }} from ({{ keys_sql }}) as stale (key)
+                {%- endfor %}
                 {%- if cutoff %}
                 union
                 select generate_series(least(old.q, new.q), greatest(old.q, new.q) - interval '1 day',
@@ -187,13 +207,28 @@
 
 {#- The plan as the SQL's leading comment (call at the top of the model). -#}
 {% macro period_plan_comment(plan) -%}
-/* tdw-period-plan {{ tojson(plan) }} */
+/* tdw-period-plan {{ tojson(plan) | replace('*/', '*\\/') }} */
+{%- endmacro %}
+
+{#- The SQL type of the partition keys: config `period_key_type` (default date). -#}
+{% macro period_key_type() -%}
+    {{- config.get('period_key_type') or 'date' -}}
+{%- endmacro %}
+
+{#- The plan's keys as an array literal of period_key_type() (elements double-quoted: text keys
+    may hold commas or braces). -#}
+{% macro period_scope_array(plan) -%}
+    {%- set items = [] -%}
+    {%- for p in plan.periods -%}
+        {%- do items.append('"' ~ (p | string).replace('\\', '\\\\').replace('"', '\\"') ~ '"') -%}
+    {%- endfor -%}
+    '{{ ('{' ~ items | join(',') ~ '}') | replace("'", "''") }}'::{{ period_key_type() }}[]
 {%- endmacro %}
 
 {#- Filter of the fact rows to the periods in scope (`true` for a full build). -#}
 {% macro period_in_scope(plan, expression) -%}
 /* period-scope */ {% if plan.mode == 'incremental' -%}
-    ({{ expression }}) = any('{{ "{" ~ plan.periods | join(",") ~ "}" }}'::date[])
+    ({{ expression }})::{{ period_key_type() }} = any({{ period_scope_array(plan) }})
 {%- else -%} true {%- endif %} /* end-period-scope */
 {%- endmacro %}
 
@@ -252,7 +287,7 @@
     {%- set same_logic = mark | length == 1 and mark[0][0] == local_md5(full_sql) -%}
     {%- if plan.mode == 'incremental' and same_logic %}
         delete from {{ target }}
-        where ({{ period_of_row() }}) = any('{{ "{" ~ plan.periods | join(",") ~ "}" }}'::date[]);
+        where ({{ period_of_row() }})::{{ period_key_type() }} = any({{ period_scope_array(plan) }});
         insert into {{ target }} ({{ column_list }}) select {{ column_list }} from {{ temp }}
     {%- else %}
         delete from {{ target }};

@@ -3,7 +3,10 @@
 mart_waste_flows (month of reception), od_waste_flows, od_distances and od_int_departement_sides
 (quarter of reception, published quarters only) rewrite only the periods whose movements
 fct_movements wrote, replaced or deleted since their mark, plus the quarters the publication
-cutoff crossed; od_departement_flows is rebuilt whole from od_int_departement_sides. The
+cutoff crossed; od_departement_flows is rebuilt whole from od_int_departement_sides.
+mart_establishment_monthly_tonnage rewrites only the (SIRET, month) keys of those movements (both
+sides: origin with the pick-up month, destination with the reception month), plus every month of
+a SIRET whose geography in dim_establishments changed. The
 invariant: after each kind of source change + extract + an incremental ``dbt run``, every one of
 them equals a ``--full-refresh`` of the same marts (over the same facts), row for row
 (``except all`` both ways).
@@ -39,11 +42,16 @@ PERIOD_MARTS = {  # period-incremental mart -> the period of one of its rows
     "od_waste_flows": "quarter_start",
     "od_distances": "quarter_start",
     "od_int_departement_sides": "quarter_start",
+    "mart_establishment_monthly_tonnage": "siret || '|' || to_char(month_start, 'YYYY-MM')",
 }
-# period-incremental mart -> (unit, the fct_movements date its period is of)
-PERIOD_OF_FACT = {mart: ("month" if column == "month_start" else "quarter", "received_date")
+# period-incremental mart -> the keys of a fct_movements row (SQL over its columns)
+PERIOD_OF_FACT = {mart: ["date_trunc('month', received_date)::date::text" if column == "month_start"
+                         else "date_trunc('quarter', received_date)::date::text"]
                   for mart, column in PERIOD_MARTS.items()}
-PERIOD_OF_FACT["mart_recovery_rates"] = ("year", "processed_date")
+PERIOD_OF_FACT["mart_recovery_rates"] = ["date_trunc('year', processed_date)::date::text"]
+PERIOD_OF_FACT["mart_establishment_monthly_tonnage"] = [
+    "destination_siret || '|' || to_char(received_date, 'YYYY-MM')",
+    "origin_siret || '|' || to_char(taken_over_date, 'YYYY-MM')"]
 MARTS = [*PERIOD_MARTS, "od_departement_flows"]
 BUILD = ["+" + m for m in MARTS]
 # what an incremental run rebuilds (the reference, geography and dimensions stay as built)
@@ -188,33 +196,42 @@ MOVED_TO = "2016-02-10 10:00:00+01"  # a month and a quarter no other movement i
 
 
 def test_reception_moves_to_another_month_and_quarter(built, settings):
-    """(2) A movement's reception date moves: its old month and quarter lose it, the new ones get
-    it; and only those periods are rewritten."""
+    """(2) A movement's reception date moves, and its destination to another site: its old month
+    and quarter (and old site x month) lose it, the new ones get it; and only those periods are
+    rewritten."""
     wh = built["warehouse"]
     bsd, old_date = query(wh, PLAIN_BSDD)[0]
     built["moved"] = bsd
+    old_site, new_site = query(wh, """
+        select m.destination_siret, (select min(o.destination_siret) from marts.fct_movements as o
+                                     where o.destination_siret <> m.destination_siret)
+        from marts.fct_movements as m where m.bsd_id = %s""", (bsd,))[0]
+    built["moved_to_site"] = new_site
     assert query(wh, "select count(*) from marts.fct_movements where received_date < '2017-01-01'")[0][0] == 0
     before = {m: _row_versions(wh, m) for m in PERIOD_MARTS}
     query(wh, f"drop schema if exists {SNAP} cascade; create schema {SNAP}; create table {SNAP}.fact_before as "
-              "select movement_id, received_date, processed_date, _tdw_built_at from marts.fct_movements")
-    _source(built, f'update {SRC}."Form" set "receivedAt" = %s, "updatedAt" = now() where id = %s', (MOVED_TO, bsd))
+              "select movement_id, received_date, processed_date, taken_over_date, origin_siret, destination_siret,"
+              " _tdw_built_at from marts.fct_movements")
+    _source(built, f'update {SRC}."Form" set "receivedAt" = %s, "recipientCompanySiret" = %s, "updatedAt" = now()'
+                   ' where id = %s', (MOVED_TO, new_site, bsd))
     extract(built["source"], wh)
     _dbt(settings, wh, "run", "--select", *INCREMENTAL)
     # the scope by its definition: periods of the rows fct_movements wrote (new values) and of the
     # rows it replaced or deleted (old values)
     expected = {}
-    for mart, (unit, date) in PERIOD_OF_FACT.items():
-        expected[mart] = {p for (p,) in query(wh, f"""
+    for mart, keys in PERIOD_OF_FACT.items():
+        expected[mart] = {p for key in keys for (p,) in query(wh, f"""
             with before as (select * from {SNAP}.fact_before),
             written as (select * from marts.fct_movements
                         where _tdw_built_at > (select max(_tdw_built_at) from before))
-            select date_trunc('{unit}', {date})::date::text from written
+            select {key} from written
             union
-            select date_trunc('{unit}', b.{date})::date::text from before as b
-            where b.movement_id in (select movement_id from written)
-                or b.movement_id not in (select movement_id from marts.fct_movements)""") if p}
+            select {key} from before
+            where movement_id in (select movement_id from written)
+                or movement_id not in (select movement_id from marts.fct_movements)""") if p}
     old = dt.date.fromisoformat(old_date)
     assert {old.replace(day=1).isoformat(), "2016-02-01"} <= expected["mart_waste_flows"]
+    assert {f"{old_site}|{old_date[:7]}", f"{new_site}|2016-02"} <= expected["mart_establishment_monthly_tonnage"]
     marks = _marks(wh)
     for mart, periods in expected.items():
         mode, reason, scope = marks[mart]
@@ -225,21 +242,50 @@ def test_reception_moves_to_another_month_and_quarter(built, settings):
         assert rewritten <= periods, (mart, sorted(rewritten - periods))
         assert len(before[mart]) > len(periods), (mart, "no period out of scope: nothing to tell")
     assert query(wh, "select count(*) from marts.mart_waste_flows where month_start = '2016-02-01'")[0][0] > 0
+    assert query(wh, """select count(*) from marts.mart_establishment_monthly_tonnage
+        where siret = %s and direction = 'incoming' and month_start = '2016-02-01'""", (new_site,))[0][0] > 0
     _assert_same(_compare(settings, wh))
 
 
-def test_deleted_bordereau_empties_its_period(built, settings):
-    """(3) The only bordereau of a month and a quarter is deleted: both disappear."""
+def test_deleted_bordereau_and_geography_change(built, settings):
+    """(3) The only bordereau of a month and a quarter is deleted: both disappear. In the same run
+    (one run for both: CI time), (6) the geography dim_establishments gives a site changes (as a
+    rebuild of the dimension would): mart_establishment_monthly_tonnage rewrites every month of
+    that site (its rows hold the old code_departement / code_region) and nothing else but the
+    deleted movement's keys."""
     wh = built["warehouse"]
-    bsd = built.get("moved")
+    bsd, moved_to = built.get("moved"), built.get("moved_to_site")
     assert bsd, "needs test_reception_moves_to_another_month_and_quarter"
+    mart = "mart_establishment_monthly_tonnage"
+    # the site of the most months (other than the deleted movement's sites): a new département
+    site, months = query(wh, f"""
+        select siret, count(distinct month_start) from marts.{mart}
+        where siret not in (select origin_siret from marts.fct_movements where bsd_id = %s)
+            and siret <> %s
+        group by siret order by 2 desc, 1 limit 1""", (bsd, moved_to))[0]
+    query(wh, "update marts.dim_establishments set code_departement = '2A', code_region = '94' where siret = %s",
+          (site,))
+    before = _row_versions(wh, mart)
     _source(built, f'update {SRC}."Form" set "isDeleted" = true, "updatedAt" = now() where id = %s', (bsd,))
     extract(built["source"], wh)
-    diffs, marks = _incremental_then_compare(settings, wh)
-    _assert_same(diffs)
+    _dbt(settings, wh, "run", "--select", *INCREMENTAL)
+    marks = _marks(wh)
+    rewritten = _rewritten(before, _row_versions(wh, mart))
+    site_keys = {p for p in before if p.startswith(site + "|")}
+    assert len(site_keys) == months > 1
+    mode, reason, scope = marks[mart]
+    assert mode == "incremental", reason
+    assert site_keys <= set(scope), sorted(site_keys - set(scope))
+    assert f"{moved_to}|2016-02" in scope
+    assert site_keys | {f"{moved_to}|2016-02"} <= rewritten <= set(scope)
+    assert len(before) > 2 * len(scope), "no key out of scope: nothing to tell"
+    assert query(wh, f"select count(*) from marts.{mart} where siret = %s and code_departement <> '2A'",
+                 (site,))[0][0] == 0
+    _assert_same(_compare(settings, wh))
     assert "2016-02-01" in marks["mart_waste_flows"][2]
     assert query(wh, "select count(*) from marts.mart_waste_flows where month_start = '2016-02-01'")[0][0] == 0
     assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start = '2016-01-01'")[0][0] == 0
+    assert query(wh, f"select count(*) from marts.{mart} where month_start = '2016-02-01'")[0][0] == 0
 
 
 def test_fact_full_refresh_rebuilds_the_marts_whole(built, settings):
