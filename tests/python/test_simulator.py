@@ -125,6 +125,24 @@ def test_dates_are_ordered_outside_defects(sim):
     assert bad == 0
 
 
+def test_no_row_is_written_after_the_clock(sim):
+    """createdAt / updatedAt are system times: none after the simulated clock (end of END, UTC),
+    even for a defect dating an event in the future (an incremental extractor's watermark would
+    jump over the rows of the following days). Defects live in business dates only."""
+    dsn, _m, _o = sim
+    clock = dt.datetime.combine(END, dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
+    columns = query(dsn, """select table_name, column_name from information_schema.columns
+                            where table_schema = 'default$default' and column_name in ('createdAt', 'updatedAt')
+                              and data_type = 'timestamp with time zone'""")
+    assert len(columns) > 20
+    late = {}
+    for table, column in columns:
+        n = query(dsn, f'select count(*) from {S}."{table}" where "{column}" > %s', (clock,))[0][0]
+        if n:
+            late[f"{table}.{column}"] = n
+    assert not late, late
+
+
 def test_every_defect_is_listed_and_present(sim):
     dsn, manifest, _o = sim
     d = manifest["defects"]

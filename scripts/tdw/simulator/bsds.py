@@ -69,6 +69,12 @@ class Builder:
     def reached(self, t: dt.datetime | None) -> bool:
         return t is not None and t <= self.now
 
+    def written_at(self, t: dt.datetime) -> dt.datetime:
+        """System time (createdAt/updatedAt) of a row recording an event at ``t``: never after the
+        clock, even when the event's own date is a defect in the future (an extractor's watermark
+        would otherwise jump past the rows written on the following days)."""
+        return min(t, self.now)
+
     def actor(self, prefix: str, co: Co | None, with_person: bool = True) -> dict:
         if co is None:
             return {}
@@ -331,7 +337,8 @@ class Builder:
         if row["status"] == "PROCESSED" and defect not in ("operation_code_format",):
             self.out.add("BsddFinalOperation", {"id": cuid(r), "initialFormId": fid, "finalFormId": fid,
                                                 "operationCode": op, "quantity": accepted,
-                                                "createdAt": row["processedAt"], "updatedAt": row["processedAt"]})
+                                                "createdAt": self.written_at(row["processedAt"]),
+                                                "updatedAt": self.written_at(row["processedAt"])})
         if row.get("intermediariesSirets"):
             tr_siret = row["intermediariesSirets"][0]
             self.out.add("IntermediaryFormAssociation", {"id": cuid(r), "formId": fid, "siret": tr_siret,
@@ -456,7 +463,8 @@ class Builder:
             if srow["status"] == "PROCESSED":
                 self.out.add("BsddFinalOperation", {"id": cuid(r), "initialFormId": fid, "finalFormId": srow["id"],
                                                     "operationCode": final_op, "quantity": qty,
-                                                    "createdAt": srow["processedAt"], "updatedAt": srow["processedAt"]})
+                                                    "createdAt": self.written_at(srow["processedAt"]),
+                                                    "updatedAt": self.written_at(srow["processedAt"])})
 
     def bsdd_grouping(self, created: dt.datetime) -> None:
         """Appendix-2 grouping: n initial forms treated R 13/D 15 at a transit site, then one grouping form."""
@@ -472,7 +480,8 @@ class Builder:
         for _ in range(r.randint(2, 6)):
             emitter = w.pick(r, "producer")
             qty = self.qty_t(0.8, 10)
-            t = self._form_times(created + self.delay(0, 24 * 15))
+            # an initial BSDD is written by then at the latest: never after the clock
+            t = self._form_times(min(created + self.delay(0, 24 * 15), self.now))
             if t["processed"] is None:
                 t = {"created": t["created"], "sealed": t["created"] + D(hours=1), "emitted": t["created"] + D(hours=5),
                      "taken": t["created"] + D(hours=8), "received": t["created"] + D(hours=30)}
@@ -532,8 +541,8 @@ class Builder:
                 if grow["status"] == "PROCESSED":
                     self.out.add("BsddFinalOperation", {"id": cuid(r), "initialFormId": row["id"],
                                                         "finalFormId": grow["id"], "operationCode": final_op,
-                                                        "quantity": qty, "createdAt": grow["processedAt"],
-                                                        "updatedAt": grow["processedAt"]})
+                                                        "quantity": qty, "createdAt": self.written_at(grow["processedAt"]),
+                                                        "updatedAt": self.written_at(grow["processedAt"])})
 
     # ------------------------------------------------------------------ newer BSDs (shared pieces)
     def _new_times(self, created: dt.datetime, steps: list[tuple[str, float, float]]) -> dict:
