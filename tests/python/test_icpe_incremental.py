@@ -200,11 +200,16 @@ BSDD_MOVEMENT = """
     order by m.movement_id limit 1"""
 
 
-def test_movement_moved_between_sites_equals_full_refresh_at_both(built, settings):
-    """A reception moved from one ICPE site to another (destination SIRET changed), and a hazardous
-    shipment moved from one 2718 site to another (emitter changed): the old and the new site's
-    rows are recomputed."""
+def test_movements_moved_between_sites_or_revised_on_an_old_day_equal_full_refresh(built, settings):
+    """In one source change (one build, to spare CI time): a reception moved from one ICPE site
+    to another (destination SIRET changed), a hazardous shipment moved from one 2718 site to
+    another (emitter changed): the old and the new site's rows are recomputed; and, at another
+    site, a reception of months ago revised (quantity doubled, received and processed one day
+    earlier): the site's daily rows from the earliest of its old and new days are recomputed,
+    ytd and stock carried on from the rows before, which are kept, as are its alerts of the
+    months before. Both marts equal a full refresh."""
     wh = built["warehouse"]
+    tz = "Europe/Paris"
     moved, bsd, old_dest = query(wh, BSDD_MOVEMENT.format(end="destination", groupement="false", where="""
         exists (select 1 from intermediate.int_icpe_conformity__coverage as c
                 where c.movement_id = m.movement_id and c.capacity_kind is not null
@@ -222,74 +227,59 @@ def test_movement_moved_between_sites_equals_full_refresh_at_both(built, setting
                                  and siret not in (%s, %s) group by siret order by siret limit 1""",
                           (old_origin, old_dest, new_dest))[0]
     sites = {old_dest, new_dest, old_origin, new_origin}
-    before = {s: _site_rows(wh, s) for s in sites}
-
-    query(built["source"], f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = now() where id = %s',
-            (new_dest, bsd))
-    query(built["source"], f'update {SRC}."Form" set "emitterCompanySiret" = %s, "updatedAt" = now() where id = %s',
-            (new_origin, shipped_bsd))
-    daily_before = _daily_built_at(wh)
-    extract(built["source"], wh)
-    _build(settings, wh)
-    scope = _assert_scope_by_day(wh, daily_before)
-    assert sites <= set(scope), sites - set(scope)
-    assert query(wh, "select destination_siret from intermediate.int_movements where movement_id = %s",
-                 (moved,)) == [(new_dest,)]
-    assert query(wh, "select origin_siret from intermediate.int_movements where movement_id = %s",
-                 (shipped,)) == [(new_origin,)]
-    changed = {s for s in sites if _site_rows(wh, s) != before[s]}
-    assert changed == sites, f"sites whose rows did not change: {sites - changed}"
-    assert _rows_affected(settings)[DAILY] < _count(wh, DAILY) / 2
-    incremental = {s: _site_rows(wh, s) for s in sites}
-
-    diffs = _diff_with_full_refresh(settings, wh)
-    _assert_no_diff(diffs)
-    assert {s: _site_rows(wh, s) for s in sites} == incremental
-
-
-def test_movement_revised_on_an_old_day_recomputes_from_that_day(built, settings):
-    """A reception of months ago revised (quantity doubled, received and processed one day
-    earlier): its site's daily rows from the earliest of its old and new days are recomputed,
-    the ytd and stock carried on from the rows before, which are kept; the alerts of the site
-    before that month are kept; both marts equal a full refresh."""
-    wh = built["warehouse"]
-    tz = "Europe/Paris"
-    moved, bsd, site = query(wh, BSDD_MOVEMENT.format(end="destination", groupement="false", where=f"""
-        m.received_at < now() - interval '120 days' and m.processed_at is not null
+    # the old reception: at another site, with daily rows more than 30 days before it
+    revised, revised_bsd, site = query(wh, BSDD_MOVEMENT.format(end="destination", groupement="false", where=f"""
+        m.bsd_id not in ('{bsd}', '{shipped_bsd}')
+        and m.destination_siret not in ('{"', '".join(sites)}')
+        and coalesce(m.origin_siret, '') not in ('{"', '".join(sites)}')
+        and m.received_at < now() - interval '120 days' and m.processed_at is not null
         and m.taken_over_at is not null and m.quantity_received_t > 0
         and exists (select 1 from intermediate.{COVERAGE} as c
                     where c.movement_id = m.movement_id and c.capacity_kind is not null
                         and c.processed_date is not null and c.counted_quantity_t > 0)
         and exists (select 1 from marts.{DAILY} as d where d.siret = m.destination_siret
                     and d.day < (m.taken_over_at at time zone '{tz}')::date - 30)"""))[0]
-    # the earliest local day of the movement, before and after the revision
-    old_first_day = query(wh, f"""select least((taken_over_at at time zone '{tz}')::date,
-                                      ((received_at - interval '1 day') at time zone '{tz}')::date,
-                                      ((processed_at - interval '1 day') at time zone '{tz}')::date)
-                                  from intermediate.int_movements where movement_id = %s""", (moved,))[0][0]
-    before_rows = _site_rows(wh, site)
+    # its earliest local day, before and after the revision
+    first_day = query(wh, f"""select least((taken_over_at at time zone '{tz}')::date,
+                                  ((received_at - interval '1 day') at time zone '{tz}')::date,
+                                  ((processed_at - interval '1 day') at time zone '{tz}')::date)
+                              from intermediate.int_movements where movement_id = %s""", (revised,))[0][0]
+    before = {s: _site_rows(wh, s) for s in sites | {site}}
     daily_before = _daily_built_at(wh)
     alerts_before = dict(query(wh, f"select alert_id, _tdw_built_at from marts.{ALERTS} where siret = %s", (site,)))
 
+    query(built["source"], f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = now() where id = %s',
+            (new_dest, bsd))
+    query(built["source"], f'update {SRC}."Form" set "emitterCompanySiret" = %s, "updatedAt" = now() where id = %s',
+            (new_origin, shipped_bsd))
     query(built["source"], f"""update {SRC}."Form" set "quantityReceived" = "quantityReceived" * 2,
                                    "receivedAt" = "receivedAt" - interval '1 day',
                                    "processedAt" = "processedAt" - interval '1 day', "updatedAt" = now()
-                               where id = %s""", (bsd,))
+                               where id = %s""", (revised_bsd,))
     extract(built["source"], wh)
     _build(settings, wh)
+    assert query(wh, "select destination_siret from intermediate.int_movements where movement_id = %s",
+                 (moved,)) == [(new_dest,)]
+    assert query(wh, "select origin_siret from intermediate.int_movements where movement_id = %s",
+                 (shipped,)) == [(new_origin,)]
     scope = _assert_scope_by_day(wh, daily_before)
-    # recomputed from the movement's earliest day (or earlier: the coverage's lookback re-reads
-    # the previous test's movements), yet not whole
-    assert site in scope and scope[site] <= old_first_day, (scope.get(site), old_first_day)
+    assert sites | {site} <= set(scope), (sites | {site}) - set(scope)
+    changed = {s for s in sites | {site} if _site_rows(wh, s) != before[s]}
+    assert changed == sites | {site}, f"sites whose rows did not change: {(sites | {site}) - changed}"
+    assert _rows_affected(settings)[DAILY] < _count(wh, DAILY) / 2
+    # the revised site: recomputed from the movement's earliest day (or earlier: the coverage's
+    # lookback re-reads the previous test's movements), yet not whole
+    assert scope[site] <= first_day, (scope[site], first_day)
     assert any(key[0] == site and key[2] < scope[site] for key in daily_before), "no row of the site kept"
-    assert _site_rows(wh, site) != before_rows
-    assert _rows_affected(settings)[DAILY] < _count(wh, DAILY) / 4
-    month_from = old_first_day.replace(day=1)
     kept_alerts = query(wh, f"""select alert_id, _tdw_built_at from marts.{ALERTS} where siret = %s
                                     and alert_kind not in ('annual_capacity_exceeded', 'storage_threshold_exceeded')
-                                    and period_start < %s""", (site, month_from))
+                                    and period_start < %s""", (site, scope[site].replace(day=1)))
     assert all(alerts_before.get(alert_id) == built_at for alert_id, built_at in kept_alerts), kept_alerts
-    _assert_no_diff(_diff_with_full_refresh(settings, wh))
+    incremental = {s: _site_rows(wh, s) for s in sites | {site}}
+
+    diffs = _diff_with_full_refresh(settings, wh)
+    _assert_no_diff(diffs)
+    assert {s: _site_rows(wh, s) for s in sites | {site}} == incremental
 
 
 def test_changed_authorisation_rewrites_whole_and_equals_full_refresh(built, settings):

@@ -109,7 +109,9 @@ outflows as (
         and movements.is_hazardous
         and not coalesce(movements.is_quantity_outlier, false)
         and movements.destination_siret is distinct from movements.origin_siret
-        {{ icpe_day_in_scope('icpe_daily_processing', 'movements.origin_siret', 'movements.taken_over_at', is_timestamp=true) }}
+        {{ icpe_day_in_scope(
+            'icpe_daily_processing', 'movements.origin_siret', 'movements.taken_over_at', is_timestamp=true
+        ) }}
     group by site_rubriques.siret, site_rubriques.rubrique_alinea, {{ local_date_if_valid('movements.taken_over_at') }}
 ),
 
@@ -212,30 +214,38 @@ carried as (
     {%- endif %}
 ),
 
+-- running sums over the days recomputed
+running_sums as (
+    select
+        *,
+        sum(received_t) over (
+            partition by siret, rubrique_alinea, date_trunc('year', day)
+            order by day rows between unbounded preceding and current row
+        ) as received_in_year_t,
+        sum(stock_in_t - stock_out_t) over (
+            partition by siret, rubrique_alinea
+            order by day rows between unbounded preceding and current row
+        ) as stock_change_t
+    from days
+),
+
 running as (
     select
-        days.*,
-        sum(days.received_t) over (
-            partition by days.siret, days.rubrique_alinea, date_trunc('year', days.day)
-            order by days.day rows between unbounded preceding and current row
-        )
+        running_sums.*,
+        running_sums.received_in_year_t
         + case
-            when date_trunc('year', carried.day) = date_trunc('year', days.day) then carried.ytd_received_t
+            when date_trunc('year', carried.day) = date_trunc('year', running_sums.day) then carried.ytd_received_t
             else 0
         end as ytd_received_t,
         case
-            when days.capacity_kind = 'storage'
-                then sum(days.stock_in_t - days.stock_out_t) over (
-                    partition by days.siret, days.rubrique_alinea
-                    order by days.day rows between unbounded preceding and current row
-                )
-                + coalesce(carried.theoretical_stock_t, 0)
+            when running_sums.capacity_kind = 'storage'
+                then running_sums.stock_change_t + coalesce(carried.theoretical_stock_t, 0)
         end as theoretical_stock_t
-    from days
+    from running_sums
     left join carried
         on
-            days.siret = carried.siret
-            and days.rubrique_alinea = carried.rubrique_alinea
+            running_sums.siret = carried.siret
+            and running_sums.rubrique_alinea = carried.rubrique_alinea
 ),
 
 -- Versions in force (several installations of one SIRET add up). The set in force changes only
