@@ -2,8 +2,9 @@
 
 int_icpe_conformity__coverage re-reads only the movements int_movements wrote since its own last
 build; mart_icpe_daily_processing and mart_icpe_conformity_alerts recompute only the sites
-(SIRETs) whose movements changed, old and new sites alike; all are rewritten whole when the authorisations (or the other ICPE inputs)
-changed content. The invariant: after a change in the source (or in the ICPE registry) + extract +
+(SIRETs) whose movements changed, old and new sites alike, and of those only the days (alert
+periods) from the earliest day the changes affect; all are rewritten whole when the
+authorisations (or the other ICPE inputs) changed content. The invariant: after a change in the source (or in the ICPE registry) + extract +
 an incremental ``dbt run``, each table equals a ``--full-refresh`` of it row for row (ignoring
 ``_tdw_built_at``), and an ordinary day's run writes a small fraction of the rows.
 
@@ -97,6 +98,34 @@ def _assert_no_diff(diffs) -> None:
     assert not found, f"{len(found)} rows differ (incremental vs full refresh):\n" + "\n".join(found[:20])
 
 
+def _daily_built_at(wh: str) -> dict[tuple, tuple]:
+    """{(siret, rubrique_alinea, day): (_tdw_built_at, row without it)} of the daily mart."""
+    return {(siret, rubrique, day): (built, row) for siret, rubrique, day, built, row in query(
+        wh, f"select siret, rubrique_alinea, day, _tdw_built_at, {VALUES.format('d')}::text from marts.{DAILY} as d")}
+
+
+def _assert_scope_by_day(wh: str, before: dict[tuple, tuple]) -> dict[str, dt.date]:
+    """After an incremental build of the daily mart, against the rows it had before: the build
+    logged its scope (icpe_conformity__daily_scope, not a whole rebuild), every row of a site in
+    scope dated before the site's from day, and every row of a site out of scope, was kept as it
+    was (same _tdw_built_at and values), and every row written is on or after its site's from
+    day. Returns the scope {siret: from_day}."""
+    logged = query(wh, """select siret, from_day from intermediate.icpe_conformity__daily_scope
+                          where built_at = (select max(built_at) from intermediate.icpe_conformity__daily_scope)""")
+    assert logged and all(siret is not None for siret, _ in logged), f"no by-day scope logged: {logged[:5]}"
+    (built_at,) = query(wh, "select max(built_at) from intermediate.icpe_conformity__daily_scope")[0]
+    scope = dict(logged)
+    after = _daily_built_at(wh)
+    kept = [key for key in before if key[0] not in scope or key[2] < scope[key[0]]]
+    assert all(after.get(key) == before[key] for key in kept), \
+        [(key, before[key][0], after.get(key, (None,))[0]) for key in kept if after.get(key) != before[key]][:5]
+    written = [key for key, (built, _) in after.items() if built == built_at]
+    assert all(key[0] in scope and key[2] >= scope[key[0]] for key in written)
+    assert len(after) == len(before) + len(written) - sum(
+        1 for key in before if key[0] in scope and key[2] >= scope[key[0]])
+    return scope
+
+
 def _site_rows(wh: str, siret: str) -> list[tuple]:
     return query(wh, f"select {VALUES.format('d')}::text from marts.{DAILY} as d where siret = %s order by 1",
                  (siret,))
@@ -138,13 +167,20 @@ def test_advanced_source_equals_full_refresh_and_reads_a_small_fraction(built, s
     wh = built["warehouse"]
     report = advance(built["source"], days=2, out_dir=built["tmp"].mktemp("advance"))
     assert sum(report["updated"].values()) + sum(report["inserted"].values()) > 0
+    before = _daily_built_at(wh)
     extract(built["source"], wh)
     _build(settings, wh)
     written = _rows_affected(settings)
+    scope = _assert_scope_by_day(wh, before)
+    # recent days: most sites in scope keep their earlier rows
+    first_days = dict(query(wh, f"select siret, min(day) from marts.{DAILY} group by siret"))
+    sites = [siret for siret in scope if siret in first_days]
+    assert sites and sum(1 for siret in sites if scope[siret] > first_days[siret]) > len(sites) / 2, scope
     coverage_total, daily_total = _count(wh, COVERAGE), _count(wh, DAILY)
-    # something changed at ICPE sites, yet far from everything was rewritten
+    # something changed at ICPE sites, yet far from everything was rewritten (the days changed are
+    # recent: the daily mart may have no row to rewrite)
     assert 0 < written[COVERAGE] < 0.2 * coverage_total, (written[COVERAGE], coverage_total)
-    assert 0 < written[DAILY] < 0.5 * daily_total, (written[DAILY], daily_total)
+    assert written[DAILY] < 0.5 * daily_total, (written[DAILY], daily_total)
     assert written[ALERTS] < 0.5 * _count(wh, ALERTS), (written[ALERTS], _count(wh, ALERTS))
     changes = query(wh, "select count(distinct siret) from intermediate.icpe_conformity__site_changes")[0][0]
     assert changes > 0
@@ -164,11 +200,16 @@ BSDD_MOVEMENT = """
     order by m.movement_id limit 1"""
 
 
-def test_movement_moved_between_sites_equals_full_refresh_at_both(built, settings):
-    """A reception moved from one ICPE site to another (destination SIRET changed), and a hazardous
-    shipment moved from one 2718 site to another (emitter changed): the old and the new site's
-    rows are recomputed."""
+def test_movements_moved_between_sites_or_revised_on_an_old_day_equal_full_refresh(built, settings):
+    """In one source change (one build, to spare CI time): a reception moved from one ICPE site
+    to another (destination SIRET changed), a hazardous shipment moved from one 2718 site to
+    another (emitter changed): the old and the new site's rows are recomputed; and, at another
+    site, a reception of months ago revised (quantity doubled, received and processed one day
+    earlier): the site's daily rows from the earliest of its old and new days are recomputed,
+    ytd and stock carried on from the rows before, which are kept, as are its alerts of the
+    months before. Both marts equal a full refresh."""
     wh = built["warehouse"]
+    tz = "Europe/Paris"
     moved, bsd, old_dest = query(wh, BSDD_MOVEMENT.format(end="destination", groupement="false", where="""
         exists (select 1 from intermediate.int_icpe_conformity__coverage as c
                 where c.movement_id = m.movement_id and c.capacity_kind is not null
@@ -186,26 +227,59 @@ def test_movement_moved_between_sites_equals_full_refresh_at_both(built, setting
                                  and siret not in (%s, %s) group by siret order by siret limit 1""",
                           (old_origin, old_dest, new_dest))[0]
     sites = {old_dest, new_dest, old_origin, new_origin}
-    before = {s: _site_rows(wh, s) for s in sites}
+    # the old reception: at another site, with daily rows more than 30 days before it
+    revised, revised_bsd, site = query(wh, BSDD_MOVEMENT.format(end="destination", groupement="false", where=f"""
+        m.bsd_id not in ('{bsd}', '{shipped_bsd}')
+        and m.destination_siret not in ('{"', '".join(sites)}')
+        and coalesce(m.origin_siret, '') not in ('{"', '".join(sites)}')
+        and m.received_at < now() - interval '120 days' and m.processed_at is not null
+        and m.taken_over_at is not null and m.quantity_received_t > 0
+        and exists (select 1 from intermediate.{COVERAGE} as c
+                    where c.movement_id = m.movement_id and c.capacity_kind is not null
+                        and c.processed_date is not null and c.counted_quantity_t > 0)
+        and exists (select 1 from marts.{DAILY} as d where d.siret = m.destination_siret
+                    and d.day < (m.taken_over_at at time zone '{tz}')::date - 30)"""))[0]
+    # its earliest local day, before and after the revision
+    first_day = query(wh, f"""select least((taken_over_at at time zone '{tz}')::date,
+                                  ((received_at - interval '1 day') at time zone '{tz}')::date,
+                                  ((processed_at - interval '1 day') at time zone '{tz}')::date)
+                              from intermediate.int_movements where movement_id = %s""", (revised,))[0][0]
+    before = {s: _site_rows(wh, s) for s in sites | {site}}
+    daily_before = _daily_built_at(wh)
+    alerts_before = dict(query(wh, f"select alert_id, _tdw_built_at from marts.{ALERTS} where siret = %s", (site,)))
 
     query(built["source"], f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = now() where id = %s',
             (new_dest, bsd))
     query(built["source"], f'update {SRC}."Form" set "emitterCompanySiret" = %s, "updatedAt" = now() where id = %s',
             (new_origin, shipped_bsd))
+    query(built["source"], f"""update {SRC}."Form" set "quantityReceived" = "quantityReceived" * 2,
+                                   "receivedAt" = "receivedAt" - interval '1 day',
+                                   "processedAt" = "processedAt" - interval '1 day', "updatedAt" = now()
+                               where id = %s""", (revised_bsd,))
     extract(built["source"], wh)
     _build(settings, wh)
     assert query(wh, "select destination_siret from intermediate.int_movements where movement_id = %s",
                  (moved,)) == [(new_dest,)]
     assert query(wh, "select origin_siret from intermediate.int_movements where movement_id = %s",
                  (shipped,)) == [(new_origin,)]
-    changed = {s for s in sites if _site_rows(wh, s) != before[s]}
-    assert changed == sites, f"sites whose rows did not change: {sites - changed}"
+    scope = _assert_scope_by_day(wh, daily_before)
+    assert sites | {site} <= set(scope), (sites | {site}) - set(scope)
+    changed = {s for s in sites | {site} if _site_rows(wh, s) != before[s]}
+    assert changed == sites | {site}, f"sites whose rows did not change: {(sites | {site}) - changed}"
     assert _rows_affected(settings)[DAILY] < _count(wh, DAILY) / 2
-    incremental = {s: _site_rows(wh, s) for s in sites}
+    # the revised site: recomputed from the movement's earliest day (or earlier: the coverage's
+    # lookback re-reads the previous test's movements), yet not whole
+    assert scope[site] <= first_day, (scope[site], first_day)
+    assert any(key[0] == site and key[2] < scope[site] for key in daily_before), "no row of the site kept"
+    kept_alerts = query(wh, f"""select alert_id, _tdw_built_at from marts.{ALERTS} where siret = %s
+                                    and alert_kind not in ('annual_capacity_exceeded', 'storage_threshold_exceeded')
+                                    and period_start < %s""", (site, scope[site].replace(day=1)))
+    assert all(alerts_before.get(alert_id) == built_at for alert_id, built_at in kept_alerts), kept_alerts
+    incremental = {s: _site_rows(wh, s) for s in sites | {site}}
 
     diffs = _diff_with_full_refresh(settings, wh)
     _assert_no_diff(diffs)
-    assert {s: _site_rows(wh, s) for s in sites} == incremental
+    assert {s: _site_rows(wh, s) for s in sites | {site}} == incremental
 
 
 def test_changed_authorisation_rewrites_whole_and_equals_full_refresh(built, settings):

@@ -14,20 +14,22 @@
       version in force has a unit the rule cannot compare with tonnes (no check made).
     Tonnes are accepted tonnes, outliers excluded. bsd_ids lists the BSDs involved.
 
-    Incremental by site (macros/icpe_incremental.sql): the alerts of a SIRET are recomputed when
-    mart_icpe_daily_processing rewrote its rows or the coverage logged a change of its movements
-    since this table's latest _tdw_built_at; those of the sites with an open 2718 episode too
-    when the latest evaluated 2718 day of all sites, on which it ends, moved. Rebuilt whole when the coverage was
-    rewritten whole since (authorisations or other ICPE inputs changed). -#}
+    Incremental by site and period (macros/icpe_incremental.sql): for each SIRET with a from day
+    (the earliest local day changed since this table's latest _tdw_built_at: in the coverage,
+    logged in icpe_conformity__site_changes, or in mart_icpe_daily_processing, logged in
+    icpe_conformity__daily_scope; for the sites with an open 2718 episode, its end when the
+    latest evaluated 2718 day of all sites, on which it ends, moved), the alerts from a cut-off
+    on are recomputed (period_start >= cut-off): the first day of the from day's month for the
+    monthly and daily kinds, 1 January of its year for annual_capacity_exceeded, the start of
+    the earliest 2718 episode whose closing evaluation is on or after the from day for
+    storage_threshold_exceeded. Rebuilt whole when the coverage was rewritten whole since
+    (authorisations or other ICPE inputs changed) or a change log cannot vouch. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='append_new_columns',
-        pre_hook=[
-            "{{ icpe_site_scope_pre_hook(this, 'icpe_conformity_alerts', rewritten=ref('mart_icpe_daily_processing'),"
-            ~ " extra_sirets=icpe_open_storage_episode_sirets(this, ref('mart_icpe_daily_processing'))) }}",
-        ],
+        pre_hook=["{{ icpe_conformity_alerts_pre_hook(this, ref('mart_icpe_daily_processing')) }}"],
         indexes=[
             {'columns': ['alert_id'], 'unique': true},
             {'columns': ['siret']},
@@ -59,11 +61,11 @@ processed_movements as (
         bool_or(is_operation_mapped) as is_operation_mapped,
         min(candidate_rubriques) as candidate_rubriques,
         bool_or(is_in_force_on_processed_date) as is_authorised
-    from {{ ref('int_icpe_conformity__coverage') }}
+    from {{ ref('int_icpe_conformity__coverage') }} as coverage
     where
         operation_code is not null
         and processed_date is not null
-        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
+        {{ icpe_day_in_scope('icpe_conformity_alerts', 'coverage.siret', 'coverage.processed_date', 'month_from') }}
     group by movement_id
 ),
 
@@ -148,7 +150,7 @@ daily_capacity as (
             and daily.day = coverage.processed_date
     where
         daily.is_daily_capacity_exceeded
-        {{ icpe_site_in_scope('icpe_conformity_alerts', 'daily.siret') }}
+        {{ icpe_day_in_scope('icpe_conformity_alerts', 'daily.siret', 'daily.day', 'month_from') }}
     group by
         daily.siret, daily.s3ic_id, daily.departement_code, daily.day, daily.rubrique_alinea,
         daily.authorised_quantity, daily.rule_unit, daily.processed_t
@@ -159,10 +161,10 @@ annual_days as (
         *,
         date_trunc('year', day)::date as year_start,
         coalesce(authorisation_ids, '') as authorisation_key
-    from {{ ref('mart_icpe_daily_processing') }}
+    from {{ ref('mart_icpe_daily_processing') }} as daily
     where
         is_annual_capacity_exceeded
-        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
+        {{ icpe_day_in_scope('icpe_conformity_alerts', 'daily.siret', 'daily.day', 'year_from') }}
 ),
 
 annual_groups as (
@@ -230,10 +232,10 @@ storage_days as (
         sum(case when is_storage_threshold_exceeded then 0 else 1 end) over (
             partition by siret, rubrique_alinea order by day rows between unbounded preceding and current row
         ) as island
-    from {{ ref('mart_icpe_daily_processing') }}
+    from {{ ref('mart_icpe_daily_processing') }} as daily
     where
         capacity_kind = 'storage'
-        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
+        {{ icpe_day_in_scope('icpe_conformity_alerts', 'daily.siret', 'daily.day', 'storage_from') }}
 ),
 
 storage_episodes as (
@@ -295,14 +297,14 @@ not_comparable_days as (
     select
         *,
         date_trunc('month', day)::date as month_start
-    from {{ ref('mart_icpe_daily_processing') }}
+    from {{ ref('mart_icpe_daily_processing') }} as daily
     where
         not is_unit_comparable
         and (
             (capacity_kind = 'daily' and n_movements_processed > 0)
             or (capacity_kind in ('annual', 'storage') and n_movements_received > 0)
         )
-        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
+        {{ icpe_day_in_scope('icpe_conformity_alerts', 'daily.siret', 'daily.day', 'month_from') }}
 ),
 
 not_comparable_groups as (
@@ -333,10 +335,12 @@ coverage_activity as (
         waste_code,
         effective_operation_code,
         case when capacity_kind = 'daily' then processed_date else received_date end as activity_date
-    from {{ ref('int_icpe_conformity__coverage') }}
+    from {{ ref('int_icpe_conformity__coverage') }} as coverage
     where
         capacity_kind is not null
-        {{ icpe_site_in_scope('icpe_conformity_alerts') }}
+        {{ icpe_day_in_scope('icpe_conformity_alerts', 'coverage.siret',
+            "case when coverage.capacity_kind = 'daily' then coverage.processed_date else coverage.received_date end",
+            'month_from') }}
 ),
 
 not_comparable_bsds as (

@@ -15,18 +15,24 @@
     one SIRET add up); a check is only made when every version in force has the rule's unit
     (t/j, t/an, t), else is_unit_comparable is false and the alerts mart reports unit_not_comparable.
 
-    Incremental by site (macros/icpe_incremental.sql): every row of a SIRET is recomputed (all
-    its days: ytd_received_t and theoretical_stock_t are cumulative) when, since this table's
-    latest _tdw_built_at, the coverage re-read a movement that reaches or left it as destination
-    or origin (icpe_conformity__site_changes, old and new SIRETs), or a movement it sent out got
-    a take-over date that is no longer in the future. The whole table is rebuilt when the
-    coverage was rewritten whole since (authorisations or the other ICPE inputs changed). -#}
+    Incremental by site and day (macros/icpe_incremental.sql): for each SIRET whose movements
+    changed since this table's latest _tdw_built_at (the coverage re-read a movement that
+    reaches or left it as destination or origin: icpe_conformity__site_changes, old and new
+    SIRETs; or a movement it sent out got a take-over date that is no longer in the future),
+    the rows from the earliest local day the changes affect (the old and new taken-over,
+    received and processed days of those movements) are recomputed; its earlier rows stand. The
+    cumulative columns carry on from the last row kept of the site × rubrique: ytd_received_t
+    adds its ytd_received_t when it is of the same calendar year, theoretical_stock_t its
+    stock. Each such (SIRET, from day) is logged for the alerts mart by a post-hook
+    (icpe_conformity__daily_scope, under this table's oid). The whole table is rebuilt when the coverage was rewritten
+    whole since (authorisations or the other ICPE inputs changed) or a change log cannot vouch. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='append_new_columns',
-        pre_hook=["{{ icpe_site_scope_pre_hook(this, 'icpe_daily_processing') }}"],
+        pre_hook=["{{ icpe_daily_processing_pre_hook(this) }}"],
+        post_hook=["{{ icpe_daily_processing_post_hook(this) }}"],
         indexes=[
             {'columns': ['daily_processing_id'], 'unique': true},
             {'columns': ['siret', 'rubrique_alinea', 'day']},
@@ -64,11 +70,11 @@ processed as (
         processed_date as day,
         sum(counted_quantity_t) as processed_t,
         count(*) as n_movements_processed
-    from {{ ref('int_icpe_conformity__coverage') }}
+    from {{ ref('int_icpe_conformity__coverage') }} as coverage
     where
         capacity_kind is not null
         and processed_date is not null
-        {{ icpe_site_in_scope('icpe_daily_processing') }}
+        {{ icpe_day_in_scope('icpe_daily_processing', 'coverage.siret', 'coverage.processed_date') }}
     group by siret, rubrique_alinea, processed_date
 ),
 
@@ -80,11 +86,11 @@ received as (
         sum(counted_quantity_t) as received_t,
         count(*) as n_movements_received,
         sum(case when capacity_kind = 'storage' then counted_quantity_t else 0 end) as stock_in_t
-    from {{ ref('int_icpe_conformity__coverage') }}
+    from {{ ref('int_icpe_conformity__coverage') }} as coverage
     where
         capacity_kind is not null
         and received_date is not null
-        {{ icpe_site_in_scope('icpe_daily_processing') }}
+        {{ icpe_day_in_scope('icpe_daily_processing', 'coverage.siret', 'coverage.received_date') }}
     group by siret, rubrique_alinea, received_date
 ),
 
@@ -103,7 +109,9 @@ outflows as (
         and movements.is_hazardous
         and not coalesce(movements.is_quantity_outlier, false)
         and movements.destination_siret is distinct from movements.origin_siret
-        {{ icpe_site_in_scope('icpe_daily_processing', 'movements.origin_siret') }}
+        {{ icpe_day_in_scope(
+            'icpe_daily_processing', 'movements.origin_siret', 'movements.taken_over_at', is_timestamp=true
+        ) }}
     group by site_rubriques.siret, site_rubriques.rubrique_alinea, {{ local_date_if_valid('movements.taken_over_at') }}
 ),
 
@@ -174,21 +182,70 @@ days as (
         events.day
 ),
 
-running as (
+-- incremental run: the last row kept (before the site's from day: the pre-hook deleted the
+-- later ones) of each site x rubrique, from which the cumulative columns carry on
+carried as (
+    {%- if is_incremental() %}
+        select
+            site_rubriques.siret,
+            site_rubriques.rubrique_alinea,
+            last_kept.day,
+            last_kept.ytd_received_t,
+            last_kept.theoretical_stock_t
+        from site_rubriques
+        cross join lateral (
+            select
+                kept.day,
+                kept.ytd_received_t,
+                kept.theoretical_stock_t
+            from {{ this }} as kept
+            where kept.siret = site_rubriques.siret and kept.rubrique_alinea = site_rubriques.rubrique_alinea
+            order by kept.day desc
+            limit 1
+        ) as last_kept
+    {%- else %}
+        select
+            null::text as siret,
+            null::text as rubrique_alinea,
+            null::date as day,
+            null::numeric as ytd_received_t,
+            null::numeric as theoretical_stock_t
+        where false
+    {%- endif %}
+),
+
+-- running sums over the days recomputed
+running_sums as (
     select
         *,
         sum(received_t) over (
             partition by siret, rubrique_alinea, date_trunc('year', day)
             order by day rows between unbounded preceding and current row
-        ) as ytd_received_t,
-        case
-            when capacity_kind = 'storage'
-                then sum(stock_in_t - stock_out_t) over (
-                    partition by siret, rubrique_alinea
-                    order by day rows between unbounded preceding and current row
-                )
-        end as theoretical_stock_t
+        ) as received_in_year_t,
+        sum(stock_in_t - stock_out_t) over (
+            partition by siret, rubrique_alinea
+            order by day rows between unbounded preceding and current row
+        ) as stock_change_t
     from days
+),
+
+running as (
+    select
+        running_sums.*,
+        running_sums.received_in_year_t
+        + case
+            when date_trunc('year', carried.day) = date_trunc('year', running_sums.day) then carried.ytd_received_t
+            else 0
+        end as ytd_received_t,
+        case
+            when running_sums.capacity_kind = 'storage'
+                then running_sums.stock_change_t + coalesce(carried.theoretical_stock_t, 0)
+        end as theoretical_stock_t
+    from running_sums
+    left join carried
+        on
+            running_sums.siret = carried.siret
+            and running_sums.rubrique_alinea = carried.rubrique_alinea
 ),
 
 -- Versions in force (several installations of one SIRET add up). The set in force changes only
