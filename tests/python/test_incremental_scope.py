@@ -629,6 +629,16 @@ def round2(round1, built, settings):
     table = {"BSDD": "Form", "BSDA": "Bsda"}[kind]
     _source(built, f'update {SRC}."{table}" set "isDeleted" = true, "updatedAt" = {now} where id = %s', (bsd,))
 
+    # a company's SIRET changed: the SIRET it leaves is no longer registered
+    siret, touching = pick.site("""
+        select s.siret from intermediate.int_sites__located as s where s.is_registered
+            and (select count(*) from staging.stg_trackdechets__companies as c where c.siret = s.siret) = 1
+        order by 1""")
+    ids["company_siret_changed"] = touching + ["85009876500020"]
+    built["left_siret"] = siret
+    _source(built, f'update {SRC}."Company" set siret = %s, "updatedAt" = {now} where siret = %s',
+            ("85009876500020", siret))
+
     extract(built["source"], wh)
     extract(built["source"], wh, tables=["Form", "BsffPackaging", "Bsvhu", "BsvhuTransporter"], full=True)
     return _round(settings, wh, built)
@@ -660,6 +670,12 @@ def test_bordereau_deleted_site_gone(round2, built):
     _assert_same(round2, *built["ids2"]["bsd_deleted_site_gone"])
     assert not _ids(built["warehouse"], f"select siret from {SNAP}.int_sites__located where siret = %s",
                     (built["deleted_site"],))
+
+
+def test_company_siret_changed(round2, built):
+    _assert_same(round2, *built["ids2"]["company_siret_changed"])
+    assert not _ids(built["warehouse"], f"select siret from {SNAP}.int_sites__located where siret = %s "
+                                        "and is_registered", (built["left_siret"],))
 
 
 def test_round2_rewrites_only_changed_keys(round2, built):
