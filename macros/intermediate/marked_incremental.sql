@@ -17,15 +17,18 @@
     its rows (count and sum of 64-bit row hashes), for each view of `views` its definition, and
     each (label, text) of `literals` as is. -#}
 {% macro incremental_fingerprint(logic, contents=[], views=[], literals=[]) -%}
+    {#- contents: (label, relation) hashes whole rows, (label, relation, columns) those columns -#}
     concat_ws(' ',
         'logic={{ local_md5(logic) }}'
         {%- for label, value in literals %},
         '{{ label }}={{ value | replace("'", "''") }}'
         {%- endfor %}
-        {%- for label, relation in contents %},
-        '{{ label }}=' || (
-            select count(*) || ':' || coalesce(sum(hashtextextended(r::text, 0)::numeric), 0)
-            from {{ relation }} as r
+        {%- for content in contents %},
+        '{{ content[0] }}=' || (
+            select count(*) || ':' || coalesce(sum(hashtextextended(
+                {%- if content | length > 2 %}concat_ws('|', r.{{ content[2] | join(', r.') }}){% else %}r::text{% endif -%}
+            , 0)::numeric), 0)
+            from {{ content[1] }} as r
         )
         {%- endfor %}
         {%- for label, view in views %},
@@ -34,11 +37,14 @@
     )
 {%- endmacro %}
 
-{#- meta.intermediate_marks (same definition as delete_bordereaux_gone_from_source: the post-hook
+{#- `deletions`: the raw deletion state of the tables whose hard deletes the model looks for by
+    an anti-join, only when it changed since the mark (<name>_state.deletions_changed), as
+    delete_bordereaux_gone_from_source; recorded after ' | ' in raw_deletions.
+    meta.intermediate_marks (same definition as delete_bordereaux_gone_from_source: the post-hook
     of int_bordereaux__unioned, upstream of both models, creates it first, under its advisory
     lock; not taken here, where it would be held for the whole build) and the <name>_state
     temporary table. -#}
-{% macro incremental_mark_state(relation, name, fingerprint) -%}
+{% macro incremental_mark_state(relation, name, fingerprint, deletions='') -%}
     create table if not exists meta.intermediate_marks (
         relid oid primary key,
         table_name text not null,
@@ -47,21 +53,16 @@
     );
     drop table if exists pg_temp.{{ name }}_state;
     create temporary table {{ name }}_state on commit drop as
-    select state, since, since is null as is_full
-    from (
-        select
-            current_state.state,
-            {%- if is_incremental() %}
-                (
-                    select mark.built_at from meta.intermediate_marks as mark
-                    where mark.relid = '{{ relation.include(database=false) }}'::regclass
-                        and mark.raw_deletions = current_state.state
-                ) as since
-            {%- else %}
-                null::timestamptz as since
-            {%- endif %}
-        from (select {{ fingerprint }} as state) as current_state
-    ) as marked
+    with current_state as materialized (select {{ fingerprint }} as fingerprint)
+    select
+        current_state.fingerprint || ' | ' || '{{ deletions }}' as state,
+        mark.built_at as since,
+        mark.built_at is null as is_full,
+        split_part(mark.raw_deletions, ' | ', 2) is distinct from '{{ deletions }}' as deletions_changed
+    from current_state
+    left join meta.intermediate_marks as mark
+        on {% if is_incremental() %}mark.relid = '{{ relation.include(database=false) }}'::regclass{% else %}false{% endif %}
+        and split_part(mark.raw_deletions, ' | ', 1) = current_state.fingerprint
 {%- endmacro %}
 
 {#- Post-hook: record the mark (the fingerprint read by the pre-hook, this transaction's time). -#}
@@ -102,8 +103,10 @@
     values taken off), and those (old and new) of Company / AnonymousCompany rows loaded after
     the mark minus var('tdw_incremental_lookback_minutes'). Whole rewrite when the fingerprint
     changed: the model's code and the geography macros, the content of the geography
-    reference tables, the deletion state of the raw Company and AnonymousCompany tables
-    (replica_raw_deletions: a deleted row leaves no loaded row), the staging views'
+    reference tables (the columns read), the deletion state of the raw Company and
+    AnonymousCompany tables (replica_raw_deletions: a hard-deleted row leaves no loaded row;
+    a hard-deleted bordereau is found by an anti-join, run only when the raw bordereau tables'
+    deletion state changed), the staging views'
     definitions, and the oids of the bookkeeping tables (recreated = lost).
     ---------------------------------------------------------------------------------------- -#}
 
@@ -147,9 +150,22 @@
     where written.siret is not null
 {%- endmacro %}
 
+{#- The raw deletion state of the raw bordereau tables (bordereau_raw_tables()), as text. -#}
+{% macro sites_located_bordereau_deletions() -%}
+    {%- set states = [] -%}
+    {%- if execute -%}
+        {%- for raw in bordereau_raw_tables() -%}
+            {%- do states.append(raw ~ '=' ~ replica_raw_deletions(source('trackdechets', raw))) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(states | join(' ')) }}
+{%- endmacro %}
+
 {% macro sites_located_pre_hook(relation) -%}
     {%- set t = sites_located_bookkeeping(relation.schema) -%}
     {%- set bordereaux = ref('int_bordereaux__unioned') -%}
+    {#- the geography columns the model reads (address_location_columns, anonymous communes) -#}
+    {%- set geo_columns = ['code_commune', 'latitude', 'longitude', 'code_departement', 'code_region'] -%}
     {%- set lookback = "interval '" ~ var('tdw_incremental_lookback_minutes') ~ " minutes'" -%}
     {%- set logic = model.raw_code ~ address_location_joins('a', 'p', 'c') ~ address_location_columns('a', 'x_')
         ~ sites_located_bordereau_columns('r') ~ sites_located_written('w') -%}
@@ -180,10 +196,10 @@
     );
     {{ incremental_mark_state(relation, 'sites_located', incremental_fingerprint(logic,
         contents=[
-            ('communes', ref('int_geo__communes')),
-            ('postal_code_cities', ref('int_geo__postal_code_cities')),
-            ('postal_codes', ref('int_geo__postal_codes')),
-            ('departements', ref('int_geo__departement_centroids')),
+            ('communes', ref('int_geo__communes'), geo_columns),
+            ('postal_code_cities', ref('int_geo__postal_code_cities'), ['code_postal', 'city_key'] + geo_columns),
+            ('postal_codes', ref('int_geo__postal_codes'), ['code_postal'] + geo_columns),
+            ('departements', ref('int_geo__departement_centroids'), ['code_departement', 'code_region', 'latitude', 'longitude']),
             ('bookkeeping', "(select '" ~ t.bordereaux ~ "'::regclass::oid union all select '" ~ t.counts
                 ~ "'::regclass::oid union all select '" ~ t.companies ~ "'::regclass::oid)"),
         ],
@@ -194,17 +210,29 @@
         views=[
             ('stg_companies', ref('stg_trackdechets__companies')),
             ('stg_anonymous', ref('stg_trackdechets__anonymous_companies')),
-        ])) }};
+        ]), deletions=sites_located_bordereau_deletions()) }};
 
     -- bordereaux whose SIRETs or addresses may have changed: written by int_bordereaux__unioned
-    -- since the mark, or gone from it
+    -- since the mark, or gone from it - a bordereau leaves it when its own raw row turns draft or
+    -- deleted (loaded since the mark: looked up on the raw tables' _tdw_loaded_at index) or is
+    -- hard-deleted (anti-join, only when a raw bordereau table's deletion state changed)
     drop table if exists pg_temp.sites_located_bsd_scope;
     create temporary table sites_located_bsd_scope on commit drop as
     select bsd.bsd_id from {{ bordereaux }} as bsd
     where bsd._tdw_built_at > (select state.since from pg_temp.sites_located_state as state)
     union
     select stored.bsd_id from {{ t.bordereaux }} as stored
-    where (select state.since from pg_temp.sites_located_state as state) is not null
+    where (select state.deletions_changed and not state.is_full from pg_temp.sites_located_state as state)
+        and not exists (select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = stored.bsd_id)
+    union
+    select stored.bsd_id from {{ t.bordereaux }} as stored
+    where stored.bsd_id in (
+        {%- for kind in ['bsdd', 'bsda', 'bsff', 'bsdasri', 'bsvhu', 'bspaoh'] %}
+            select loaded.bsd_id from {{ ref('stg_trackdechets__' ~ kind) }} as loaded
+            where loaded._tdw_loaded_at > (select state.since from pg_temp.sites_located_state as state) - {{ lookback }}
+            {{ 'union all' if not loop.last }}
+        {%- endfor %}
+    )
         and not exists (select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = stored.bsd_id);
     analyze pg_temp.sites_located_bsd_scope;
 
@@ -332,10 +360,12 @@
     Its inputs: the FormGroupement rows (stg_trackdechets__bsdd_groupements) and both
     bordereaux of each in int_bordereaux__unioned. The scope (groupement_id): groupements loaded
     after the mark minus var('tdw_incremental_lookback_minutes'); those whose initial or
-    grouping BSDD int_bordereaux__unioned wrote after the mark; the stored rows whose counted
-    end is gone from int_bordereaux__unioned, and those whose groupement is gone from staging
-    (deleted: the pre-hook deletes them, the model does not bring them back). Whole rewrite
-    when the fingerprint (the model's code, the staging view's definition) changed.
+    grouping BSDD int_bordereaux__unioned wrote after the mark, or whose Form row was loaded
+    after it (an end that left int_bordereaux__unioned: draft, deleted); the stored rows whose
+    groupement is gone from staging (deleted: the pre-hook deletes them, the model does not
+    bring them back); when the raw Form deletion state changed, the stored rows whose counted
+    end is gone. Whole rewrite when the fingerprint (the model's code, the staging view's
+    definition) changed.
     ---------------------------------------------------------------------------------------- -#}
 
 {% macro bsdd_groupements_pre_hook(relation) -%}
@@ -343,13 +373,21 @@
     {%- set groupements = ref('stg_trackdechets__bsdd_groupements') -%}
     {%- set lookback = "interval '" ~ var('tdw_incremental_lookback_minutes') ~ " minutes'" -%}
     {{ incremental_mark_state(relation, 'bsdd_groupements', incremental_fingerprint(model.raw_code,
-        views=[('stg_groupements', groupements)])) }};
+        views=[('stg_groupements', groupements)]),
+        deletions=('Form=' ~ replica_raw_deletions(source('trackdechets', 'Form'))) if execute else '') }};
 
     drop table if exists pg_temp.bsdd_groupements_scope;
     create temporary table bsdd_groupements_scope on commit drop as
     with written_bsd as materialized (
         select bsd.bsd_id from {{ bordereaux }} as bsd
         where bsd._tdw_built_at > (select state.since from pg_temp.bsdd_groupements_state as state)
+    ),
+
+    -- a BSDD leaves int_bordereaux__unioned when its own Form row turns draft or deleted (loaded
+    -- since the mark) or is hard-deleted (anti-join below, when the raw Form deletion state changed)
+    loaded_form as materialized (
+        select form.bsd_id from {{ ref('stg_trackdechets__bsdd') }} as form
+        where form._tdw_loaded_at > (select state.since from pg_temp.bsdd_groupements_state as state) - {{ lookback }}
     )
     select groupement.groupement_id as key from {{ groupements }} as groupement
     where groupement._tdw_loaded_at > (select state.since from pg_temp.bsdd_groupements_state as state) - {{ lookback }}
@@ -357,10 +395,22 @@
     select groupement.groupement_id from {{ groupements }} as groupement
     where groupement.initial_bsd_id = any(array(select written_bsd.bsd_id from written_bsd))
         or groupement.grouping_bsd_id = any(array(select written_bsd.bsd_id from written_bsd))
+    union
+    select groupement.groupement_id from {{ groupements }} as groupement
+    where groupement.initial_bsd_id = any(array(select loaded_form.bsd_id from loaded_form))
+        or groupement.grouping_bsd_id = any(array(select loaded_form.bsd_id from loaded_form))
     {%- if is_incremental() %}
         union
         select stored.groupement_id from {{ relation }} as stored
         where (select state.since from pg_temp.bsdd_groupements_state as state) is not null
+            and not exists (
+                select 1 from {{ groupements }} as groupement
+                where groupement.groupement_id = stored.groupement_id
+            )
+        union
+        -- a counted end hard-deleted (only when the raw Form deletion state changed)
+        select stored.groupement_id from {{ relation }} as stored
+        where (select state.deletions_changed and not state.is_full from pg_temp.bsdd_groupements_state as state)
             and (
                 (stored.is_initial_counted and not exists (
                     select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = stored.initial_bsd_id
@@ -368,10 +418,6 @@
                 or (stored.is_grouping_counted and not exists (
                     select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = stored.grouping_bsd_id
                 ))
-                or not exists (
-                    select 1 from {{ groupements }} as groupement
-                    where groupement.groupement_id = stored.groupement_id
-                )
             )
     {%- endif %};
     analyze pg_temp.bsdd_groupements_scope;

@@ -33,9 +33,26 @@ groupements as (
         {{ incremental_key_in_scope('bsdd_groupements', 'groupement_id') }}
 ),
 
-bordereaux as (
-    select * from {{ ref('int_bordereaux__unioned') }}
-)
+{% if is_incremental() -%}
+    -- the ends of the groupements in scope, looked up by bsd_id (all of them on a whole rewrite;
+    -- the one-time filters skip the branch not taken)
+    bordereaux as (
+        select * from {{ ref('int_bordereaux__unioned') }}
+        where (select state.is_full from pg_temp.bsdd_groupements_state as state)
+        union all
+        select * from {{ ref('int_bordereaux__unioned') }}
+        where not (select state.is_full from pg_temp.bsdd_groupements_state as state)
+            and bsd_id = any(array(
+                select groupements.initial_bsd_id from groupements
+                union
+                select groupements.grouping_bsd_id from groupements
+            ))
+    )
+{%- else -%}
+    bordereaux as (
+        select * from {{ ref('int_bordereaux__unioned') }}
+    )
+{%- endif %}
 
 select
     -- ids
