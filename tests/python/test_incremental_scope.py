@@ -4,7 +4,10 @@ int_bordereaux__unioned and int_movements re-read only the bordereaux in their *
 loaded since the table's high-water mark, plus the bordereaux linked to them:
 macros/intermediate/incremental_scope.sql); fct_bordereaux and fct_movements follow them. The
 invariant: after any change in the source + ``extract`` + an incremental ``dbt run``, every one
-of these tables equals a ``--full-refresh`` of the same models, row for row.
+of these tables equals a ``--full-refresh`` of the same models, row for row. int_sites__located and
+int_bsdd__groupements recompute only the SIRETs / groupements whose inputs changed since their mark
+(macros/intermediate/marked_incremental.sql): the same comparison, plus the rows they rewrote
+(xmin) checked against the rows whose inputs changed.
 
 How: simulate (small) → extract → build once; then three *rounds*, each applying a batch of
 source changes (one per scenario, on disjoint bordereaux), extracting, running the models
@@ -29,7 +32,7 @@ from tdw import db
 from tdw.dbt import run_dbt
 from tdw.extract import extract
 from tdw.reference import load_reference
-from tdw.simulator import simulate
+from tdw.simulator import advance, simulate
 
 from conftest import query
 
@@ -43,6 +46,7 @@ COMPARED = {
     "intermediate.int_bordereaux__unioned": ("bsd_id", "bsd_id"),
     "intermediate.int_movements": ("movement_id", "bsd_id"),
     "intermediate.int_sites__located": ("siret", "siret"),
+    "intermediate.int_bsdd__groupements": ("groupement_id", "initial_bsd_id"),
     "marts.fct_bordereaux": ("bsd_id", "bsd_id"),
     "marts.fct_movements": ("movement_id", "bsd_id"),
 }
@@ -112,10 +116,64 @@ def _compare_with_full_refresh(settings, warehouse: str) -> dict[str, dict[str, 
     return diffs
 
 
-def _round(settings, warehouse: str) -> dict[str, dict[str, dict]]:
-    """Incremental run of the models, then the diff against a full refresh."""
+SIRET_COLUMNS = "emitter_siret, destination_siret, transporter_siret, temp_storer_siret, eco_organisme_siret"
+
+
+def _row_versions(dsn: str) -> dict[str, dict]:
+    """xmin of every row of the key-incremental tables, and of every bordereau with its SIRETs."""
+    return {
+        "sites": dict(query(dsn, "select siret, xmin::text from intermediate.int_sites__located")),
+        "groupements": dict(query(dsn, "select groupement_id, xmin::text from intermediate.int_bsdd__groupements")),
+        "bordereaux": {row[0]: (row[1], set(filter(None, row[2:]))) for row in query(
+            dsn, f"select bsd_id, xmin::text, {SIRET_COLUMNS} from intermediate.int_bordereaux__unioned")},
+    }
+
+
+def _rewritten(before: dict, after: dict) -> set:
+    """Keys inserted, deleted or rewritten (another xmin) between two _row_versions maps."""
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def _round(settings, warehouse: str, built: dict) -> dict[str, dict[str, dict]]:
+    """Incremental run of the models, then the diff against a full refresh.
+
+    Also records in built["rewrites"] what the incremental run rewrote in int_sites__located and
+    int_bsdd__groupements, and the most it may rewrite: the SIRETs (old and new) of the
+    bordereaux int_bordereaux__unioned rewrote or deleted and of the companies loaded since the
+    previous build; the groupements loaded since, or with such a bordereau at either end.
+    """
+    before = _row_versions(warehouse)
     _dbt(settings, warehouse, "run", "--select", *MODELS)
-    return _compare_with_full_refresh(settings, warehouse)
+    after = _row_versions(warehouse)
+    changed_bsd = _rewritten(before["bordereaux"], after["bordereaux"])
+    since = built["last_build"]
+    site_bound = {siret for versions in (before["bordereaux"], after["bordereaux"]) for bsd in changed_bsd
+                  for siret in versions.get(bsd, (None, set()))[1]}
+    site_bound |= set(_ids(warehouse, """
+        select siret from staging.stg_trackdechets__companies where _tdw_loaded_at > %(since)s
+        union select siret from staging.stg_trackdechets__anonymous_companies where _tdw_loaded_at > %(since)s""",
+                           {"since": since}))
+    groupement_bound = {g for g, initial, grouping, loaded in query(warehouse, """
+        select groupement_id, initial_bsd_id, grouping_bsd_id, _tdw_loaded_at
+        from staging.stg_trackdechets__bsdd_groupements""")
+                        if initial in changed_bsd or grouping in changed_bsd or loaded > since}
+    groupement_bound |= before["groupements"].keys() - after["groupements"].keys()
+    built["rewrites"] = {
+        "sites": (_rewritten(before["sites"], after["sites"]), site_bound, len(after["sites"])),
+        "groupements": (_rewritten(before["groupements"], after["groupements"]), groupement_bound,
+                        len(after["groupements"])),
+    }
+    diffs = _compare_with_full_refresh(settings, warehouse)
+    built["last_build"] = query(warehouse, "select now()")[0][0]
+    return diffs
+
+
+def _assert_rewrites_bounded(built) -> None:
+    """The key-incremental tables rewrote only rows whose inputs changed, and not the whole table."""
+    for table, (rewritten, bound, total) in built["rewrites"].items():
+        assert rewritten <= bound, f"{table}: rows rewritten without a changed input: {sorted(rewritten - bound)[:10]}"
+        assert len(rewritten) < total / 2, f"{table}: {len(rewritten)} of {total} rows rewritten"
+    assert built["rewrites"]["sites"][0], "int_sites__located: nothing rewritten"
 
 
 def _differences(diffs, owners) -> list[str]:
@@ -153,7 +211,7 @@ def built(module_database, settings, tmp_path_factory):
     extract(source, warehouse)
     _dbt(settings, warehouse, "seed", "--select", "processing_operations_extra")
     _dbt(settings, warehouse, "run", "--select", "staging.reference", "intermediate.geo", *MODELS)
-    yield {"source": source, "warehouse": warehouse, "ids": {}}
+    yield {"source": source, "warehouse": warehouse, "ids": {}, "last_build": query(warehouse, "select now()")[0][0]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -243,9 +301,14 @@ def _clone(table: str, where: str, overrides: str) -> str:
 def test_run_with_nothing_changed_changes_nothing(built, settings):
     warehouse = built["warehouse"]
     before = _fingerprints(warehouse)
+    versions = _row_versions(warehouse)
     extract(built["source"], warehouse)
     _dbt(settings, warehouse, "run", "--select", *MODELS)
     assert _fingerprints(warehouse) == before
+    # the key-incremental tables rewrote no row (their scope is empty)
+    after = _row_versions(warehouse)
+    for table in ("sites", "groupements"):
+        assert versions[table] and after[table] == versions[table], f"{table}: rows rewritten"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -367,9 +430,28 @@ def round1(built, settings):
                           "jsonb_build_object('id', %(id)s, 'formId', %(form)s, 'loggedAt', now())"),
             {"id": _new_id(), "form": logged})
 
+    # a bordereau's destination SIRET changed: both SIRETs' address counts move
+    (moved,) = pick.take(PLAIN_BSDD.format(extra="and b.destination_siret is not null"))
+    old_siret = _ids(wh, "select destination_siret from intermediate.int_bordereaux__unioned where bsd_id = %s",
+                     (moved,))[0]
+    ids["bsd_destination_siret_changed"] = [moved, old_siret, "85009876500012"]
+    _source(built, f'update {SRC}."Form" set "recipientCompanySiret" = %s, "updatedAt" = {now} where id = %s',
+            ("85009876500012", moved))
+
+    # a company's address changed and its coordinates removed: located by its new commune
+    siret, touching = pick.site("""
+        select siret from intermediate.int_sites__located where is_registered and location_precision = 'exact'
+        order by 1""")
+    ids["company_address_changed"] = touching
+    _source(built, f'update {SRC}."Company" set latitude = null, longitude = null, "postalCode" = %s, '
+                   f'city = %s, "updatedAt" = {now} where siret = %s', ("69001", "Lyon", siret))
+
+    # a simulated day on top (its changes are not scenarios: any difference is unexplained)
+    advance(built["source"], days=1)
+
     extract(built["source"], wh)
     extract(built["source"], wh, tables=["BsddTransporter"], full=True)
-    return _round(settings, wh)
+    return _round(settings, wh, built)
 
 
 def test_company_registered_for_destination_siret(round1, built):
@@ -388,6 +470,23 @@ def test_company_coordinates_removed_on_work_site_emitter(round1, built):
 
 def test_company_moved(round1, built):
     _assert_same(round1, *built["ids"]["company_moved"])
+
+
+def test_company_address_changed(round1, built):
+    _assert_same(round1, *built["ids"]["company_address_changed"])
+    siret = built["ids"]["company_address_changed"][-1]
+    assert _ids(built["warehouse"], f"select location_precision from {SNAP}.int_sites__located where siret = %s",
+                (siret,)) == ["commune"]
+
+
+def test_bordereau_siret_changed(round1, built):
+    _assert_same(round1, *built["ids"]["bsd_destination_siret_changed"])
+    new_siret = built["ids"]["bsd_destination_siret_changed"][-1]
+    assert _ids(built["warehouse"], f"select siret from {SNAP}.int_sites__located where siret = %s", (new_siret,))
+
+
+def test_round1_rewrites_only_changed_keys(round1, built):
+    _assert_rewrites_bounded(built)
 
 
 def test_bsda_forwarding_set_later(round1, built):
@@ -509,9 +608,40 @@ def round2(round1, built, settings):
     _source(built, f'''update {SRC}."Bsdasri" set "updatedAt" = "updatedAt" - interval '30 minutes',
                        "destinationOperationCode" = 'D10' where id = %s''', (dasri,))
 
+    # the only bordereau naming an unregistered SIRET (in any role) soft-deleted: the SIRET leaves
+    # int_sites__located
+    names_siret = ("s.siret in (b.emitter_siret, b.destination_siret, b.transporter_siret, b.temp_storer_siret, "
+                   "b.eco_organisme_siret)")
+    siret, touching = pick.site(f"""
+        select s.siret from intermediate.int_sites__located as s
+        where not s.is_registered and not s.is_non_diffusible
+            and (select count(*) from intermediate.int_bordereaux__unioned as b where {names_siret}) = 1
+            and exists (select 1 from intermediate.int_bordereaux__unioned as b
+                        where {names_siret} and b.bsd_type in ('BSDD', 'BSDA') and not b.has_temp_storage
+                            and b.bsd_subtype not in ('APPENDIX2', 'GATHERING') and b.grouped_into_bsd_id is null
+                            and not exists (select 1 from staging.stg_trackdechets__bsdd_groupements as g
+                                            where b.bsd_id in (g.initial_bsd_id, g.grouping_bsd_id)))
+        order by 1""")
+    ids["bsd_deleted_site_gone"] = touching
+    built["deleted_site"] = siret
+    ((bsd, kind),) = query(wh, "select bsd_id, bsd_type from intermediate.int_bordereaux__unioned "
+                               "where bsd_id = any(%s)", (touching,))
+    table = {"BSDD": "Form", "BSDA": "Bsda"}[kind]
+    _source(built, f'update {SRC}."{table}" set "isDeleted" = true, "updatedAt" = {now} where id = %s', (bsd,))
+
+    # a company's SIRET changed: the SIRET it leaves is no longer registered
+    siret, touching = pick.site("""
+        select s.siret from intermediate.int_sites__located as s where s.is_registered
+            and (select count(*) from staging.stg_trackdechets__companies as c where c.siret = s.siret) = 1
+        order by 1""")
+    ids["company_siret_changed"] = touching + ["85009876500020"]
+    built["left_siret"] = siret
+    _source(built, f'update {SRC}."Company" set siret = %s, "updatedAt" = {now} where siret = %s',
+            ("85009876500020", siret))
+
     extract(built["source"], wh)
     extract(built["source"], wh, tables=["Form", "BsffPackaging", "Bsvhu", "BsvhuTransporter"], full=True)
-    return _round(settings, wh)
+    return _round(settings, wh, built)
 
 
 def test_bsda_forwarding_removed(round2, built):
@@ -532,6 +662,24 @@ def test_bsff_next_packaging_removed(round2, built):
 # re-reads their movements too.
 def test_bsdd_groupement_removed(round2, built):
     _assert_same(round2, *built["ids2"]["bsdd_groupement_removed"])
+    assert not _ids(built["warehouse"], f"select groupement_id from {SNAP}.int_bsdd__groupements "
+                                        "where groupement_id = %s", (built["groupement"],))
+
+
+def test_bordereau_deleted_site_gone(round2, built):
+    _assert_same(round2, *built["ids2"]["bsd_deleted_site_gone"])
+    assert not _ids(built["warehouse"], f"select siret from {SNAP}.int_sites__located where siret = %s",
+                    (built["deleted_site"],))
+
+
+def test_company_siret_changed(round2, built):
+    _assert_same(round2, *built["ids2"]["company_siret_changed"])
+    assert not _ids(built["warehouse"], f"select siret from {SNAP}.int_sites__located where siret = %s "
+                                        "and is_registered", (built["left_siret"],))
+
+
+def test_round2_rewrites_only_changed_keys(round2, built):
+    _assert_rewrites_bounded(built)
 
 
 def test_bsdd_suite_unlinked_and_hard_deleted(round2, built):

@@ -1,3 +1,14 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='siret',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        pre_hook=["{{ sites_located_pre_hook(this) }}"],
+        post_hook=["{{ record_incremental_mark(this, 'sites_located') }}"],
+        indexes=[{'columns': ['siret'], 'unique': true}],
+    )
+}}
 -- One row per SIRET known to the warehouse: every registered Company and every SIRET written on
 -- a counted bordereau (emitter, destination, transporter, temporary storer, eco-organisme).
 -- Location, best first (METRICS.md § Distances): the company's coordinates ('exact'); else the
@@ -5,6 +16,15 @@
 -- non-diffusible establishment (AnonymousCompany.codeCommune), else the address most often
 -- written for that SIRET on bordereaux ('commune'); else the département centroid
 -- ('departement'); else 'unknown' with null coordinates.
+--
+-- Incremental (macros/intermediate/marked_incremental.sql): the pre-hook keeps the address counts
+-- per SIRET up to date by difference (bordereaux int_bordereaux__unioned wrote since the table's
+-- mark in meta.intermediate_marks, with their old SIRETs and addresses; bordereaux gone from it)
+-- and lists the SIRETs to recompute: those whose counts changed and those of Company /
+-- AnonymousCompany rows loaded since. Only those are read and rewritten; a change of the
+-- geography reference, of a company's SIRET or id set, or of the code rewrites the table whole.
+
+-- depends_on: {{ ref('int_bordereaux__unioned') }} (read by the pre-hook)
 
 with
 
@@ -12,6 +32,7 @@ companies as (
     select distinct on (siret) *
     from {{ ref('stg_trackdechets__companies') }}
     where siret is not null
+        {{ incremental_key_in_scope('sites_located', 'siret') }}
     order by siret asc, updated_at desc
 ),
 
@@ -19,58 +40,22 @@ anonymous_companies as (
     select distinct on (siret) *
     from {{ ref('stg_trackdechets__anonymous_companies') }}
     where siret is not null
+        {{ incremental_key_in_scope('sites_located', 'siret') }}
     order by siret asc, created_at desc
 ),
 
-bordereaux as (
-    select * from {{ ref('int_bordereaux__unioned') }}
-),
-
--- SIRETs written on bordereaux, with the address written next to them when there is one
-seen as (
-    select
-        emitter_siret as siret,
-        emitter_postal_code as postal_code,
-        emitter_city as city
-    from bordereaux
-    where emitter_siret is not null and not emitter_address_is_work_site
-    union all
-    select
-        destination_siret as siret,
-        destination_postal_code as postal_code,
-        destination_city as city
-    from bordereaux
-    union all
-    select
-        transporter_siret as siret,
-        null as postal_code,
-        null as city
-    from bordereaux
-    union all
-    select
-        temp_storer_siret as siret,
-        null as postal_code,
-        null as city
-    from bordereaux
-    union all
-    select
-        eco_organisme_siret as siret,
-        null as postal_code,
-        null as city
-    from bordereaux
-),
-
--- how often each address is written next to each SIRET: aggregated before ranking, so the
--- ranking sorts one row per SIRET x address, not one per bordereau x role
+-- how often each address is written next to each SIRET over every counted bordereau and role
+-- (emitter - unless its address is a work site -, destination, transporter, temporary storer,
+-- eco-organisme), kept by the pre-hook in sites_located__address_counts
 seen_counts as (
     select
         siret,
         postal_code,
         city,
-        count(*) as times_written
-    from seen
-    where siret is not null
-    group by siret, postal_code, city
+        times_written
+    from {{ sites_located_bookkeeping(this.schema).counts }}
+    where true
+        {{ incremental_key_in_scope('sites_located', 'siret') }}
 ),
 
 seen_addresses as (
@@ -173,5 +158,8 @@ select
 
     -- flags
     is_registered,
-    is_non_diffusible
+    is_non_diffusible,
+
+    -- load metadata
+    {{ built_at() }} as _tdw_built_at
 from located
