@@ -29,7 +29,8 @@ with
 
 groupements as (
     select * from {{ ref('stg_trackdechets__bsdd_groupements') }}
-    where true
+    where
+        true
         {{ incremental_key_in_scope('bsdd_groupements', 'groupement_id') }}
 ),
 
@@ -41,7 +42,8 @@ groupements as (
         where (select state.is_full from pg_temp.bsdd_groupements_state as state)
         union all
         select * from {{ ref('int_bordereaux__unioned') }}
-        where not (select state.is_full from pg_temp.bsdd_groupements_state as state)
+        where
+            not (select state.is_full from pg_temp.bsdd_groupements_state as state)
             and bsd_id = any(array(
                 select groupements.initial_bsd_id from groupements
                 union

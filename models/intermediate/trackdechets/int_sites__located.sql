@@ -31,7 +31,8 @@ with
 companies as (
     select distinct on (siret) *
     from {{ ref('stg_trackdechets__companies') }}
-    where siret is not null
+    where
+        siret is not null
         {{ incremental_key_in_scope('sites_located', 'siret') }}
     order by siret asc, updated_at desc
 ),
@@ -39,7 +40,8 @@ companies as (
 anonymous_companies as (
     select distinct on (siret) *
     from {{ ref('stg_trackdechets__anonymous_companies') }}
-    where siret is not null
+    where
+        siret is not null
         {{ incremental_key_in_scope('sites_located', 'siret') }}
     order by siret asc, created_at desc
 ),
@@ -54,7 +56,8 @@ seen_counts as (
         city,
         times_written
     from {{ sites_located_bookkeeping(this.schema).counts }}
-    where true
+    where
+        true
         {{ incremental_key_in_scope('sites_located', 'siret') }}
 ),
 
