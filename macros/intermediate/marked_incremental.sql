@@ -317,13 +317,7 @@
     insert into {{ t.companies }} (kind, id, siret)
     select kind, id, siret from pg_temp.sites_located_companies_changed;
 
-    {% if is_incremental() -%}
-        delete from {{ relation }}
-        where (select state.is_full from pg_temp.sites_located_state as state)
-            or siret in (select scope.key from pg_temp.sites_located_scope as scope)
-    {%- else -%}
-        select 1
-    {%- endif %}
+    {{ delete_keys_in_scope(relation, 'sites_located', 'siret') }}
 {%- endmacro %}
 
 {#- On a whole rewrite (decided in SQL: <state>.is_full), empty and refill both bookkeeping
@@ -422,11 +416,17 @@
     {%- endif %};
     analyze pg_temp.bsdd_groupements_scope;
 
-    {% if is_incremental() -%}
+    {{ delete_keys_in_scope(relation, 'bsdd_groupements', 'groupement_id') }}
+{%- endmacro %}
+
+{#- Last statement of a pre-hook: on an incremental build, delete the rows of the keys in scope
+    (every row on a whole rewrite: <name>_state.is_full); `select 1` on a first build. -#}
+{% macro delete_keys_in_scope(relation, name, key_column) -%}
+    {%- if is_incremental() -%}
         delete from {{ relation }}
-        where (select state.is_full from pg_temp.bsdd_groupements_state as state)
-            or groupement_id in (select scope.key from pg_temp.bsdd_groupements_scope as scope)
+        where (select state.is_full from pg_temp.{{ name }}_state as state)
+            or {{ key_column }} in (select scope.key from pg_temp.{{ name }}_scope as scope)
     {%- else -%}
         select 1
-    {%- endif %}
+    {%- endif -%}
 {%- endmacro %}
