@@ -1,13 +1,15 @@
 {#-
     Aggregate marts that follow the day's changes by period (issue 10; CONTRIBUTING.md
-    § Incremental models): mart_waste_flows and mart_distances (month of reception),
-    mart_recovery_rates (year of the operation), od_waste_flows, od_distances and
-    od_int_departement_sides (quarter of reception, published quarters only).
+    § Incremental models): mart_waste_flows (month of reception x origin x destination
+    département), mart_distances (month x origin x destination région), mart_recovery_rates (year
+    of the operation x BSD type x waste chapter x hazardous), mart_establishment_monthly_tonnage
+    (SIRET x month), od_waste_flows, od_distances and od_int_departement_sides (quarter of
+    reception, published quarters only).
 
     A mart row depends only on the fact rows of its period (the `period` given to period_plan: an
     expression over the fact's columns giving the period of a fact row; config `period_column`, the
     mart column holding it, or `period_of_row`, an expression over the mart's columns).
-    Composite partition keys (mart_establishment_monthly_tonnage: SIRET x month): `period` may be a
+    Composite partition keys (text, config period_key_type='text'): `period` may be a
     list of expressions, each giving one key of a fact row (null: none), e.g. the origin side and
     the destination side of a movement; a fact row then belongs to every partition it has a key
     of, and config `period_key_type` (default `date`) is the SQL type of the keys (`text` for a

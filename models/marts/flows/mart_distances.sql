@@ -3,11 +3,17 @@
 -- quantity received at the destination; outliers left out. mean_distance_km is weighted by
 -- tonnes over the movements whose distance is known (unknown locations give no distance, never
 -- zero); tonnes_unknown_distance_t says how much is left out of the mean.
--- Incremental by reception month (macros/period_incremental.sql): a run recomputes the months
--- of the movements fct_movements wrote, replaced or deleted since this table's mark.
-{{ config(materialized='incremental', incremental_strategy='period', period_column='month_start',
+-- Incremental by (reception month, origin région, destination région)
+-- (macros/period_incremental.sql, composite partition key): a run recomputes the rows of the
+-- keys of the movements fct_movements wrote, replaced or deleted since this table's mark (old
+-- and new values).
+{%- set key_of_fact = "to_char(received_date, 'YYYY-MM') || '|' || coalesce(origin_code_region, '-')"
+                     ~ " || '|' || coalesce(destination_code_region, '-')" %}
+{{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
+          period_of_row="to_char(month_start, 'YYYY-MM') || '|' || coalesce(origin_code_region, '-')"
+                        ~ " || '|' || coalesce(destination_code_region, '-')",
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = period_plan(ref('fct_movements'), "date_trunc('month', received_date)::date") %}
+{%- set plan = period_plan(ref('fct_movements'), key_of_fact) %}
 {{ period_plan_comment(plan) }}
 with
 
@@ -17,7 +23,7 @@ movements as (
         not is_quantity_outlier
         and received_date is not null
         and quantity_received_t is not null
-        and {{ period_in_scope(plan, "date_trunc('month', received_date)::date") }}
+        and {{ period_in_scope(plan, key_of_fact) }}
 ),
 
 aggregated as (

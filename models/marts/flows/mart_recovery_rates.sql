@@ -9,13 +9,18 @@
     establishments, or in which one establishment treats more than var('tdw_secret_max_share') of
     the tonnes, is null and suppression_reason says why.
 
-    Incremental by year of the operation (macros/period_incremental.sql): a run recomputes the
-    years (and their months) of the movements fct_movements wrote, replaced or deleted since this
-    table's mark. -#}
-{{ config(materialized='incremental', incremental_strategy='period',
-          period_of_row="date_trunc('year', period_start)::date",
+    Incremental by (year of the operation, BSD type, waste chapter, hazardous)
+    (macros/period_incremental.sql, composite partition key; every geographic level of a cell
+    shares its key): a run recomputes the rows (months and year, all levels) of the keys of the
+    movements fct_movements wrote, replaced or deleted since this table's mark (old and new
+    values). -#}
+{%- set key_of_fact = "to_char(processed_date, 'YYYY') || '|' || bsd_type || '|'"
+                     ~ " || coalesce(waste_chapter_code, '-') || '|' || coalesce(is_hazardous::text, '-')" %}
+{{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
+          period_of_row="to_char(period_start, 'YYYY') || '|' || bsd_type || '|'"
+                        ~ " || coalesce(waste_chapter_code, '-') || '|' || coalesce(is_hazardous::text, '-')",
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = period_plan(ref('fct_movements'), "date_trunc('year', processed_date)::date") %}
+{%- set plan = period_plan(ref('fct_movements'), key_of_fact) %}
 {{ period_plan_comment(plan) }}
 with
 
@@ -36,7 +41,7 @@ treated as (
         and not is_quantity_outlier
         and processed_date is not null
         and quantity_accepted_t is not null
-        and {{ period_in_scope(plan, "date_trunc('year', processed_date)::date") }}
+        and {{ period_in_scope(plan, key_of_fact) }}
 ),
 
 periods as (

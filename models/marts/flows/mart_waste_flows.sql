@@ -3,11 +3,17 @@
 -- at the movement's destination, bucketed by the month (Europe/Paris) the movement was received;
 -- intra-département flows included; outliers and movements without a valid reception date left
 -- out (they are counted in mart_data_quality). Unknown départements stay null.
--- Incremental by month (macros/period_incremental.sql): a run recomputes the months of the
--- movements fct_movements wrote, replaced or deleted since the last build.
-{{ config(materialized='incremental', incremental_strategy='period', period_column='month_start',
+-- Incremental by (month, origin département, destination département)
+-- (macros/period_incremental.sql, composite partition key): a run recomputes the rows of the
+-- keys of the movements fct_movements wrote, replaced or deleted since the last build (old and
+-- new values).
+{%- set key_of_fact = "to_char(received_date, 'YYYY-MM') || '|' || coalesce(origin_code_departement, '-')"
+                     ~ " || '|' || coalesce(destination_code_departement, '-')" %}
+{{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
+          period_of_row="to_char(month_start, 'YYYY-MM') || '|' || coalesce(origin_code_departement, '-')"
+                        ~ " || '|' || coalesce(destination_code_departement, '-')",
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = period_plan(ref('fct_movements'), "date_trunc('month', received_date)::date") %}
+{%- set plan = period_plan(ref('fct_movements'), key_of_fact) %}
 {{ period_plan_comment(plan) }}
 with
 
@@ -17,7 +23,7 @@ movements as (
         not is_quantity_outlier
         and received_date is not null
         and quantity_accepted_t is not null
-        and {{ period_in_scope(plan, "date_trunc('month', received_date)::date") }}
+        and {{ period_in_scope(plan, key_of_fact) }}
 ),
 
 flows as (
