@@ -169,13 +169,15 @@ def test_row_local_tests_read_the_rows_written_since_the_project_tested_every_ro
     assert query(dsn, "select location_precision from marts.fct_movements where movement_id = %s",
                  (movement,)) == [(None,)]
 
-    # the same row dated after `since`: read, and the test fails
+    # a broken row of the copy the next build updates (marts__next, the vars the pipeline's dbt
+    # runs with: no re-parse), dated after `since`: read, and the test fails
     since = tests_scope.rows_tested_since(dsn, tests_scope.project_fingerprint())
-    query(dsn, "update marts.fct_movements set _tdw_built_at = %s where movement_id = %s", (since, movement))
-    test = ["test", "-s", "not_null_fct_movements_location_precision", "--vars", "{tdw_publish_suffix: ''}"]
+    query(dsn, """update marts__next.fct_movements set location_precision = null, _tdw_built_at = %s
+                  where movement_id = %s""", (since, movement))
+    test = ["test", "-s", "not_null_fct_movements_location_precision", "--vars", "{tdw_publish_suffix: '__next'}"]
     assert run_dbt(first_run, test, check=False, extra_env=tests_scope.dbt_environment(since)) != 0
-    # dated before `since` again: skipped with the setting, read without it (CI, `tdw dbt build`)
-    query(dsn, "update marts.fct_movements set _tdw_built_at = %s - interval '1 day' where movement_id = %s",
-          (since, movement))
+    # dated before `since`: skipped with the setting, read without it (CI, `tdw dbt build`)
+    query(dsn, """update marts__next.fct_movements set _tdw_built_at = %s - interval '1 day'
+                  where movement_id = %s""", (since, movement))
     assert run_dbt(first_run, test, check=False, extra_env=tests_scope.dbt_environment(since)) == 0
     assert run_dbt(first_run, test, check=False) != 0
