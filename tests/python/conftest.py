@@ -39,6 +39,14 @@ def pg_base_uri(settings) -> str:
     """Base URI (database ``postgres``) of the session's embedded server."""
     server = db.EmbeddedServer(settings)
     uri = server.start()
+    # a throw-away server: nothing in it must survive a crash, and the DDL-heavy dbt builds of the
+    # tests no longer wait on fsync (the warehouse's own server keeps fsync on)
+    with contextlib.closing(psycopg2.connect(uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("alter system set fsync = off")
+            cur.execute("alter system set full_page_writes = off")
+            cur.execute("select pg_reload_conf()")
     yield uri
     if not os.environ.get("TDW_TEST_HOME"):
         server.stop()
