@@ -27,6 +27,15 @@ from ..errors import TdwError
 VENDORED_FILES = ("plotly.min.js",)
 
 
+THIN_NBSP = "\u202f"  # thousands separator: narrow no-break space (French typography)
+
+
+def french_number(number, digits: int = 0) -> str:
+    """A number (int, float or Decimal) in French typography: "1\u202f234,560" (narrow no-break
+    space between thousands, decimal comma, exactly ``digits`` decimals)."""
+    return f"{number:,.{digits}f}".replace(",", THIN_NBSP).replace(".", ",")
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import db
 from ..errors import TdwError
+from .common import french_number
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_LISTED = 200  # rows listed per detailed table (the count says how many more exist)
@@ -219,7 +220,6 @@ def _exists(cur, schema: str, table: str) -> bool:
 
 
 TONNE_DECIMALS = 3  # tonnes to the kilogram, as in the open data (open_data.decimals_of)
-THIN_NBSP = "\u202f"  # thousands separator: narrow no-break space (French typography)
 
 
 def fmt(v, digits: int = 0) -> str:
@@ -239,7 +239,7 @@ def fmt(v, digits: int = 0) -> str:
         number = float(v)
     except (TypeError, ValueError):
         return str(v)
-    return f"{number:,.{digits}f}".replace(",", THIN_NBSP).replace(".", ",")
+    return french_number(number, digits)
 
 
 def _t(v) -> str:

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import db
 from ..config import load_settings
 from ..errors import InputFileError, TdwError
-from .common import mart_build_info, publish_folder, sensitive_values, write_manifest
+from .common import french_number, mart_build_info, publish_folder, sensitive_values, write_manifest
 
 TEMPLATES = Path(__file__).parent / "templates"
 BSD_TYPES = ("BSDD", "BSDA", "BSFF", "BSDASRI", "BSVHU", "BSPAOH")
@@ -43,8 +43,7 @@ def fmt(v, digits: int = 0) -> str:
     """French number format ("12 345,6"); None -> "secret" (withheld by the secret statistique)."""
     if v is None:
         return SECRET
-    s = f"{float(v):,.{digits}f}" if digits or isinstance(v, (float, Decimal)) else f"{int(v):,}"
-    return s.replace(",", "\u202f").replace(".", ",")
+    return french_number(float(v) if digits or isinstance(v, (float, Decimal)) else int(v), digits)
 
 
 def _fetch(cur, statement: str) -> list[dict]:
