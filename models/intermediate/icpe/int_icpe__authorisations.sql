@@ -176,17 +176,17 @@ units as (
             when unit_key in ('kg', 'kg/j', 'kg/jour', 'kg/an') then 0.001
         end as unit_factor,
         case
-            when unit_key is null then 'no unit given'
+            when unit_key is null then 'aucune unité donnée'
             when
                 unit_key in ('t/h', 'kg/h', 'th/h')
-                then 'hourly rate: a daily figure needs the daily operating hours, which the act line does not give'
-            when unit_key ~ '^(m3|l|hl)(/|$)' then 'volume: converting to tonnes needs a density'
-            when unit_key ~ '^(kw|mw|w|kva|th)(/|$)' then 'power'
-            when unit_key ~ '^(m2|m)(/|$)' then 'surface or length'
+                then 'débit horaire : il faudrait les heures de fonctionnement par jour, absentes de l''acte'
+            when unit_key ~ '^(m3|l|hl)(/|$)' then 'volume : la conversion en tonnes demande une masse volumique'
+            when unit_key ~ '^(kw|mw|w|kva|th)(/|$)' then 'puissance'
+            when unit_key ~ '^(m2|m)(/|$)' then 'surface ou longueur'
             when
                 unit_key in ('t', 'tonne', 'tonnes', 'kg', 't/j', 't/jour', 'kg/j', 'kg/jour', 't/an', 'kg/an')
                 then null
-            else 'count or other unit'
+            else 'dénombrement ou autre unité'
         end as unit_not_comparable_reason
     from normalised
 ),

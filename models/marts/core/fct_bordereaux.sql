@@ -14,6 +14,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook=[
+            "{{ ensure_indexes(this, [{'columns': ['destination_siret']}, {'columns': ['emitter_siret']}]) }}",
             "delete from {{ this }} as fct where {{ built_incrementally() }} and not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
             ~ " as src where src.bsd_id = fct.bsd_id)",
         ],

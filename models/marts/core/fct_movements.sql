@@ -19,6 +19,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook=[
+            "{{ ensure_indexes(this, [{'columns': ['destination_siret']}, {'columns': ['origin_siret']}]) }}",
             "delete from {{ this }} as fct where {{ built_incrementally() }} and not exists (select 1 from {{ ref('int_movements') }}"
             ~ " as src where src.movement_id = fct.movement_id)",
             "{{ period_change_log_trigger(this) }}",

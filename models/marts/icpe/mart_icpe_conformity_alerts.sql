@@ -85,7 +85,7 @@ site_not_icpe as (
         array_agg(distinct bsd_id order by bsd_id) as bsd_ids,
         array_agg(distinct waste_code order by waste_code) filter (where waste_code is not null) as waste_codes,
         array_agg(distinct operation_code order by operation_code) as operation_codes,
-        'hazardous waste processed by a site with no ICPE installation linked to its SIRET' as detail,
+        'déchets dangereux traités par un site sans installation ICPE rattachée à son SIRET' as detail,
         '' as key_extra
     from processed_movements
     where
@@ -111,9 +111,10 @@ operation_not_authorised as (
         array_agg(distinct bsd_id order by bsd_id) as bsd_ids,
         array_agg(distinct waste_code order by waste_code) filter (where waste_code is not null) as waste_codes,
         array_agg(distinct operation_code order by operation_code) as operation_codes,
-        'operation ' || operation_code || ' on ' || case when bool_or(is_hazardous) then '' else 'non-' end
-        || 'hazardous waste: the site holds in force none of the rubriques covering it ('
-        || coalesce(nullif(candidate_rubriques, ''), 'none for this kind of waste') || ')' as detail,
+        'opération ' || operation_code || ' sur des déchets '
+        || case when bool_or(is_hazardous) then '' else 'non ' end
+        || 'dangereux : le site ne détient en vigueur aucune des rubriques qui la couvrent ('
+        || coalesce(nullif(candidate_rubriques, ''), 'aucune pour ce type de déchet') || ')' as detail,
         '' as key_extra
     from processed_movements
     where
@@ -140,7 +141,7 @@ daily_capacity as (
         array_agg(distinct coverage.waste_code order by coverage.waste_code)
         filter (where coverage.waste_code is not null) as waste_codes,
         array_agg(distinct coverage.operation_code order by coverage.operation_code) as operation_codes,
-        'tonnes processed that day above the authorised daily quantity' as detail,
+        'tonnes traitées ce jour au-delà de la quantité journalière autorisée' as detail,
         '' as key_extra
     from {{ ref('mart_icpe_daily_processing') }} as daily
     inner join {{ ref('int_icpe_conformity__coverage') }} as coverage
@@ -202,8 +203,9 @@ annual_capacity as (
         filter (where coverage.waste_code is not null) as waste_codes,
         array_agg(distinct coverage.effective_operation_code order by coverage.effective_operation_code)
             as operation_codes,
-        'tonnes received year-to-date above the authorised yearly quantity (BSDs received from the first day over)'
-        || case when annual_groups.authorisation_key like '%,%' then '; several installations add up' else '' end
+        'tonnes reçues depuis le 1er janvier au-delà de la quantité annuelle autorisée'
+        || ' (BSD reçus à partir du premier jour de dépassement)'
+        || case when annual_groups.authorisation_key like '%,%' then ' ; plusieurs installations cumulées' else '' end
             as detail,
         annual_groups.authorisation_key as key_extra
     from annual_groups
@@ -277,8 +279,8 @@ storage_threshold as (
         filter (where coverage.waste_code is not null) as waste_codes,
         array_agg(distinct coverage.effective_operation_code order by coverage.effective_operation_code)
         filter (where coverage.effective_operation_code is not null) as operation_codes,
-        'theoretical 2718 stock (received for intermediate operations − sent out) above the authorised quantity'
-        || ' (BSDs received during the episode)' as detail,
+        'stock théorique 2718 (reçu pour opérations intermédiaires − sorti) au-delà de la quantité autorisée'
+        || ' (BSD reçus pendant l''épisode)' as detail,
         '' as key_extra
     from storage_episodes
     left join {{ ref('int_icpe_conformity__coverage') }} as coverage
@@ -379,10 +381,16 @@ unit_not_comparable as (
         not_comparable_bsds.bsd_ids,
         not_comparable_bsds.waste_codes,
         not_comparable_bsds.operation_codes,
-        'no ' || not_comparable_groups.capacity_kind || ' capacity check made: the authorised quantity is in '
-        || coalesce(not_comparable_groups.authorised_unit, '(no unit)') || ', not '
-        || not_comparable_groups.rule_unit || ' (' || coalesce(not_comparable_groups.reason, 'no quantity given')
-        || ')' as detail,
+        'aucun contrôle de capacité '
+        || case not_comparable_groups.capacity_kind
+            when 'daily' then 'journalière'
+            when 'annual' then 'annuelle'
+            when 'storage' then 'de stockage'
+            else not_comparable_groups.capacity_kind
+        end
+        || ' : la quantité autorisée est en ' || coalesce(not_comparable_groups.authorised_unit, '(sans unité)')
+        || ', pas en ' || not_comparable_groups.rule_unit
+        || ' (' || coalesce(not_comparable_groups.reason, 'aucune quantité donnée') || ')' as detail,
         '' as key_extra
     from not_comparable_groups
     inner join not_comparable_bsds

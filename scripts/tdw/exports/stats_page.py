@@ -158,7 +158,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     cards = [
         {"value": fmt(all_t["n_created"]), "label": "bordereaux créés"},
         {"value": fmt(all_t["n_processed"]), "label": "bordereaux traités"},
-        {"value": fmt(all_t["processed_t"], 0), "label": "tonnes traitées"},
+        {"value": fmt(all_t["processed_t"], 0), "label": "tonnes traitées par les destinataires (toutes opérations)"},
         {"value": SECRET if all_t["recovery_rate"] is None else fmt(all_t["recovery_rate"] * 100, 1) + " %",
          "label": "taux de valorisation"},
     ]
