@@ -142,7 +142,7 @@ def extract_step(source: str, dsn: str) -> dict:
 
 def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dict:
     """Open data, the statistics page and the inspection sheets of the establishments with the
-    most ICPE alerts, each folder written aside, leak-scanned and renamed into place: a failing
+    most ICPE alerts other than unit_not_comparable (breaches, not checks left undone), each folder written aside, leak-scanned and renamed into place: a failing
     export leaves the previously published folder as it was."""
     from .exports.inspection import write_inspection_sheet
     from .exports.open_data import export_open_data
@@ -155,9 +155,11 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
         status.update("statistics page")
         page = build_stats_page(dsn, out / "stats", settings.geo_dir, settings=settings)
         with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+            # ranked on breaches: unit_not_comparable only says that no capacity check could be made
             cur.execute(
                 "select siret from marts.mart_icpe_conformity_alerts group by siret "
-                "order by count(*) desc, siret limit %s",
+                "order by count(*) filter (where alert_kind <> 'unit_not_comparable') desc, count(*) desc, siret "
+                "limit %s",
                 (inspection_sheets,),
             )
             sirets = [r[0] for r in cur.fetchall()]
@@ -167,7 +169,7 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
             sheets.append(str(write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection")))
     console.print(f"  open data: {len(manifest['files'])} files in {out / 'open-data'}", highlight=False)
     console.print(f"  statistics page: {page}", highlight=False)
-    console.print(f"  inspection sheets ({len(sheets)} establishments with the most alerts): {out / 'inspection'}",
+    console.print(f"  inspection sheets ({len(sheets)} establishments with the most ICPE alerts): {out / 'inspection'}",
                   highlight=False)
     return {"open_data_files": len(manifest["files"]), "stats_page": str(page), "inspection_sheets": sheets}
 

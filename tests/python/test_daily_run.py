@@ -77,6 +77,15 @@ def test_first_run_publishes_and_logs(first_run):
     )}
 
 
+def test_inspection_sheets_go_to_the_establishments_with_the_most_breaches(first_run):
+    """unit_not_comparable says that no capacity check could be made: it ranks after the breaches."""
+    ranked = query(first_run.warehouse_dsn, """
+        select siret, count(*) filter (where alert_kind <> 'unit_not_comparable') as breaches, count(*)
+        from marts.mart_icpe_conformity_alerts group by siret order by 2 desc, 3 desc, siret""")
+    written = sorted(p.name for p in (first_run.export_dir / "inspection").iterdir() if p.is_dir())
+    assert written == sorted(r[0] for r in ranked[:3]), (written, ranked[:5])
+    assert not any(breaches == 0 for _, breaches, _ in ranked[:3]) or all(b == 0 for _, b, _ in ranked[3:])
+
 def test_failure_in_the_middle_of_the_build_leaves_published_schemas_untouched(first_run):
     dsn = first_run.warehouse_dsn
     before = _published_fingerprint(dsn)

@@ -24,7 +24,7 @@ import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import query
+from conftest import DATA_DIR, query
 from tdw import db
 from tdw.dbt import run_dbt
 from tdw.errors import TdwError
@@ -198,6 +198,12 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     if first_day > first_week:
         assert "complètes" not in lead and f"commencée le {first_week:%d/%m/%Y}" in lead
         assert f"<th scope=\"row\">{first_week:%d/%m/%Y} (partielle)</th>" in html
+    # the map draws every département of the GeoJSON once: published, secret, or without a site
+    from tdw.exports.stats_page import load_departements_geojson
+    codes = {str(f["properties"]["code"]) for f in load_departements_geojson(DATA_DIR / "geo")["features"]}
+    spec = json.loads(re.search(r'id="carte-data"[^>]*>(.*?)</script>', html, re.S).group(1))
+    drawn = [c for trace in spec["data"] for c in trace["locations"]]
+    assert sorted(drawn) == sorted(codes), set(drawn) ^ codes
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed (Debian package 'chromium')")
@@ -437,3 +443,33 @@ def test_pdf_cells_wrap_within_their_column():
     assert _column_widths([10, 20], [5, 5], 100) == [10, 20]
     wide = _column_widths([20, 300, 20], [20, 40, 20], 277)
     assert abs(sum(wide) - 277) < 1e-9 and wide[0] == 20 and wide[2] == 20
+    # when even the widest words do not fit, numbers keep theirs and the text columns shrink
+    tight = _column_widths([30, 200, 200], [30, 150, 150], 277, keep=frozenset({0}))
+    assert abs(sum(tight) - 277) < 1e-9 and tight[0] == 30 and tight[1] == tight[2] < 150
+
+
+def test_leftovers_of_a_killed_export_are_tidied(tmp_path):
+    """kill -9 between the two renames of the swap leaves the previous publication aside: it is
+    put back; a dead export's temporary folder is deleted; a live process's folders are kept."""
+    from tdw.exports.common import _recover_leftovers, publish_folder
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    target = tmp_path / "open-data"
+    aside = tmp_path / f".open-data.old-{dead.pid}-0badc0de"
+    aside.mkdir()
+    (aside / "previous.csv").write_text("a\n1\n")
+    half = tmp_path / f".open-data.tmp-{dead.pid}-0badc0de"
+    half.mkdir()
+    (half / "half.csv").write_text("a\n")
+    live = tmp_path / f".open-data.tmp-{os.getpid()}-feedface"
+    live.mkdir()
+    _recover_leftovers(target)
+    assert (target / "previous.csv").read_text() == "a\n1\n"
+    assert not aside.exists() and not half.exists() and live.exists()
+    # with the target back in place, a dead process's old folder is only deleted
+    stale = tmp_path / f".open-data.old-{dead.pid}-12345678"
+    stale.mkdir()
+    with publish_folder(target, None) as tmp:
+        (tmp / "new.csv").write_text("a\n2\n")
+    assert sorted(p.name for p in target.iterdir()) == ["new.csv"] and not stale.exists()

@@ -12,22 +12,36 @@ import collections
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from .. import db, privacy
 from ..config import Settings, load_settings
 from ..errors import TdwError
+
+log = logging.getLogger(__name__)
 
 # Files copied verbatim from a library package (checked by sha256 against it) are not scanned.
 VENDORED_FILES = ("plotly.min.js",)
 
 
 THIN_NBSP = "\u202f"  # thousands separator: narrow no-break space (French typography)
+
+
+# the time zone of the dates the marts bucket by (dbt var tdw_time_zone, METRICS.md § Units and dates)
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def french_timestamp(moment: datetime) -> str:
+    """``moment`` (timezone-aware) as French readers expect it on a page: Paris local time,
+    ``dd/mm/yyyy hh:mm (heure de Paris)``."""
+    return moment.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") + " (heure de Paris)"
 
 
 def french_number(number, digits: int = 0) -> str:
@@ -99,6 +113,33 @@ def scan_folder(folder: Path, values: privacy.ValueIndex) -> list[privacy.Findin
     return findings + scanner.results()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _recover_leftovers(target: Path) -> None:
+    """Tidy what a killed export left next to ``target`` (``kill -9``, power loss): its
+    ``.<name>.tmp-<pid>-*`` folder is deleted; its ``.<name>.old-<pid>-*`` folder (the previous
+    publication, renamed aside just before the swap) is put back as ``target`` when the swap did
+    not happen, deleted otherwise. Folders of a process still alive are left alone."""
+    for leftover in sorted(target.parent.glob(f".{target.name}.*-*-*")):
+        kind, _, rest = leftover.name[len(target.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind not in ("tmp", "old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if kind == "old" and not target.exists():
+            leftover.rename(target)
+            log.warning("%s: the previous publication, left aside by a killed export, was put back", target)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def publish_folder(target: Path, values: privacy.ValueIndex | None,
                    progress: Callable[[str], None] | None = None) -> Iterator[Path]:
@@ -113,10 +154,12 @@ def publish_folder(target: Path, values: privacy.ValueIndex | None,
     known-value part but keeps the e-mail / phone / plate patterns), then ``target`` is replaced by
     the temporary folder in two renames (the old folder is removed afterwards). On any error
     (including findings, raised as :class:`TdwError` naming the file and column) the temporary
-    folder is deleted and ``target`` is untouched.
+    folder is deleted and ``target`` is untouched. What a killed export left behind is tidied
+    first (:func:`_recover_leftovers`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _recover_leftovers(target)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = target.parent / f".{target.name}.tmp-{tag}"
     tmp.mkdir()

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import db
 from ..errors import TdwError
-from .common import french_number
+from .common import french_number, french_timestamp
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_LISTED = 200  # rows listed per detailed table (the count says how many more exist)
@@ -42,6 +42,24 @@ DQ_LABELS = {
     "dq_received_never_processed": "reçu depuis plus de 30 jours, jamais traité",
     "dq_dangerous_without_star_code": "déclaré dangereux avec un code sans astérisque",
     "dq_quantity_typed_in_kg_suspected": "quantité probablement saisie en kg",
+}
+
+# stg_trackdechets__companies.company_types (Trackdéchets CompanyType) as Trackdéchets labels them
+COMPANY_TYPE_LABELS = {
+    "PRODUCER": "producteur de déchets",
+    "COLLECTOR": "tri, transit, regroupement (TTR)",
+    "WASTEPROCESSOR": "installation de traitement",
+    "TRANSPORTER": "transporteur",
+    "WASTE_VEHICLES": "installation VHU (casse, broyeur)",
+    "WASTE_CENTER": "déchetterie",
+    "TRADER": "négociant",
+    "BROKER": "courtier",
+    "ECO_ORGANISME": "éco-organisme",
+    "WORKER": "entreprise de travaux amiante",
+    "CREMATORIUM": "crématorium",
+    "INTERMEDIARY": "intermédiaire",
+    "DISPOSAL_FACILITY": "installation d'élimination",
+    "RECOVERY_FACILITY": "installation de valorisation",
 }
 
 # mart_icpe_conformity_alerts.alert_kind (METRICS.md § ICPE conformity) as the inspectors read it
@@ -261,7 +279,7 @@ def sections(data: dict) -> list[dict]:
         ["Raison sociale", i.get("establishment_name") or ("(non diffusible)" if i.get("is_non_diffusible") else "—")],
         ["Inscrit sur Trackdéchets", fmt(i.get("is_registered"))],
         ["Non diffusible (SIRENE)", fmt(i.get("is_non_diffusible"))],
-        ["Profils", ", ".join(i.get("company_types") or []) or "—"],
+        ["Profils", ", ".join(COMPANY_TYPE_LABELS.get(t, t) for t in i.get("company_types") or []) or "—"],
         ["Activité (NAF)", " ".join(x for x in (i.get("code_naf"), i.get("libelle_naf")) if x) or "—"],
         ["Commune", f"{i.get('nom_commune') or '—'} ({i.get('code_commune') or '—'})"],
         ["Département, région", f"{i.get('nom_departement') or '—'} ({i.get('code_departement') or '—'}), {i.get('nom_region') or '—'}"],
@@ -337,7 +355,7 @@ def render_html(data: dict) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template("inspection.html.j2").render(
         data=data, sections=sections(data), period=_period(data), css=(TEMPLATES / "dsfr.css").read_text(encoding="utf-8"),
-        generated_at=data["generated_at"].strftime("%d/%m/%Y %H:%M UTC"))
+        generated_at=french_timestamp(data["generated_at"]))
 
 
 # Core PDF fonts are Latin-1: the narrow no-break space becomes a no-break space (kept on one line).
@@ -372,7 +390,7 @@ def render_pdf(data: dict) -> bytes:
     name = data["identity"].get("establishment_name") or "(non diffusible)"
     pdf.cell(0, 8, _latin1(f"Fiche d'inspection - SIRET {data['siret']}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_x(80); pdf.set_font("Helvetica", "", 10); pdf.set_text_color(0, 0, 0)
-    pdf.cell(0, 6, _latin1(f"{name} - période : {_period(data)} - éditée le {data['generated_at']:%d/%m/%Y %H:%M} UTC"),
+    pdf.cell(0, 6, _latin1(f"{name} - période : {_period(data)} - éditée le {french_timestamp(data['generated_at'])}"),
              new_x="LMARGIN", new_y="NEXT")
     pdf.set_x(80); pdf.set_font("Helvetica", "", 8)
     pdf.cell(0, 5, _latin1("Document réservé à l'inspection. Quantités en tonnes (t) ; les quantités aberrantes sont "
@@ -446,15 +464,22 @@ def _measure(pdf):
     return measure
 
 
-def _column_widths(natural: list[float], minimum: list[float], total: float) -> list[float]:
+def _column_widths(natural: list[float], minimum: list[float], total: float,
+                   keep: frozenset[int] = frozenset()) -> list[float]:
     """Column widths (mm) summing to ``total``, the way browsers lay out an automatic table: each
     column gets its widest word (``minimum``), then what is left goes to the columns in
     proportion to what they still miss of their unwrapped width (``natural``). A table narrower
-    than ``total`` keeps its natural widths (numbers stay next to their labels)."""
+    than ``total`` keeps its natural widths (numbers stay next to their labels). When even the
+    widest words do not fit, the columns of ``keep`` (numbers: a figure is never cut) keep their
+    widest word and the others share what is left in proportion to theirs."""
     if sum(natural) <= total:
         return list(natural)
     if sum(minimum) >= total:
-        return [w * total / sum(minimum) for w in minimum]
+        kept = sum(minimum[j] for j in keep)
+        rest = sum(m for j, m in enumerate(minimum) if j not in keep)
+        if kept >= total or rest == 0:
+            return [w * total / sum(minimum) for w in minimum]
+        return [m if j in keep else m * (total - kept) / rest for j, m in enumerate(minimum)]
     missing = [n - m for n, m in zip(natural, minimum)]
     spare = total - sum(minimum)
     return [m + spare * x / sum(missing) for m, x in zip(minimum, missing)]
@@ -487,7 +512,8 @@ def _pdf_table(pdf, header: list[str], rows: list[list[str]], align: list[str]) 
                 if word > minimum[j]:
                     minimum[j] = word
     minimum = [min(m, 45.0) for m in minimum]  # a very long word (a list without spaces) is cut instead
-    widths = _column_widths([n + 2 * pad for n in natural], [m + 2 * pad for m in minimum], pdf.epw)
+    widths = _column_widths([n + 2 * pad for n in natural], [m + 2 * pad for m in minimum], pdf.epw,
+                            keep=frozenset(j for j, a in enumerate(align) if a == "R"))
     baseline = 0.5 * line_h + 0.3 * pdf.font_size  # as fpdf's cell() places text
 
     def draw(cells: list[str], *, head: bool) -> None:

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import db
 from ..config import load_settings
 from ..errors import InputFileError, TdwError
-from .common import french_number, mart_build_info, publish_folder, sensitive_values, write_manifest
+from .common import french_number, french_timestamp, mart_build_info, publish_folder, sensitive_values, write_manifest
 
 TEMPLATES = Path(__file__).parent / "templates"
 BSD_TYPES = ("BSDD", "BSDA", "BSFF", "BSDASRI", "BSVHU", "BSPAOH")
@@ -213,13 +213,21 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
                                  geo=dict(visible=False, projection=dict(type="mercator"),
                                           # metropolitan France; overseas départements are in the table
                                           lonaxis=dict(range=[-5.5, 10.0]), lataxis=dict(range=[41.2, 51.3]))))
+    # every département is drawn: those no destination site of the published quarters lies in
+    # are a pale grey of their own, so that the map has no holes
+    without = sorted({str(g["properties"]["code"]) for g in geo["features"]} - {f["code_departement"] for f in flows})
+    if without:
+        fig3.add_trace(go.Choropleth(geojson=_GEO_PLACEHOLDER, featureidkey="properties.code", locations=without,
+                                     z=[0] * len(without), colorscale=[[0, "#f6f6f6"], [1, "#f6f6f6"]],
+                                     showscale=False, hovertemplate="%{location} : aucun site destinataire<extra></extra>",
+                                     marker_line_color="#ddd", marker_line_width=0.5, name="aucun site"))
     fig3.add_trace(go.Choropleth(
         geojson=_GEO_PLACEHOLDER, featureidkey="properties.code",
         locations=[f["code_departement"] for f in published],
         z=[float(f["quantity_accepted_t"]) for f in published],
         text=[f["nom_departement"] or f["code_departement"] for f in published],
         colorscale=[[0, "#e3e3fd"], [1, "#000091"]], marker_line_color="#fff", marker_line_width=0.5,
-        colorbar=dict(title="tonnes"), hovertemplate="%{text} : %{z:,.1f} t<extra></extra>", name="tonnes reçues"))
+        colorbar=dict(title="tonnes", len=0.75, y=0.45), hovertemplate="%{text} : %{z:,.1f} t<extra></extra>", name="tonnes reçues"))
     secret_codes = [f["code_departement"] for f in flows if f["is_suppressed"]]
     if secret_codes:
         fig3.add_trace(go.Choropleth(geojson=_GEO_PLACEHOLDER, featureidkey="properties.code", locations=secret_codes,
@@ -231,7 +239,8 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
         "id": "carte", "title": "Déchets reçus par département", "map": True,
         "caption": "Tonnes de déchets reçues par les sites de chaque département",
         "alt": (f"Carte des départements de métropole (l'outre-mer figure dans le tableau). {len(published)} départements publiés, {len(secret_codes)} sous secret "
-                "statistique (en gris). "
+                "statistique (en gris)"
+                + (f", {len(without)} sans site destinataire (en gris très clair, outre-mer compris). " if without else ". ")
                 + ("Départements recevant le plus : " + ", ".join(
                     f"{f['nom_departement'] or f['code_departement']} ({fmt(f['quantity_accepted_t'], 1)} t)" for f in top) + "."
                    if top else "Aucun département ne peut être publié.")),
@@ -252,7 +261,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
         period_start=since or all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
         first_week=f"{weeks[0]:%d/%m/%Y}" if partial else None,
         data_as_of=_french_day(info["data_as_of"]), plotly_version=_plotlyjs_version(),
-        generated_at=datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC"))
+        generated_at=french_timestamp(datetime.now(timezone.utc)))
     values = sensitive_values(dsn, settings)
     with publish_folder(out_dir, values) as tmp:
         (tmp / "index.html").write_text(html, encoding="utf-8")
