@@ -302,7 +302,7 @@ authorised_periods as materialized (
         ) as is_unit_comparable,
         sum(authorisations.authorised_quantity) as authorised_quantity,
         string_agg(distinct authorisations.unit, ', ') as authorised_unit,
-        string_agg(distinct coalesce(authorisations.unit_raw, '(none)'), ', ') as authorised_unit_raw,
+        string_agg(distinct coalesce(authorisations.unit_raw, '(sans unité)'), ', ') as authorised_unit_raw,
         case
             when count(distinct coalesce(authorisations.unit_raw, '')) = 1
                 then sum(authorisations.authorised_quantity_raw)
