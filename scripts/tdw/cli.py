@@ -55,7 +55,8 @@ def db_stop() -> None:
 
 @db_app.command("status")
 def db_status() -> None:
-    """Say whether the embedded PostgreSQL runs, and where."""
+    """Say whether the embedded PostgreSQL runs, and where. Exit status 0 when it runs (or the
+    warehouse is external), 3 when it is stopped (as `pg_ctl status`), for scripts."""
     settings = load_settings()
     if not settings.embedded:
         out.print(f"external warehouse: {db.describe_dsn(settings.warehouse_dsn)}")
@@ -63,6 +64,8 @@ def db_status() -> None:
     st = db.EmbeddedServer(settings).status()
     state = f"running (pid {st['pid']}, socket in {st['socket_dir']})" if st["running"] else "stopped"
     out.print(f"embedded PostgreSQL {state}; data folder {st['pgdata']}")
+    if not st["running"]:
+        raise typer.Exit(3)
 
 
 @db_app.command("env")

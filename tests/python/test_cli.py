@@ -121,3 +121,10 @@ def test_dbt_colours_are_off_when_the_output_is_piped(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", Terminal())
     assert "DBT_USE_COLORS" not in environment(settings)
+
+
+def test_db_status_exit_code_says_whether_the_server_runs(tmp_path):
+    """Scripts test `tdw db status`: 3 when the embedded server is stopped (as `pg_ctl status`)."""
+    res = _tdw("db", "status", env={"TDW_HOME": str(tmp_path / "home")})
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "stopped" in res.stdout

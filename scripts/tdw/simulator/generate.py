@@ -139,7 +139,9 @@ def simulate(source_dsn: str, *, scale: int, seed: int = 42, end_date: dt.date |
         scale: number of bordereaux of all types (split BSDD 55 %, BSDA 18 %, BSDASRI 12 %, BSVHU 7 %,
             BSFF 6 %, BSPAOH 2 %); companies ≈ scale/15 (at least 300).
         seed: same seed + scale + end_date give an identical database.
-        end_date: last day of the simulated history (default: today); data span about 2 years.
+        end_date: last day of the simulated history (default: yesterday, the last whole day: the
+            history's rows are written until 23:59:59 UTC of that day, which must not lie after the
+            source's clock, or the extractor re-reads them until then); data span about 2 years.
         out_dir: where ``manifest.json`` and ``icpe/`` are written (default ``$TDW_HOME/simulator``).
         defect_rates: overrides of :data:`tdw.simulator.bsds.DEFAULT_DEFECT_RATES` (share of bordereaux /
             of generated sites per defect kind).
@@ -158,7 +160,7 @@ def simulate(source_dsn: str, *, scale: int, seed: int = 42, end_date: dt.date |
     if unknown:
         raise TdwError(f"unknown defect kind(s) {sorted(unknown)}; known: {sorted(DEFAULT_DEFECT_RATES)}")
     rates = {**DEFAULT_DEFECT_RATES, **(defect_rates or {})}
-    end_date = end_date or dt.date.today()
+    end_date = end_date or dt.date.today() - dt.timedelta(days=1)
     out_dir = Path(out_dir) if out_dir else default_out_dir()
     t0 = time.monotonic()
     rng = random.Random(seed)
