@@ -12,6 +12,18 @@
     end
 {%- endmacro %}
 
+{#- True when one of the timestamps `columns` lay in the future at a build that started at or
+    after `since` and has passed now: local_date_if_valid gave it null then and gives its day
+    now. An incremental model bucketing with local_date_if_valid re-reads such rows, as a full
+    refresh would bucket them (nothing upstream rewrote them: only the clock moved). -#}
+{% macro became_valid_since(columns, since) -%}
+    (
+        {%- for column in columns %}
+        ({{ column }} > {{ since }} and {{ column }} <= current_timestamp){{ ' or' if not loop.last }}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
 {#- Today in var('tdw_time_zone'). -#}
 {% macro local_today() -%}
     (current_timestamp at time zone '{{ var("tdw_time_zone") }}')::date

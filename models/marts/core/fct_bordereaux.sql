@@ -4,7 +4,8 @@
     Incremental: a run re-reads the BSDs that int_bordereaux__unioned wrote after this table's
     latest _tdw_built_at (re-read by a build, or a flag recomputed by its post-hook, e.g.
     dq_received_never_processed becoming true as days pass): a filter on an indexed column, so
-    the cost follows the day's changes. BSDs gone from upstream (deleted or turned back into
+    the cost follows the day's changes; and those with a date that was in the future then (null
+    day) and has passed (macro became_valid_since: a scan of the five timestamps). BSDs gone from upstream (deleted or turned back into
     drafts) are removed by the post-hook, so an incremental run and a full refresh give the same
     table. -#}
 {{
@@ -26,7 +27,17 @@ with
 bordereaux as (
     select * from {{ ref('int_bordereaux__unioned') }}
     {% if is_incremental() -%}
-        where _tdw_built_at > {{ incremental_since(this, '_tdw_built_at') }}
+        where
+            _tdw_built_at > {{ incremental_since(this, '_tdw_built_at') }}
+            -- a date in the future at the last build (null day) that has passed since
+            or bsd_id = any(array(
+                select dated.bsd_id from {{ ref('int_bordereaux__unioned') }} as dated
+                where {{ became_valid_since(
+                    ['dated.created_at', 'dated.emitted_at', 'dated.taken_over_at', 'dated.received_at',
+                     'dated.processed_at'],
+                    incremental_since(this, '_tdw_built_at')
+                ) }}
+            ))
     {%- endif %}
 ),
 

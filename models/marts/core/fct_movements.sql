@@ -9,9 +9,10 @@
     out of every tonnage sum.
 
     Incremental: a run re-reads the movements that int_movements wrote after this table's latest
-    _tdw_built_at (re-read by a build, or a site location refreshed by its post-hook), and those
-    of the bordereaux int_bordereaux__unioned wrote since (bsd_loaded_at); rows gone upstream are
-    deleted by the post-hook. -#}
+    _tdw_built_at (re-read by a build, or a site location refreshed by its post-hook), those
+    of the bordereaux int_bordereaux__unioned wrote since (bsd_loaded_at), and those with a date
+    that was in the future then (null day) and has passed (macro became_valid_since); rows gone
+    upstream are deleted by the post-hook. -#}
 {{
     config(
         materialized='incremental',
@@ -43,6 +44,14 @@ movements as (
             or bsd_id = any(array(
                 select rewritten.bsd_id from {{ ref('int_bordereaux__unioned') }} as rewritten
                 where rewritten._tdw_built_at > (select since.built_at from since)
+            ))
+            -- a date in the future at the last build (null day) that has passed since
+            or movement_id = any(array(
+                select dated.movement_id from {{ ref('int_movements') }} as dated
+                where {{ became_valid_since(
+                    ['dated.taken_over_at', 'dated.received_at', 'dated.processed_at'],
+                    '(select since.built_at from since)'
+                ) }}
             ))
     {%- endif %}
 ),
