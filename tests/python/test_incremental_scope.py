@@ -735,3 +735,22 @@ def test_round2_nothing_unexplained(round2, built):
     unexplained = [d for table, table_diffs in round2.items() for key, diff in table_diffs.items()
                    if diff["owner"] not in scenarios for d in [f"{table} {key}: {', '.join(diff['columns'])}"]]
     assert not unexplained, "\n".join(unexplained[:30])
+
+
+def test_a_day_in_the_future_at_the_last_build_is_filled_once_passed(round2, built, settings):
+    """local_date_if_valid gives a timestamp after the build's start a null day; once that time
+    has passed, the next incremental run must re-read the row (macro became_valid_since), as a
+    full refresh would date it, though nothing upstream rewrote it: only the clock moved."""
+    wh = built["warehouse"]
+    ((bsd_id,),) = query(wh, """select bsd_id from marts.fct_bordereaux where processed_date is not null
+                                 and bsd_id in (select bsd_id from marts.fct_movements) order by bsd_id limit 1""")
+    # the state a build leaves when it ran just before this BSD's operation: upstream holds the
+    # timestamp, written then and not rewritten since; the facts hold a null day
+    ((moment, expected),) = query(wh, "select now(), (now() at time zone 'Europe/Paris')::date")
+    for table in ("intermediate.int_movements", "intermediate.int_bordereaux__unioned"):
+        query(wh, f"update {table} set processed_at = %s where bsd_id = %s", (moment, bsd_id))
+    for table in ("marts.fct_movements", "marts.fct_bordereaux"):
+        query(wh, f"update {table} set processed_at = %s, processed_date = null where bsd_id = %s", (moment, bsd_id))
+    _dbt(settings, wh, "run", "--select", "fct_bordereaux", "fct_movements")
+    assert query(wh, "select distinct processed_date from marts.fct_movements where bsd_id = %s", (bsd_id,)) == [(expected,)]
+    assert query(wh, "select processed_date from marts.fct_bordereaux where bsd_id = %s", (bsd_id,)) == [(expected,)]

@@ -5,9 +5,9 @@
     latest _tdw_built_at (re-read by a build, or a flag recomputed by its post-hook, e.g.
     dq_received_never_processed becoming true as days pass): a filter on an indexed column, so
     the cost follows the day's changes; and those with a date that was in the future then (null
-    day) and has passed (macro became_valid_since: a scan of the five timestamps). BSDs gone from upstream (deleted or turned back into
-    drafts) are removed by the post-hook, so an incremental run and a full refresh give the same
-    table. -#}
+    day) and has passed (macro became_valid_since: a scan of the five timestamps). BSDs gone from
+    upstream (deleted or turned back into drafts) are removed by the post-hook, so an incremental
+    run and a full refresh give the same table. -#}
 {{
     config(
         materialized='incremental',
