@@ -22,9 +22,14 @@
         (period_change_log_trigger, a post-hook of fct_movements: delete+insert and the post-hook
         deleting vanished movements both go through `delete`); jsonb_populate_record gives the old
         rows back typed, so the same period expression serves old and new rows;
-      * for marts publishing complete quarters only (config `period_cutoff`, a select of the
-        first unpublished quarter: od_published_quarters_end), the quarters between the cutoff
-        of the mark and today's (a quarter that became published, or unpublished);
+      * for marts publishing complete quarters only (period_plan argument `cutoff`, a select of
+        the first unpublished quarter: od_published_quarters_end), the quarters between the
+        cutoff of the mark and today's (a quarter that became published, or unpublished). With
+        composite keys (period_key_type='text'), argument `cutoff_keys` ({'fact': the quarter of
+        a fact row, 'mart': the quarter of a mart row}, date expressions) turns those quarters
+        into keys: every key of the fact rows of those quarters and every key of the mart rows
+        of those quarters, so that a newly published quarter is written whole and an
+        unpublished one deleted whole;
       * the keys `stale_keys` (period_plan argument: {input model: select}) returns: for a mart
         that also reads another model (a dimension), a select over the mart ({{ this }}) and that
         input giving the keys whose rows read values of the input that changed since they were
@@ -110,11 +115,15 @@
 {%- endmacro %}
 
 {#- The plan of the open-data marts built by published reception quarter (od_waste_flows,
-    od_distances, od_int_departement_sides). -#}
-{% macro od_published_quarter_plan() -%}
+    od_distances, od_int_departement_sides): `keys`, the composite key expression(s) over
+    fct_movements (text keys starting with the reception quarter; config period_key_type='text'),
+    and the quarters the publication cutoff crossed since the mark, as the keys of their fact rows
+    (reception quarter, Europe/Paris as received_date) and of their mart rows (quarter_start). -#}
+{% macro od_published_quarter_plan(keys) -%}
     {{ return(period_plan(
-        ref('fct_movements'), "date_trunc('quarter', received_date)::date",
-        cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux']
+        ref('fct_movements'), keys,
+        cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux'],
+        cutoff_keys={'fact': "date_trunc('quarter', received_date)::date", 'mart': 'quarter_start'}
     )) }}
 {%- endmacro %}
 
@@ -126,8 +135,11 @@
 {%- endmacro %}
 
 {#- The build plan of a period-incremental mart (a dict), at compile time; see the header. -#}
-{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}) -%}
+{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}, cutoff_keys=none) -%}
     {%- set key_expressions = [period] if period is string else period -%}
+    {%- if cutoff and period_key_type() != 'date' and not cutoff_keys -%}
+        {{ exceptions.raise_compiler_error(this ~ ': a cutoff over composite keys needs cutoff_keys (the quarter of a fact row and of a mart row)') }}
+    {%- endif -%}
     {%- set plan = {'mode': 'full', 'reason': 'full build', 'periods': none, 'fact_relid': none,
                     'built_through': none, 'log_position': 0, 'cutoff': none} -%}
     {%- if not execute -%}{{ return(plan) }}{%- endif -%}
@@ -163,6 +175,13 @@
         {%- do plan.update({'reason': 'change log behind the mark'}) -%}
     {%- else -%}
         {%- set m = mark[0] -%}
+        {#- the quarters the publication cutoff crossed since the mark (composite keys) -#}
+        {%- set crossed -%}
+            (select least(old.q, new.q) as cutoff_from, greatest(old.q, new.q) as cutoff_to
+             from (select {{ "'" ~ m[3] ~ "'::date" if m[3] is not none else 'null::date' }} as q) as old,
+                (select {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff is not none else 'null::date' }} as q) as new
+             where old.q is distinct from new.q) as crossed
+        {%- endset -%}
         {%- set q -%}
             with
             new_rows as (
@@ -186,13 +205,24 @@
                 union
                 select stale.key::{{ period_key_type() }} from ({{ keys_sql }}) as stale (key)
                 {%- endfor %}
-                {%- if cutoff %}
+                {%- if cutoff and not cutoff_keys %}
                 union
                 select generate_series(least(old.q, new.q), greatest(old.q, new.q) - interval '1 day',
                                        interval '3 months')::date
                 from (select {{ "'" ~ m[3] ~ "'::date" if m[3] is not none else 'null::date' }} as q) as old,
                     (select {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff is not none else 'null::date' }} as q) as new
                 where old.q is distinct from new.q
+                {%- elif cutoff %}
+                {#- the keys of the quarters crossed: of the fact rows (a quarter now published) and
+                    of the mart rows (a quarter no longer published) -#}
+                {%- for expression in key_expressions %}
+                union
+                select ({{ expression }})::{{ period_key_type() }} from {{ fact }}, {{ crossed }}
+                where ({{ cutoff_keys.fact }}) >= crossed.cutoff_from and ({{ cutoff_keys.fact }}) < crossed.cutoff_to
+                {%- endfor %}
+                union
+                select ({{ period_of_row() }})::{{ period_key_type() }} from {{ this }}, {{ crossed }}
+                where ({{ cutoff_keys.mart }}) >= crossed.cutoff_from and ({{ cutoff_keys.mart }}) < crossed.cutoff_to
                 {%- endif %}
             )
             select coalesce(jsonb_agg(p::text order by p), '[]'::jsonb)::text from periods where p is not null

@@ -40,28 +40,39 @@ SRC = '"default$default"'
 FLOW_KEY = "to_char({month}, 'YYYY-MM') || '|' || coalesce({o}, '-') || '|' || coalesce({d}, '-')"
 RATE_KEY = ("to_char({day}, 'YYYY') || '|' || bsd_type || '|' || coalesce(waste_chapter_code, '-') || '|'"
             " || coalesce(is_hazardous::text, '-')")
+# the open-data marts: reception quarter (its first month) x the cell / the side
+QUARTER = "date_trunc('quarter', received_date)"
+DISTANCE_KEY = ("to_char({quarter}, 'YYYY-MM') || '|' || coalesce(bsd_type, '-') || '|'"
+                " || coalesce(origin_code_region, '-') || '|' || coalesce(destination_code_region, '-')")
+SIDE_KEY = "to_char({quarter}, 'YYYY-MM') || '|' || {direction} || '|' || coalesce({departement}, '-')"
 PERIOD_MARTS = {  # period-incremental mart -> the period (partition key) of one of its rows
     "mart_waste_flows": FLOW_KEY.format(month="month_start", o="origin_code_departement",
                                         d="destination_code_departement"),
     "mart_distances": FLOW_KEY.format(month="month_start", o="origin_code_region", d="destination_code_region"),
     "mart_recovery_rates": RATE_KEY.format(day="period_start"),
-    "od_waste_flows": "quarter_start",
-    "od_distances": "quarter_start",
-    "od_int_departement_sides": "quarter_start",
+    "od_waste_flows": FLOW_KEY.format(month="quarter_start", o="origin_code_departement",
+                                      d="destination_code_departement"),
+    "od_distances": DISTANCE_KEY.format(quarter="quarter_start"),
+    "od_int_departement_sides": SIDE_KEY.format(quarter="quarter_start", direction="direction",
+                                                departement="code_departement"),
     "mart_establishment_monthly_tonnage": "siret || '|' || to_char(month_start, 'YYYY-MM')",
 }
+OD_MARTS = ["od_waste_flows", "od_distances", "od_int_departement_sides"]  # published quarters only
 # period-incremental mart -> the keys of a fct_movements row (SQL over its columns)
-PERIOD_OF_FACT = {mart: ["date_trunc('month', received_date)::date::text" if column == "month_start"
-                         else "date_trunc('quarter', received_date)::date::text"]
-                  for mart, column in PERIOD_MARTS.items()}
-PERIOD_OF_FACT["mart_waste_flows"] = [FLOW_KEY.format(month="received_date", o="origin_code_departement",
-                                                     d="destination_code_departement")]
-PERIOD_OF_FACT["mart_distances"] = [FLOW_KEY.format(month="received_date", o="origin_code_region",
-                                                   d="destination_code_region")]
-PERIOD_OF_FACT["mart_recovery_rates"] = [RATE_KEY.format(day="processed_date")]
-PERIOD_OF_FACT["mart_establishment_monthly_tonnage"] = [
-    "destination_siret || '|' || to_char(received_date, 'YYYY-MM')",
-    "origin_siret || '|' || to_char(taken_over_date, 'YYYY-MM')"]
+PERIOD_OF_FACT = {
+    "mart_waste_flows": [FLOW_KEY.format(month="received_date", o="origin_code_departement",
+                                         d="destination_code_departement")],
+    "mart_distances": [FLOW_KEY.format(month="received_date", o="origin_code_region", d="destination_code_region")],
+    "mart_recovery_rates": [RATE_KEY.format(day="processed_date")],
+    "od_waste_flows": [FLOW_KEY.format(month=QUARTER, o="origin_code_departement", d="destination_code_departement")],
+    "od_distances": [DISTANCE_KEY.format(quarter=QUARTER)],
+    "od_int_departement_sides": [
+        SIDE_KEY.format(quarter=QUARTER, direction="'incoming'", departement="destination_code_departement"),
+        SIDE_KEY.format(quarter=QUARTER, direction="'outgoing'", departement="origin_code_departement")],
+    "mart_establishment_monthly_tonnage": [
+        "destination_siret || '|' || to_char(received_date, 'YYYY-MM')",
+        "origin_siret || '|' || to_char(taken_over_date, 'YYYY-MM')"],
+}
 MARTS = [*PERIOD_MARTS, "od_departement_flows"]
 BUILD = ["+" + m for m in MARTS]
 # what an incremental run rebuilds (the reference, geography and dimensions stay as built)
@@ -181,12 +192,22 @@ def test_day_of_changes_and_cutoff_crossing(built, settings):
     adv = advance(built["source"], days=1, out_dir=built["sim_dir"])
     assert sum(adv["inserted"].values()) + sum(adv["updated"].values()) > 0
     extract(built["source"], wh)
-    diffs, marks = _incremental_then_compare(settings, wh)
-    _assert_same(diffs)
+    before = {m: _row_versions(wh, m) for m in PERIOD_MARTS}
+    _dbt(settings, wh, "run", "--select", *INCREMENTAL)
+    marks = _marks(wh)
+    rewritten = {m: _rewritten(before[m], _row_versions(wh, m)) for m in PERIOD_MARTS}
+    _assert_same(_compare(settings, wh))
     for mart, (mode, reason, periods) in marks.items():
         assert mode == "incremental", (mart, reason)
-        if PERIOD_MARTS[mart] == "quarter_start":
-            assert newly in periods, (mart, periods)
+        assert rewritten[mart] <= set(periods), (mart, sorted(rewritten[mart] - set(periods)))
+    for mart in OD_MARTS:
+        # the newly published quarter is written whole: every key of it (as the full refresh
+        # writes it) was in scope; the published quarters keep the keys the day left alone
+        periods = set(marks[mart][2])
+        keys = {k for (k,) in query(wh, f"select distinct {PERIOD_MARTS[mart]} from marts.{mart}"
+                                        " where quarter_start = %s", (newly,))}
+        assert keys and keys <= periods, (mart, sorted(keys - periods))
+        assert set(before[mart]) - periods, (mart, "every published key in scope: nothing to tell")
     assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start = %s", (newly,))[0][0] > 0
 
 
@@ -311,3 +332,41 @@ def test_fact_full_refresh_rebuilds_the_marts_whole(built, settings):
     # the change log of the old fact table is pruned
     assert query(wh, """select count(*) from meta.period_change_log as l
         where not exists (select 1 from pg_class as c where c.oid = l.fact_relid)""")[0][0] == 0
+
+
+def test_quarter_unpublished(built, settings):
+    """(7) The cutoff moves back a quarter (the mark says the first unpublished quarter was the
+    next one, as when the latest load date goes back): the od_* marts delete every key of the
+    quarter no longer published, found from their own rows, including keys no movement has any
+    more (rows planted under département / région '00'), and equal a full refresh."""
+    wh = built["warehouse"]
+    cutoff = query(wh, "select cutoff::text from meta.period_marks where schema_name = 'marts'"
+                       " and table_name = 'od_waste_flows'")[0][0]
+    assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start >= %s", (cutoff,))[0][0] == 0
+    query(wh, """
+        insert into marts.od_waste_flows (quarter_start, quarter_end, origin_code_departement,
+            destination_code_departement, is_intra_departement, n_movements, quantity_accepted_t,
+            n_origin_establishments, n_destination_establishments, is_suppressed)
+        values (%(q)s, (%(q)s::date + interval '3 months' - interval '1 day')::date, '00', '00', true, 3, 1.5,
+            3, 3, false);
+        insert into marts.od_distances (quarter_start, quarter_end, bsd_type, origin_code_region,
+            destination_code_region, n_origin_establishments, n_destination_establishments, is_suppressed)
+        values (%(q)s, (%(q)s::date + interval '3 months' - interval '1 day')::date, 'BSDD', '00', '00', 3, 3, false);
+        insert into marts.od_int_departement_sides (quarter_start, direction, code_departement, siret,
+            n_movements, quantity_accepted_t)
+        values (%(q)s, 'incoming', '00', null, 1, 1.5);
+        update meta.period_marks set cutoff = cutoff + interval '3 months'
+        where schema_name = 'marts' and table_name like 'od\\_%%'""", {"q": cutoff})
+    planted = {m: {k for (k,) in query(wh, f"select {PERIOD_MARTS[m]} from marts.{m} where quarter_start = %s",
+                                       (cutoff,))} for m in OD_MARTS}
+    before = {m: _row_versions(wh, m) for m in OD_MARTS}
+    _dbt(settings, wh, "run", "--select", *INCREMENTAL)
+    marks = _marks(wh)
+    for mart in OD_MARTS:
+        mode, reason, periods = marks[mart]
+        assert mode == "incremental", (mart, reason)
+        assert len(planted[mart]) == 1 and planted[mart] <= set(periods), (mart, planted[mart], periods)
+        assert query(wh, f"select count(*) from marts.{mart} where quarter_start >= %s", (cutoff,))[0][0] == 0
+        # the published quarters were left as they were
+        assert _rewritten(before[mart], _row_versions(wh, mart)) == planted[mart], mart
+    _assert_same(_compare(settings, wh))

@@ -9,18 +9,24 @@
     var('tdw_secret_min_establishments') distinct origin or destination establishments
     contribute, or one of them carries more than var('tdw_secret_max_share') of the tonnes.
 
-    Incremental by quarter (macros/period_incremental.sql): a run recomputes the quarters of the
-    movements fct_movements wrote, replaced or deleted since the last build, and the quarters
-    that became published (or unpublished) with the data's latest load date. -#}
-{{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
+    Incremental by (quarter, BSD type, origin région, destination région), the cell itself
+    (macros/period_incremental.sql, composite partition key; a cell's secret statistique reads only
+    its own movements): a run recomputes the cells of the movements fct_movements wrote, replaced
+    or deleted since the last build (old and new values), and every cell of a quarter that became
+    published (or unpublished) with the data's latest load date. -#}
+{%- set key_of_fact = "to_char(date_trunc('quarter', received_date), 'YYYY-MM') || '|' || coalesce(bsd_type, '-')"
+                     ~ " || '|' || coalesce(origin_code_region, '-') || '|' || coalesce(destination_code_region, '-')" %}
+{{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
+          period_of_row="to_char(quarter_start, 'YYYY-MM') || '|' || coalesce(bsd_type, '-')"
+                        ~ " || '|' || coalesce(origin_code_region, '-') || '|' || coalesce(destination_code_region, '-')",
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = od_published_quarter_plan() %}
+{%- set plan = od_published_quarter_plan(key_of_fact) %}
 {{ period_plan_comment(plan) }}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
-    where {{ period_in_scope(plan, 'quarter_start') }}
+    where {{ period_in_scope(plan, key_of_fact) }}
 ),
 
 per_origin as (

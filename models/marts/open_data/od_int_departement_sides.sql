@@ -8,18 +8,28 @@
     Every movement appears once per direction. Tonnes accepted at the destination; not published
     as such (no secret statistique here: od_departement_flows applies it).
 
-    Incremental by quarter (macros/period_incremental.sql): a run recomputes the quarters of the
-    movements fct_movements wrote, replaced or deleted since the last build, and the quarters
-    that became published (or unpublished) with the data's latest load date. -#}
-{{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
+    Incremental by (quarter, direction, département of that side) (macros/period_incremental.sql,
+    composite partition key; a movement has one key per direction: its destination's
+    département incoming, its origin's outgoing): a run recomputes the keys of the movements
+    fct_movements wrote, replaced or deleted since the last build (old and new values), and every
+    key of a quarter that became published (or unpublished) with the data's latest load date. -#}
+{%- set incoming_key = "to_char(date_trunc('quarter', received_date), 'YYYY-MM') || '|incoming|'"
+                       ~ " || coalesce(destination_code_departement, '-')" %}
+{%- set outgoing_key = "to_char(date_trunc('quarter', received_date), 'YYYY-MM') || '|outgoing|'"
+                       ~ " || coalesce(origin_code_departement, '-')" %}
+{{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
+          period_of_row="to_char(quarter_start, 'YYYY-MM') || '|' || direction || '|' || coalesce(code_departement, '-')",
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = od_published_quarter_plan() %}
+{%- set plan = od_published_quarter_plan([incoming_key, outgoing_key]) %}
 {{ period_plan_comment(plan) }}
 with
 
+-- the movements with a key in scope on either side (read once), each side then kept for its own key
 movements as (
     select * from {{ ref('od_int_published_movements') }}
-    where quantity_accepted_t is not null and {{ period_in_scope(plan, 'quarter_start') }}
+    where
+        quantity_accepted_t is not null
+        and ({{ period_in_scope(plan, incoming_key) }} or {{ period_in_scope(plan, outgoing_key) }})
 ),
 
 sides as (
@@ -30,6 +40,7 @@ sides as (
         quantity_accepted_t,
         quarter_start
     from movements
+    where {{ period_in_scope(plan, incoming_key) }}
     union all
     select
         'outgoing' as direction,
@@ -38,6 +49,7 @@ sides as (
         quantity_accepted_t,
         quarter_start
     from movements
+    where {{ period_in_scope(plan, outgoing_key) }}
 )
 
 select

@@ -9,18 +9,25 @@
     either side) carries more than var('tdw_secret_max_share') of the tonnes. Origins without a
     SIRET (private individuals) are not counted as contributors.
 
-    Incremental by quarter (macros/period_incremental.sql): a run recomputes the quarters of the
-    movements fct_movements wrote, replaced or deleted since the last build, and the quarters
-    that became published (or unpublished) with the data's latest load date. -#}
-{{ config(materialized='incremental', incremental_strategy='period', period_column='quarter_start',
+    Incremental by (quarter, origin département, destination département), the cell itself
+    (macros/period_incremental.sql, composite partition key; a cell's secret statistique reads only
+    its own movements): a run recomputes the cells of the movements fct_movements wrote, replaced
+    or deleted since the last build (old and new values), and every cell of a quarter that became
+    published (or unpublished) with the data's latest load date. -#}
+{%- set key_of_fact = "to_char(date_trunc('quarter', received_date), 'YYYY-MM')"
+                     ~ " || '|' || coalesce(origin_code_departement, '-')"
+                     ~ " || '|' || coalesce(destination_code_departement, '-')" %}
+{{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
+          period_of_row="to_char(quarter_start, 'YYYY-MM') || '|' || coalesce(origin_code_departement, '-')"
+                        ~ " || '|' || coalesce(destination_code_departement, '-')",
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
-{%- set plan = od_published_quarter_plan() %}
+{%- set plan = od_published_quarter_plan(key_of_fact) %}
 {{ period_plan_comment(plan) }}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
-    where quantity_accepted_t is not null and {{ period_in_scope(plan, 'quarter_start') }}
+    where quantity_accepted_t is not null and {{ period_in_scope(plan, key_of_fact) }}
 ),
 
 per_origin as (
