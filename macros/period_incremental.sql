@@ -3,8 +3,10 @@
     § Incremental models): mart_waste_flows (month of reception x origin x destination
     département), mart_distances (month x origin x destination région), mart_recovery_rates (year
     of the operation x BSD type x waste chapter x hazardous), mart_establishment_monthly_tonnage
-    (SIRET x month), od_waste_flows, od_distances and od_int_departement_sides (quarter of
-    reception, published quarters only).
+    (SIRET x month), od_waste_flows (published quarter of reception x origin x destination
+    département), od_distances (quarter x BSD type x origin x destination région) and
+    od_int_departement_sides (quarter x direction x département); the quarters the publication
+    cutoff crosses are written whole (cutoff_keys).
 
     A mart row depends only on the fact rows of its period (the `period` given to period_plan: an
     expression over the fact's columns giving the period of a fact row; config `period_column`, the
