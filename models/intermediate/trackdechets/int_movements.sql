@@ -4,7 +4,7 @@
         unique_key='movement_id',
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        pre_hook=["{{ hash_joins_for_scoped_build() }}", "{{ delete_movements_in_scope(this) }}"],
+        pre_hook=["{{ hash_joins_for_build() }}", "{{ delete_movements_in_scope(this) }}"],
         post_hook=[
             "{{ delete_movements_of_uncounted_bordereaux(this) }}",
             "{{ refresh_movement_site_locations(this) }}",
