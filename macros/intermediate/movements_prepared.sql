@@ -8,13 +8,59 @@
     these ones, holding the bordereaux to read and the ids of their `-suite` forms. -#}
 {% macro movements_prepared_ctes(scope=none) -%}
 
+-- the columns the legs read, not `select *`: both CTEs are read several times, so PostgreSQL
+-- keeps their rows aside (on disk at national scale), and the address joins of the BSDD staging
+-- view whose columns are not read are left out
 bordereaux as (
-    select * from {{ ref('int_bordereaux__unioned') }}
+    select
+        bsd_id,
+        bsd_type,
+        emitter_siret,
+        emitter_postal_code,
+        emitter_city,
+        emitter_address_is_work_site,
+        destination_siret,
+        destination_postal_code,
+        destination_city,
+        has_temp_storage,
+        transporter_siret,
+        transport_mode,
+        taken_over_at,
+        received_at,
+        processed_at,
+        quantity_declared_t,
+        quantity_received_t,
+        quantity_refused_t,
+        planned_operation_code,
+        operation_code,
+        dq_invalid_date,
+        waste_code,
+        waste_chapter_code,
+        is_hazardous,
+        _tdw_last_loaded_at
+    from {{ ref('int_bordereaux__unioned') }}
     {{ in_bsd_scope(scope) }}
 ),
 
 bsdd as (
-    select * from {{ ref('stg_trackdechets__bsdd') }}
+    select
+        bsd_id,
+        forwarded_in_id,
+        is_deleted,
+        emitter_siret,
+        recipient_siret,
+        recipient_postal_code,
+        recipient_city,
+        taken_over_at,
+        received_at,
+        processed_at,
+        quantity_declared_t,
+        quantity_received_t,
+        quantity_refused_t,
+        planned_operation_code,
+        operation_code,
+        dq_invalid_date
+    from {{ ref('stg_trackdechets__bsdd') }}
     {{ in_bsd_scope(scope) }}
 ),
 

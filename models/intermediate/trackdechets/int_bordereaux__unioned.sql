@@ -4,7 +4,7 @@
         unique_key='bsd_id',
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        pre_hook=["{{ hash_joins_for_scoped_build() }}", "{{ delete_bordereaux_in_scope(this) }}"],
+        pre_hook=["{{ hash_joins_for_build() }}", "{{ delete_bordereaux_in_scope(this) }}"],
         post_hook=[
             "{{ delete_bordereaux_gone_from_source(this) }}",
             "{{ refresh_bordereaux_global_flags(this) }}",
