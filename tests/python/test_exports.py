@@ -111,6 +111,46 @@ def test_open_data_valid_datapackage_and_manifest(wh, open_data):
         assert hashlib.sha256((out / f["path"]).read_bytes()).hexdigest() == f["sha256"]
     assert manifest["data_as_of"]
     assert not list(out.parent.glob(".open-data.*")), "temporary folders left behind"
+    # every field is described, in French (data.gouv.fr audience; models/marts/open_data/_open_data__models.yml)
+    package = json.loads((out / "datapackage.json").read_text(encoding="utf-8"))
+    not_french = [(r["name"], f["name"], f.get("description")) for r in package["resources"]
+                  for f in r["schema"]["fields"] if not _reads_as_french(f.get("description"))]
+    assert not not_french, not_french
+
+
+# Whole words (letters, digits and "_": enum values such as fewer_than_min_establishments and column
+# names are single words and never match) that an English description uses and a French one does not.
+_ENGLISH_WORDS = frozenset(
+    "the of when per and with from by is are for which only each not than this its null to at in it into "
+    "whose where was were has have be been or if otherwise within first last day number name rounded "
+    "withheld suppressed unknown published counted".split())
+_FRENCH_WORDS = frozenset("le la les de du des un une et ou en au aux à par sur dans pour quand est sont d l".split())
+
+
+def _reads_as_french(description: str | None) -> bool:
+    """True when ``description`` is non-empty, has none of _ENGLISH_WORDS and each of its sentences
+    has at least one French function word (so an English sentence free of those words, such as
+    "Company name.", still fails; so does a bare French noun phrase such as "Tonnes-kilomètres.",
+    which says no more than the column name)."""
+    if not description or not description.strip():
+        return False
+    if set(re.findall(r"\w+", description.lower())) & _ENGLISH_WORDS:
+        return False
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ«])", description.strip())
+    return all(set(re.findall(r"\w+", s.lower())) & _FRENCH_WORDS for s in sentences)
+
+
+def test_reads_as_french_flags_english_descriptions():
+    french = ["Lundi de la semaine ISO.", "Nom du département.", "Arrondi à 1 décimale.",
+              "Motif : « fewer_than_min_establishments » (moins de 3 établissements) ; vide quand publié.",
+              "Code NAF rév. 2 (sous-classe, par exemple « 38.12Z »).",
+              "Tonnes-kilomètres (t·km) des mouvements. Arrondi à 1 décimale."]
+    english = ["Monday of the ISO week.", "incoming or outgoing.", "Company name.", "", None, "SIRET.",
+               "Tonnes accepted at the destination; null when suppressed.", "Movements per quarter.",
+               "Tonnes reçues au site de destination. Rounded to 3 decimals (the kilogram).",
+               "Nom du département. Département name."]
+    assert [d for d in french if not _reads_as_french(d)] == []
+    assert [d for d in english if _reads_as_french(d)] == []
 
 
 def test_cell_under_threshold_is_suppressed(wh, open_data):

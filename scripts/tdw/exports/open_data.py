@@ -10,8 +10,9 @@ files alike, so that two runs on the same data write byte-identical files: a sum
 values depends on the order PostgreSQL adds them in (12.3 one run, 12.300000000000001 the next).
 Tonnes (columns ending in ``_t``) to 3 decimals, i.e. the kilogram; kilometres and tonne-km to 1
 decimal; rates to 4 decimals; any other non-integer number to 6 decimals. Each field's
-description in ``datapackage.json`` states its precision. (A value lying exactly on a rounding
-boundary, such as x.xxx5, can still round differently if its noise crosses it; rounding is half up.)
+description in ``datapackage.json`` (in French, as the column descriptions of the public models it
+starts with) states its precision. (A value lying exactly on a rounding boundary, such as x.xxx5,
+can still round differently if its noise crosses it; rounding is half up.)
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def _columns(cur, relation: str) -> list[tuple[str, str, str]]:
 
 
 _FRACTIONAL_TYPES = ("numeric", "double precision", "real")
-_PRECISION_NOTE = {3: "Rounded to 3 decimals (the kilogram).", 1: "Rounded to 1 decimal.", 4: "Rounded to 4 decimals.",
-                   6: "Rounded to 6 decimals."}
+# appended to the field descriptions of datapackage.json, which are French like the dbt column
+# descriptions of the public models (data.gouv.fr audience)
+_PRECISION_NOTE = {3: "Arrondi à 3 décimales (au kilogramme près).", 1: "Arrondi à 1 décimale.",
+                   4: "Arrondi à 4 décimales.", 6: "Arrondi à 6 décimales."}
 
 
 def decimals_of(column: str, data_type: str) -> int | None:
