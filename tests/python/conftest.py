@@ -144,10 +144,13 @@ def query(dsn: str, statement: str, params=None) -> list[tuple]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files that build the dbt project (marked ``slow``) first. With ``pytest -n 2 --dist
-    loadfile`` (Makefile) each file runs whole on one worker, files handed out in collection
-    order: the long ones start first and the short ones fill the end, instead of a long file
-    starting last while the other worker idles. The order within a file is kept."""
+    """The longest files first (longest processing time first). With ``pytest -n 2 --dist loadfile
+    --no-loadscope-reorder`` (Makefile) each file runs whole on one worker and the files are
+    handed out in collection order: the long ones start first and the short ones fill the end,
+    instead of a long file starting last while the other worker idles. Without
+    ``--no-loadscope-reorder`` xdist reorders the files by their NUMBER of tests (most first),
+    which put the few-but-slow files (test_daily_run: 7 tests, 5 minutes) near the end. The order
+    within a file is kept."""
     def rank(item) -> tuple[int, int]:
         name = item.path.stem
         if name in LONGEST_FILES:
@@ -157,6 +160,8 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)
 
 
-# the files that took longest in CI (minutes each), longest first
-LONGEST_FILES = ["test_incremental_scope", "test_replica_incremental", "test_icpe_incremental",
-                 "test_period_incremental", "test_daily_run", "test_staging_intermediate"]
+# the files that took longest in CI, longest first (file totals of `pytest --durations=0`, setup
+# included; re-measure when a file's cost changes much)
+LONGEST_FILES = ["test_daily_run", "test_replica_incremental", "test_period_incremental", "test_icpe_incremental",
+                 "test_incremental_scope", "test_marts_crosscheck", "test_staging_intermediate", "test_replica",
+                 "test_exports", "test_icpe_conformity", "test_metabase", "test_api"]
