@@ -33,13 +33,13 @@ test: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw metabase check
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint --processes 2
-	$(BIN)/pytest -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 docs: $(STAMP)
 	$(BIN)/tdw dbt docs generate

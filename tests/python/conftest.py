@@ -93,6 +93,39 @@ def module_database(pg_base_uri):
         yield make
 
 
+def dbt_warehouse_name() -> str:
+    """Name of the database every module that builds the dbt project uses for its warehouse.
+
+    dbt keeps its parse of the project (``target/partial_parse.msgpack``, under the session's
+    TDW_HOME, shared by every module of a worker) only while the connection settings are the
+    same: it hashes host, port, user and database into its state check and starts a full parse
+    (about 20 s, CPU-bound) whenever one changes. The modules of a worker run one after the
+    other and each drops its warehouse when it ends, so they can all use one name and parse
+    the project once per worker instead of once per module. The xdist worker id keeps the
+    workers apart when they share a server (TDW_TEST_HOME).
+    """
+    return f"dbt_wh_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
+def _drop_database(base_uri: str, name: str) -> None:
+    with contextlib.closing(psycopg2.connect(base_uri)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="module")
+def dbt_warehouse(pg_base_uri) -> str:
+    """DSN of an empty database for a module's dbt-built warehouse, under the worker's one name
+    (:func:`dbt_warehouse_name`); whatever an earlier module or session left there is dropped
+    first, and the database is dropped when the module ends. One such database per module."""
+    name = dbt_warehouse_name()
+    _drop_database(pg_base_uri, name)
+    db.ensure_database(pg_base_uri, name)
+    yield db._with_database(pg_base_uri, name)
+    _drop_database(pg_base_uri, name)
+
+
 @pytest.fixture
 def warehouse(new_database, settings) -> str:
     """DSN of a fresh, bootstrapped warehouse database (schemas and roles created)."""
@@ -111,10 +144,13 @@ def query(dsn: str, statement: str, params=None) -> list[tuple]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files that build the dbt project (marked ``slow``) first. With ``pytest -n 2 --dist
-    loadfile`` (Makefile) each file runs whole on one worker, files handed out in collection
-    order: the long ones start first and the short ones fill the end, instead of a long file
-    starting last while the other worker idles. The order within a file is kept."""
+    """The longest files first (longest processing time first). With ``pytest -n 2 --dist loadfile
+    --no-loadscope-reorder`` (Makefile) each file runs whole on one worker and the files are
+    handed out in collection order: the long ones start first and the short ones fill the end,
+    instead of a long file starting last while the other worker idles. Without
+    ``--no-loadscope-reorder`` xdist reorders the files by their NUMBER of tests (most first),
+    which put the few-but-slow files (test_daily_run: 7 tests, 5 minutes) near the end. The order
+    within a file is kept."""
     def rank(item) -> tuple[int, int]:
         name = item.path.stem
         if name in LONGEST_FILES:
@@ -124,6 +160,8 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)
 
 
-# the files that took longest in CI (minutes each), longest first
-LONGEST_FILES = ["test_incremental_scope", "test_replica_incremental", "test_icpe_incremental",
-                 "test_period_incremental", "test_daily_run", "test_staging_intermediate"]
+# the files that took longest in CI, longest first (file totals of `pytest --durations=0`, setup
+# included; re-measure when a file's cost changes much)
+LONGEST_FILES = ["test_daily_run", "test_replica_incremental", "test_period_incremental", "test_icpe_incremental",
+                 "test_incremental_scope", "test_marts_crosscheck", "test_staging_intermediate", "test_replica",
+                 "test_exports", "test_icpe_conformity", "test_metabase", "test_api"]

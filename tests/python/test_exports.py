@@ -43,13 +43,12 @@ def _dbt(settings, dsn: str, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def wh(pg_base_uri, settings, tmp_path_factory):
+def wh(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     """Warehouse DSN with the marts (open data, public, ICPE) built from a small simulated source."""
     suffix = tmp_path_factory.mktemp("exports").name.replace("-", "_").lower()
-    src_name, wh_name = f"src_{suffix}", f"wh_{suffix}"
+    src_name = f"src_{suffix}"
     db.ensure_database(pg_base_uri, src_name)
-    db.ensure_database(pg_base_uri, wh_name)
-    src, dsn = db._with_database(pg_base_uri, src_name), db._with_database(pg_base_uri, wh_name)
+    src, dsn = db._with_database(pg_base_uri, src_name), dbt_warehouse
     db.bootstrap_warehouse(dsn, settings)
     out = tmp_path_factory.mktemp("sim")
     simulate(src, scale=SCALE, seed=5, out_dir=out)
@@ -73,8 +72,7 @@ def wh(pg_base_uri, settings, tmp_path_factory):
     with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            for name in (src_name, wh_name):
-                cur.execute(f'drop database if exists "{name}" with (force)')
+            cur.execute(f'drop database if exists "{src_name}" with (force)')
 
 
 @pytest.fixture(scope="module")

@@ -100,13 +100,12 @@ def _prepare_simulated_extract(source, target, manifest: dict) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def built(pg_base_uri, settings, tmp_path_factory):
+def built(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     """(warehouse DSN, simulator manifest) after the whole chain up to the ICPE marts."""
     suffix = tmp_path_factory.mktemp("icpe_conf").name.replace("-", "_").lower()
-    src_name, wh_name = f"src_{suffix}", f"wh_{suffix}"
+    src_name = f"src_{suffix}"
     db.ensure_database(pg_base_uri, src_name)
-    db.ensure_database(pg_base_uri, wh_name)
-    src, wh = db._with_database(pg_base_uri, src_name), db._with_database(pg_base_uri, wh_name)
+    src, wh = db._with_database(pg_base_uri, src_name), dbt_warehouse
     db.bootstrap_warehouse(wh, settings)
     out = tmp_path_factory.mktemp("sim")
     manifest = simulate(src, scale=SCALE, seed=11, out_dir=out, defect_rates=ICPE_RATES)
@@ -127,8 +126,7 @@ def built(pg_base_uri, settings, tmp_path_factory):
     with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            for name in (src_name, wh_name):
-                cur.execute(f'drop database if exists "{name}" with (force)')
+            cur.execute(f'drop database if exists "{src_name}" with (force)')
 
 
 def _alerts(wh: str, siret: str) -> list[tuple]:

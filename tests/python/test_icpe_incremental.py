@@ -132,8 +132,8 @@ def _site_rows(wh: str, siret: str) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def built(module_database, settings, tmp_path_factory):
-    source, wh = module_database("icisrc"), module_database("iciwh")
+def built(module_database, dbt_warehouse, settings, tmp_path_factory):
+    source, wh = module_database("icisrc"), dbt_warehouse
     db.bootstrap_warehouse(wh, settings)
     out = tmp_path_factory.mktemp("sim")
     manifest = simulate(source, scale=SCALE, seed=11, end_date=dt.date.today() - dt.timedelta(days=10),

@@ -199,9 +199,9 @@ def _assert_same(diffs, *owners) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(module_database, settings, tmp_path_factory):
+def built(module_database, dbt_warehouse, settings, tmp_path_factory):
     """Source and warehouse after simulate → extract → build of staging, intermediate and the facts."""
-    source, warehouse = module_database("ibsrc"), module_database("ibwh")
+    source, warehouse = module_database("ibsrc"), dbt_warehouse
     db.bootstrap_warehouse(warehouse, settings)
     # history ends ten days ago: rows changed below (updatedAt = now()) are the newest
     simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10),

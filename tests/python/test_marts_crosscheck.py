@@ -61,15 +61,14 @@ def _dbt(settings, dsn: str, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(pg_base_uri, settings, tmp_path_factory):
+def built(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     """(source DSN, warehouse DSN) of a small simulated production and a warehouse built from it."""
     from tdw import db
 
     suffix = tmp_path_factory.mktemp("marts").name.replace("-", "_").lower()
-    src_name, wh_name = f"src_{suffix}", f"wh_{suffix}"
+    src_name = f"src_{suffix}"
     db.ensure_database(pg_base_uri, src_name)
-    db.ensure_database(pg_base_uri, wh_name)
-    src, wh = db._with_database(pg_base_uri, src_name), db._with_database(pg_base_uri, wh_name)
+    src, wh = db._with_database(pg_base_uri, src_name), dbt_warehouse
     db.bootstrap_warehouse(wh, settings)
     simulate(src, scale=1500, seed=7, out_dir=tmp_path_factory.mktemp("sim"))
     with contextlib.closing(psycopg2.connect(wh)) as conn:
@@ -83,8 +82,7 @@ def built(pg_base_uri, settings, tmp_path_factory):
     with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            for name in (src_name, wh_name):
-                cur.execute(f'drop database if exists "{name}" with (force)')
+            cur.execute(f'drop database if exists "{src_name}" with (force)')
 
 
 def _read(dsn: str, statement: str) -> pd.DataFrame:

@@ -684,13 +684,12 @@ def test_cli_dry_run_against_the_stand_in(fake):
 
 
 @pytest.fixture(scope="module")
-def marts(pg_base_uri, settings, tmp_path_factory):
+def marts(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     """DSN of a warehouse whose marts were built by dbt (small simulated production, ICPE extracts)."""
     suffix = tmp_path_factory.mktemp("metabase").name.replace("-", "_").lower()
-    src_name, wh_name = f"src_{suffix}", f"wh_{suffix}"
+    src_name = f"src_{suffix}"
     db.ensure_database(pg_base_uri, src_name)
-    db.ensure_database(pg_base_uri, wh_name)
-    src, wh = db._with_database(pg_base_uri, src_name), db._with_database(pg_base_uri, wh_name)
+    src, wh = db._with_database(pg_base_uri, src_name), dbt_warehouse
     db.bootstrap_warehouse(wh, settings)
     out = tmp_path_factory.mktemp("sim")
     simulate(src, scale=800, seed=5, out_dir=out)
@@ -706,8 +705,7 @@ def marts(pg_base_uri, settings, tmp_path_factory):
     with contextlib.closing(psycopg2.connect(pg_base_uri)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            for name in (src_name, wh_name):
-                cur.execute(f'drop database if exists "{name}" with (force)')
+            cur.execute(f'drop database if exists "{src_name}" with (force)')
 
 
 @pytest.mark.slow

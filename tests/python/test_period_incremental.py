@@ -148,10 +148,10 @@ def _assert_same(diffs) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(module_database, settings, tmp_path_factory):
+def built(module_database, dbt_warehouse, settings, tmp_path_factory):
     """Simulate → extract → full build of the marts, with every raw row's load time moved back to
     the end of the previous quarter: the publication cutoff is then one quarter behind today's."""
-    source, warehouse = module_database("pisrc"), module_database("piwh")
+    source, warehouse = module_database("pisrc"), dbt_warehouse
     db.bootstrap_warehouse(warehouse, settings)
     sim_dir = tmp_path_factory.mktemp("simulator")
     simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10), out_dir=sim_dir)

@@ -107,9 +107,9 @@ def _incremental_build(settings, dsn: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(module_database, settings, tmp_path_factory):
+def world(module_database, dbt_warehouse, settings, tmp_path_factory):
     """Source and warehouse after simulate → extract → a first (full) build of the replica."""
-    source, warehouse = module_database("risrc"), module_database("riwh")
+    source, warehouse = module_database("risrc"), dbt_warehouse
     db.bootstrap_warehouse(warehouse, settings)
     simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10),
              out_dir=tmp_path_factory.mktemp("simulator"))

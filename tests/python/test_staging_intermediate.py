@@ -99,10 +99,10 @@ def _fingerprint(dsn: str, model: str, key: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def built(pg_base_uri, settings, tmp_path_factory):
+def built(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     """Source and warehouse databases after simulate → extract → dbt build of this layer."""
     source = _database(pg_base_uri, "stgsrc")
-    warehouse = _database(pg_base_uri, "stgwh")
+    warehouse = dbt_warehouse
     db.bootstrap_warehouse(warehouse, settings)
     # End the history ten days ago so that the advance below stays in the past.
     manifest = simulate(source, scale=SCALE, end_date=dt.date.today() - dt.timedelta(days=10),
