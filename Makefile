@@ -16,10 +16,12 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 install: $(STAMP)
 
+# --no-compile: Python compiles a module when it is first imported; compiling every installed
+# file up front (plotly, pandas, dbt...) took 39 s of a 89 s install here.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-compile -e .
 	touch $(STAMP)
 
 ## The main job on the embedded default (a local PostgreSQL under .tdw/pgdata).

@@ -57,7 +57,7 @@ def test_open_data_export_is_byte_identical_despite_float_noise(warehouse, tmp_p
     assert [r["recovery_rate"] for r in rest] == ["0", "0.0001"]  # -1e-17 is 0, not -0; half up
     assert rest[1]["quantity_received_t"] == "1" + "0" * 30
     fields = {f["name"]: f for f in res_a["schema"]["fields"]}
-    assert "3 decimals" in fields["quantity_received_t"]["description"]
+    assert "3 décimales" in fields["quantity_received_t"]["description"]
     assert fields["quantity_received_t"]["description"].startswith("Tonnes carried.")
     assert "1 decimal" in fields["mean_distance_km"]["description"]
     assert "4 decimals" in fields["recovery_rate"]["description"]
