@@ -59,6 +59,6 @@ def test_open_data_export_is_byte_identical_despite_float_noise(warehouse, tmp_p
     fields = {f["name"]: f for f in res_a["schema"]["fields"]}
     assert "3 décimales" in fields["quantity_received_t"]["description"]
     assert fields["quantity_received_t"]["description"].startswith("Tonnes carried.")
-    assert "1 decimal" in fields["mean_distance_km"]["description"]
-    assert "4 decimals" in fields["recovery_rate"]["description"]
+    assert "1 décimale" in fields["mean_distance_km"]["description"]
+    assert "4 décimales" in fields["recovery_rate"]["description"]
     assert res_a == res_b

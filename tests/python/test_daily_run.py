@@ -86,6 +86,7 @@ def test_inspection_sheets_go_to_the_establishments_with_the_most_breaches(first
     assert written == sorted(r[0] for r in ranked[:3]), (written, ranked[:5])
     assert not any(breaches == 0 for _, breaches, _ in ranked[:3]) or all(b == 0 for _, b, _ in ranked[3:])
 
+
 def test_failure_in_the_middle_of_the_build_leaves_published_schemas_untouched(first_run):
     dsn = first_run.warehouse_dsn
     before = _published_fingerprint(dsn)
