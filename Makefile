@@ -34,8 +34,13 @@ run: $(STAMP)
 test: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw metabase check
-	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint --processes 2
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	@# sqlfluff beside pytest: its dbt templater is mostly one Python thread, and pytest's two
+	@# workers leave gaps (waits on PostgreSQL and subprocesses); its report follows pytest's, and
+	@# either failing fails the target
+	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint --processes 1 > $(TEST_HOME)/lint.log 2>&1 & lint=$$!; \
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15; tests=$$?; \
+	wait $$lint; linted=$$?; echo "--- sqlfluff (tdw lint, exit $$linted):"; cat $(TEST_HOME)/lint.log; \
+	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 
 lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
