@@ -474,6 +474,7 @@ def test_csv_output(client, api_db):
     one = client.get(f"/v1/establishments/{S75}?format=csv", headers=h)
     row = list(csv.DictReader(io.StringIO(one.text)))[0]
     assert row["siret"] == S75 and row["establishment_name"] == "" and row["company_types"] == "PRODUCER"
+    assert row["is_registered"] in ("true", "false") and row["is_non_diffusible"] in ("true", "false"), row
 
 
 def test_pagination(client, api_db):

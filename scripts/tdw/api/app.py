@@ -13,7 +13,7 @@ digits), 429 (rate limit; ``Retry-After`` in seconds), 503 (inspection sheet not
 
 Lists are paginated (``limit`` ≤ 1000, ``offset``) with ``total``; ``format=csv`` or
 ``Accept: text/csv`` gives CSV (UTF-8, comma-separated, header row; arrays joined with ``|``;
-``X-Total-Count`` header).
+booleans ``true`` / ``false`` as in the open-data files; ``X-Total-Count`` header).
 """
 
 
@@ -384,6 +384,8 @@ def _wants_csv(request: Request, fmt: OutputFormat | None) -> bool:
 def _csv_value(v: Any) -> Any:
     if v is None:
         return ""
+    if isinstance(v, bool):  # as the open-data CSV files write them (exports/open_data.py)
+        return "true" if v else "false"
     if isinstance(v, (list, tuple)):
         return "|".join("" if x is None else str(x) for x in v)
     if isinstance(v, (date, datetime)):
@@ -483,7 +485,7 @@ données (`establishments`, `icpe`, `flows`). Le périmètre est appliqué dans 
 des politiques de sécurité au niveau des lignes : aucune réponse ne contient de ligne hors
 périmètre. Chaque appel est journalisé.
 
-**Formats.** JSON par défaut ; CSV avec `format=csv` ou `Accept: text/csv`. Listes paginées
+**Formats.** JSON par défaut ; CSV avec `format=csv` ou `Accept: text/csv` (booléens `true` / `false`). Listes paginées
 (`limit`, `offset`, `total`). Tonnes (`*_t`), dates Europe/Paris.
 
 **Erreurs.** 401 jeton absent/inconnu/révoqué/expiré ; 403 hors périmètre ou famille non habilitée ;
