@@ -408,6 +408,10 @@ def test_publish_data_gouv_dry_run_then_apply(open_data, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+    # the server gone (no network): a clear message naming the address, not a bare ConnectionError
+    with pytest.raises(TdwError, match=r"cannot reach data\.gouv\.fr for reading the dataset "
+                                       rf"\(http://127\.0\.0\.1:{server.server_port}/api/1/datasets/ds1/\)"):
+        publish(cfg, out)
 
 
 def test_waste_labels_are_cut_at_a_word_with_an_ellipsis():

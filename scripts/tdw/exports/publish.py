@@ -103,6 +103,20 @@ def _session(cfg: DataGouvConfig) -> requests.Session:
     return s
 
 
+def _send(session: requests.Session, method: str, url: str, what: str, **kwargs) -> dict:
+    """One request to the API, its JSON answer; TdwError (naming the address) when the server
+    cannot be reached or refuses."""
+    try:
+        resp = session.request(method, url, timeout=TIMEOUT, **kwargs)
+    except requests.RequestException as exc:
+        raise TdwError(
+            f"cannot reach data.gouv.fr for {what} ({url}): {exc.__class__.__name__}. The dry run also "
+            "needs the API (it compares checksums with the dataset's resources): check the network, "
+            "or TDW_DATAGOUV_URL"
+        ) from exc
+    return _check(resp, what)
+
+
 def _check(resp: requests.Response, what: str) -> dict:
     if resp.status_code >= 400:
         raise TdwError(f"data.gouv.fr refused {what}: HTTP {resp.status_code} {resp.text[:200]}")
@@ -116,10 +130,11 @@ def plan(cfg: DataGouvConfig, export_dir: Path, session: requests.Session | None
     """Compare the export's files with the dataset's resources (read-only: one GET).
 
     A mapped file is unchanged when the remote checksum (sha256, or sha1 recomputed locally) and
-    filesize match. Raises TdwError on HTTP errors or a mapping to a resource the dataset lacks.
+    filesize match. Raises TdwError when the API cannot be reached, on HTTP errors, or for a mapping
+    to a resource the dataset lacks.
     """
     session = session or _session(cfg)
-    dataset = _check(session.get(f"{cfg.base_url}/datasets/{cfg.dataset}/", timeout=TIMEOUT), "reading the dataset")
+    dataset = _send(session, "GET", f"{cfg.base_url}/datasets/{cfg.dataset}/", "reading the dataset")
     remote = {r["id"]: r for r in dataset.get("resources") or []}
     mapping = load_mapping(cfg.mapping_path)
     changes = []
@@ -158,7 +173,7 @@ def publish(cfg: DataGouvConfig, export_dir: Path | None = None, *, apply: bool 
     """Plan, and with ``apply`` upload, the open-data export to data.gouv.fr.
 
     Returns the list of changes (what was, or would be, done). Raises TdwError when applying
-    without an API key or when the API refuses a request (files already uploaded stay uploaded;
+    without an API key, when the API cannot be reached or when it refuses a request (files already uploaded stay uploaded;
     rerunning uploads only what still differs).
     """
     export_dir = Path(export_dir) if export_dir else load_settings().export_dir / "open-data"
@@ -176,7 +191,7 @@ def publish(cfg: DataGouvConfig, export_dir: Path | None = None, *, apply: bool 
         url = (f"{cfg.base_url}/datasets/{cfg.dataset}/resources/{ch.resource_id}/upload/" if ch.action == "replace"
                else f"{cfg.base_url}/datasets/{cfg.dataset}/upload/")
         with open(path, "rb") as fh:
-            body = _check(session.post(url, files={"file": (path.name, fh)}, timeout=TIMEOUT), f"the upload of {ch.file}")
+            body = _send(session, "POST", url, f"the upload of {ch.file}", files={"file": (path.name, fh)})
         if ch.action == "create":
             ch.resource_id = body.get("id")
             if not ch.resource_id:
