@@ -429,6 +429,9 @@ def test_unknown_and_malformed_siret(client, api_db):
     h = _h(api_db, "dep77")
     r = client.get(f"/v1/establishments/{UNKNOWN}", headers=h)
     assert r.status_code == 404 and r.json()["error"] == "unknown_siret" and UNKNOWN in r.json()["message"]
+    assert "clé de contrôle (Luhn) est fausse" in r.json()["message_fr"]  # 99999999999999 fails the key
+    r = client.get("/v1/establishments/73282932000074", headers=h)  # a valid key, not in the warehouse
+    assert r.status_code == 404 and r.json()["error"] == "unknown_siret" and "Luhn" not in r.json()["message"]
     # Arabic-Indic digits are digits to Python and to a \\d pattern, not to INSEE
     for bad in ("123", "1234567890123a", "123456789012345", "٧٣٢٨٢٩٣٢٠٠٠٠٧٤"):
         for suffix in ("", "/tonnages", "/icpe-alerts"):

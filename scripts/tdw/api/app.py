@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
 from ..errors import TdwError
+from ..exports.inspection import validate_siret
 from .auth import Client, RateLimiter, hash_token
 from .db import ApiDatabase
 from .security import api_role
@@ -323,8 +324,16 @@ class Ctx:
         self.cur.execute("select found, in_scope, code_departement from api.siret_territory(%s)", (siret,))
         found, in_scope, dep = self.cur.fetchone()
         if not found:
-            raise ApiError(404, "unknown_siret", f"SIRET {siret} inconnu de l'entrepôt",
-                           f"SIRET {siret} is not known to the warehouse")
+            # not refused (422) for its key: a SIRET stored by the source is answered whatever its
+            # key; an unknown one whose Luhn key is wrong is most likely mistyped: say so
+            fr_hint, en_hint = "", ""
+            try:
+                validate_siret(siret)
+            except TdwError:
+                fr_hint = " ; sa clé de contrôle (Luhn) est fausse : vérifiez la saisie"
+                en_hint = "; its check digit (Luhn key) is wrong: check the number"
+            raise ApiError(404, "unknown_siret", f"SIRET {siret} inconnu de l'entrepôt{fr_hint}",
+                           f"SIRET {siret} is not known to the warehouse{en_hint}")
         if not in_scope:
             where = f" (département {dep})" if dep else ""
             raise ApiError(403, "out_of_scope",
