@@ -25,7 +25,11 @@
     adds its ytd_received_t when it is of the same calendar year, theoretical_stock_t its
     stock. Each such (SIRET, from day) is logged for the alerts mart by a post-hook
     (icpe_conformity__daily_scope, under this table's oid). The whole table is rebuilt when the coverage was rewritten
-    whole since (authorisations or the other ICPE inputs changed) or a change log cannot vouch. -#}
+    whole since (authorisations or the other ICPE inputs changed) or a change log cannot vouch.
+
+    The unique index on daily_processing_id uses the byte-wise `text_pattern_ops` operator class:
+    the same uniqueness, sorted with memcmp rather than the C.UTF-8 collation's strcoll on a
+    whole build (md5 ids are never read in order). -#}
 {{
     config(
         materialized='incremental',
@@ -34,7 +38,7 @@
         pre_hook=["{{ icpe_daily_processing_pre_hook(this) }}"],
         post_hook=["{{ icpe_daily_processing_post_hook(this) }}"],
         indexes=[
-            {'columns': ['daily_processing_id'], 'unique': true},
+            {'columns': ['daily_processing_id text_pattern_ops'], 'unique': true},
             {'columns': ['siret', 'rubrique_alinea', 'day']},
             {'columns': ['_tdw_built_at']},
         ],
@@ -154,6 +158,26 @@ events as (
     where day is not null
 ),
 
+-- summed per site x rubrique (with alinéa) x day on these three keys only, then labelled:
+-- rubrique, alinéa and capacity kind follow from rubrique_alinea ("<rubrique>-<alinéa>",
+-- int_icpe__authorisations), so site_rubriques holds one row per (siret, rubrique_alinea) and
+-- the join neither adds nor drops a day. Grouping on the six columns instead sorted every
+-- event on five text keys (at 100 k bordereaux, 1.5 s of the model's 5 s).
+day_totals as (
+    select
+        siret,
+        rubrique_alinea,
+        day,
+        sum(processed_t) as processed_t,
+        sum(n_movements_processed) as n_movements_processed,
+        sum(received_t) as received_t,
+        sum(n_movements_received) as n_movements_received,
+        sum(stock_in_t) as stock_in_t,
+        sum(stock_out_t) as stock_out_t
+    from events
+    group by siret, rubrique_alinea, day
+),
+
 days as (
     select
         site_rubriques.siret,
@@ -161,25 +185,18 @@ days as (
         site_rubriques.alinea,
         site_rubriques.rubrique_alinea,
         site_rubriques.capacity_kind,
-        events.day,
-        sum(events.processed_t) as processed_t,
-        sum(events.n_movements_processed) as n_movements_processed,
-        sum(events.received_t) as received_t,
-        sum(events.n_movements_received) as n_movements_received,
-        sum(events.stock_in_t) as stock_in_t,
-        sum(events.stock_out_t) as stock_out_t
-    from events
+        day_totals.day,
+        day_totals.processed_t,
+        day_totals.n_movements_processed,
+        day_totals.received_t,
+        day_totals.n_movements_received,
+        day_totals.stock_in_t,
+        day_totals.stock_out_t
+    from day_totals
     inner join site_rubriques
         on
-            events.siret = site_rubriques.siret
-            and events.rubrique_alinea = site_rubriques.rubrique_alinea
-    group by
-        site_rubriques.siret,
-        site_rubriques.rubrique,
-        site_rubriques.alinea,
-        site_rubriques.rubrique_alinea,
-        site_rubriques.capacity_kind,
-        events.day
+            day_totals.siret = site_rubriques.siret
+            and day_totals.rubrique_alinea = site_rubriques.rubrique_alinea
 ),
 
 -- incremental run: the last row kept (before the site's from day: the pre-hook deleted the
