@@ -207,9 +207,14 @@
                 union
                 select ({{ expression }})::{{ period_key_type() }} from old_rows
                 {%- endfor %}
+                {#- `offset 0`: `p is not null` below is not pushed into the select, which would
+                    build the key of every mart row before the comparison drops nearly all of them
+                    (mart_establishment_monthly_tonnage at 1 M: to_char over 1.47 M rows, 7.7 s ->
+                    3.5 s) -#}
                 {%- for input, keys_sql in stale_keys.items() %}
                 union
-                select stale.key::{{ period_key_type() }} from ({{ keys_sql }}) as stale (key)
+                select stale.key::{{ period_key_type() }}
+                from (select * from ({{ keys_sql }}) as stale_select offset 0) as stale (key)
                 {%- endfor %}
                 {%- if cutoff and not cutoff_keys %}
                 union
