@@ -75,12 +75,17 @@
     set table_name = excluded.table_name, raw_deletions = excluded.raw_deletions, built_at = excluded.built_at
 {%- endmacro %}
 
-{#- `and (<whole rewrite> or <key> in <name>_scope)` on an incremental run, nothing else. -#}
+{#- `and (<whole rewrite> or <key> in <name>_scope)` on an incremental run, nothing else.
+    Written as `in (select …)`, not `= any(array(…))`: under the `or`, no index serves the test
+    anyway, and `in` is a hashed subplan (one hash probe a row) where `= any` of an array that
+    is not a constant compares each row with every key in turn (int_sites__located at 1 M
+    bordereaux: 64 k companies and 58 k address counts x 1.7 k SIRETs in scope, 23.5 s -> 0.9 s
+    at load 5). -#}
 {% macro incremental_key_in_scope(name, key) -%}
     {%- if is_incremental() -%}
         and (
             (select state.is_full from pg_temp.{{ name }}_state as state)
-            or {{ key }} = any(array(select scope.key from pg_temp.{{ name }}_scope as scope))
+            or {{ key }} in (select scope.key from pg_temp.{{ name }}_scope as scope)
         )
     {%- endif -%}
 {%- endmacro %}

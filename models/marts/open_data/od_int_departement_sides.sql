@@ -12,7 +12,12 @@
     composite partition key; a movement has one key per direction: its destination's
     département incoming, its origin's outgoing): a run recomputes the keys of the movements
     fct_movements wrote, replaced or deleted since the last build (old and new values), and every
-    key of a quarter that became published (or unpublished) with the data's latest load date. -#}
+    key of a quarter that became published (or unpublished) with the data's latest load date.
+    The select filters on the keys of published quarters only (od_int_published_movements has no
+    later row; the current quarter's keys are in scope on every run, one per département, and
+    the delete still clears them), first by a département of each side (a constant array: one
+    hash probe a movement), then by the key itself, so that the key (to_char of the quarter,
+    the costly part) is built for the movements of the départements in scope only. -#}
 {%- set incoming_key = "to_char(date_trunc('quarter', received_date), 'YYYY-MM') || '|incoming|'"
                        ~ " || coalesce(destination_code_departement, '-')" %}
 {%- set outgoing_key = "to_char(date_trunc('quarter', received_date), 'YYYY-MM') || '|outgoing|'"
@@ -22,6 +27,18 @@
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
 {%- set plan = od_published_quarter_plan([incoming_key, outgoing_key]) %}
 {{ period_plan_comment(plan) }}
+{#- read_plan: the keys of published quarters (before the cutoff: text keys start 'YYYY-MM');
+    the départements of those keys, per direction, for the cheap pre-filter -#}
+{%- set read_periods, departements = [], {'incoming': [], 'outgoing': []} %}
+{%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] %}
+    {%- do read_periods.append(p) %}
+    {%- do departements[p.split('|')[1]].append(p.split('|', 2)[2]) %}
+{%- endfor %}
+{%- set read_plan = dict(plan, periods=read_periods) %}
+{%- set incoming_departement = period_in_scope(dict(read_plan, periods=departements.incoming | unique | list),
+                                                "coalesce(destination_code_departement, '-')") %}
+{%- set outgoing_departement = period_in_scope(dict(read_plan, periods=departements.outgoing | unique | list),
+                                                "coalesce(origin_code_departement, '-')") %}
 with
 
 -- the movements with a key in scope on either side (read once), each side then kept for its own key
@@ -29,7 +46,10 @@ movements as (
     select * from {{ ref('od_int_published_movements') }}
     where
         quantity_accepted_t is not null
-        and ({{ period_in_scope(plan, incoming_key) }} or {{ period_in_scope(plan, outgoing_key) }})
+        and (
+            ({{ incoming_departement }} and {{ period_in_scope(read_plan, incoming_key) }})
+            or ({{ outgoing_departement }} and {{ period_in_scope(read_plan, outgoing_key) }})
+        )
 ),
 
 sides as (
@@ -40,7 +60,7 @@ sides as (
         quantity_accepted_t,
         quarter_start
     from movements
-    where {{ period_in_scope(plan, incoming_key) }}
+    where {{ period_in_scope(read_plan, incoming_key) }}
     union all
     select
         'outgoing' as direction,
@@ -49,7 +69,7 @@ sides as (
         quantity_accepted_t,
         quarter_start
     from movements
-    where {{ period_in_scope(plan, outgoing_key) }}
+    where {{ period_in_scope(read_plan, outgoing_key) }}
 )
 
 select
