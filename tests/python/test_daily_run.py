@@ -1,6 +1,8 @@
 """The daily run (issue 10): one run at a time, and a failure leaves what was published untouched.
 
-Runs the real pipeline (`tdw.pipeline.run`) on a small simulated source in its own TDW_HOME.
+Runs the real pipeline (`tdw.pipeline.run`) on a small simulated source in its own TDW_HOME. The
+first run is whole; the later ones leave out the steps their test reads nothing of
+(:func:`_build_and_publish_only`), each dbt invocation costing CI tens of seconds.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ def run_settings(tmp_path_factory, pg_base_uri):
     })
 
 
-def _published_fingerprint(dsn: str) -> dict[str, tuple]:
-    """Row count and content checksum of every table of the published schemas."""
+def _published_fingerprint(dsn: str, schemas=publish.PUBLISHED) -> dict[str, tuple]:
+    """Row count and content checksum of every table of the published schemas (or ``schemas``)."""
     out = {}
-    for schema in publish.PUBLISHED:
+    for schema in schemas:
         tables = [r[0] for r in query(
             dsn, "select table_name from information_schema.tables where table_schema = %s and table_type = 'BASE TABLE'",
             (schema,),
@@ -52,6 +54,35 @@ def _published_fingerprint(dsn: str) -> dict[str, tuple]:
                 dsn, f'select count(*), coalesce(sum(hashtext(x::text)), 0) from {schema}."{t}" as x'
             )[0]
     return out
+
+
+def _build_and_publish_only(monkeypatch, *, fail_fast: bool = False) -> None:
+    """For the rest of a test, `tdw.pipeline.run` leaves out the steps that neither feed nor read
+    the dbt build: reloading the reference files (loaded by the first run, unchanged), ``dbt
+    source freshness``, the API refresh, the exports and the closing summaries. Their steps are
+    still logged (as succeeded, having done nothing). Extract, the whole ``dbt build`` (same
+    arguments and environment, so the same row-local test scope), publish and the run log are
+    the real ones. ``fail_fast`` adds dbt's ``--fail-fast`` to the build: a failing test stops it
+    instead of dbt building every node that does not depend on the failure."""
+    from tdw import icpe_summary, pipeline
+    from tdw.api import security
+
+    real_run_dbt = pipeline.run_dbt
+
+    def run_dbt(settings, args, **kwargs):
+        if args[:2] == ["source", "freshness"]:
+            return 0
+        if fail_fast and args[:1] == ["build"]:
+            args = [*args, "--fail-fast"]
+        return real_run_dbt(settings, args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_dbt", run_dbt)
+    monkeypatch.setattr(pipeline, "load_reference_step", lambda settings, dsn: {})
+    monkeypatch.setattr(pipeline, "exports_step", lambda settings, dsn, inspection_sheets: {})
+    monkeypatch.setattr(pipeline, "print_summary", lambda dsn: None)
+    monkeypatch.setattr(icpe_summary, "print_alert_summary", lambda dsn, console=None: None)
+    monkeypatch.setattr(security, "setup", lambda dsn, settings: None)
+    monkeypatch.setattr(security, "refresh", lambda dsn, settings: {})
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +118,26 @@ def test_inspection_sheets_go_to_the_establishments_with_the_most_breaches(first
     assert not any(breaches == 0 for _, breaches, _ in ranked[:3]) or all(b == 0 for _, b, _ in ranked[3:])
 
 
-def test_failure_in_the_middle_of_the_build_leaves_published_schemas_untouched(first_run):
+def test_failure_in_the_middle_of_the_build_leaves_published_schemas_untouched(first_run, monkeypatch):
     dsn = first_run.warehouse_dsn
     before = _published_fingerprint(dsn)
+    building = [publish.build_schema(s) for s in publish.PUBLISHED]
+    before_next = _published_fingerprint(dsn, building)
     # A status no workflow knows, loaded "now" so the incremental models pick it up: the
     # accepted-values test of int_bordereaux__unioned fails half-way through dbt build, after
-    # many models of marts__next / replica__next were already rebuilt.
+    # many models of marts__next / replica__next were already rebuilt; --fail-fast stops the
+    # build there (the rest could not change what is published).
     query(dsn, """
         update raw_trackdechets."Form" set status = 'NOT_A_STATUS', _tdw_loaded_at = now()
         where id = (select id from raw_trackdechets."Form"
                     where status = 'PROCESSED' and not "readableId" like '%%-suite' limit 1)
     """)
+    _build_and_publish_only(monkeypatch, fail_fast=True)
     with pytest.raises(TdwError, match="dbt build"):
         run(first_run)
     assert _published_fingerprint(dsn) == before
+    # the build had written tables of marts__next / replica__next before it failed
+    assert _published_fingerprint(dsn, building) != before_next
     last = publish.last_runs(dsn)[0]
     assert last[3] == "failed" and last[4] == "dbt_build"
     steps = dict(query(dsn, "select step, status from meta.pipeline_run_steps where run_id = %s", (last[0],)))
@@ -142,11 +179,12 @@ def test_standalone_loads_are_refused_while_a_run_builds(first_run, command, wor
 
 
 
-def test_row_local_tests_read_the_rows_written_since_the_project_tested_every_row(first_run):
+def test_row_local_tests_read_the_rows_written_since_the_project_tested_every_row(first_run, monkeypatch):
     """After two published builds of the same project, the row-local tests of the incremental
     tables read only the rows written since the older one started (tdw.tests_scope): a broken
     row written before is not read by the next run (which therefore succeeds), one written after
-    is; without the setting (CI, `tdw dbt build`) every row is read."""
+    is; without the setting (CI, `tdw dbt build`) every row is read. The two runs here are
+    extract, the whole dbt build, publish and the run log (:func:`_build_and_publish_only`)."""
     from tdw import tests_scope
     from tdw.dbt import run_dbt
 
@@ -154,6 +192,7 @@ def test_row_local_tests_read_the_rows_written_since_the_project_tested_every_ro
     # the failure test above left an unknown status in the source copy: put a valid one back
     query(dsn, """update raw_trackdechets."Form" set status = 'PROCESSED', _tdw_loaded_at = now()
                   where status = 'NOT_A_STATUS'""")
+    _build_and_publish_only(monkeypatch)
     run(first_run, inspection_sheets=0)  # the second published build: it still tests every row
 
     def published_builds():
