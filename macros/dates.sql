@@ -9,9 +9,12 @@
 {#- Last valid instant: the end of today in var('tdw_time_zone'), plus
     var('tdw_max_future_days', 7) days of tolerance for clock skew between the production
     database and the warehouse (a source whose clock runs a few days ahead, as the simulator's
-    after `--advance`, is not a data defect; the injected future dates are months ahead). -#}
-{% macro max_valid_timestamp() -%}
-    ((date_trunc('day', current_timestamp at time zone '{{ var("tdw_time_zone") }}')
+    after `--advance`, is not a data defect; the injected future dates are months ahead).
+    `at`: the instant whose "today" it is (default: the transaction's start), e.g. a past
+    build's time to know the limit that build applied (bordereaux_with_dates_past_the_limit).
+    The limit moves at local midnight only. -#}
+{% macro max_valid_timestamp(at='current_timestamp') -%}
+    ((date_trunc('day', {{ at }} at time zone '{{ var("tdw_time_zone") }}')
         + interval '{{ var("tdw_max_future_days", 7) + 1 }} days') at time zone '{{ var("tdw_time_zone") }}')
 {%- endmacro %}
 

@@ -132,6 +132,35 @@
         )
 {%- endmacro %}
 
+{#- Select of the bordereaux of `relation` (int_bordereaux__unioned as last built) whose
+    dq_invalid_date may have cleared since without a row of theirs being loaded: a date after
+    the limit of the last build (macro max_valid_timestamp: the end of its local day plus
+    var('tdw_max_future_days') days) is flagged, and valid once the limit, which moves at each
+    local midnight, has passed it; a full refresh clears the flag, only the clock moved.
+    * Every flag that can clear this way rolls up into the stored bordereau's dq_invalid_date
+      (the `-suite` form's, the BSFF packagings'; the transporters' flags are not used
+      downstream), and a flag never turns on as time passes: the flagged bordereaux are all
+      the candidates. They are re-read whole, so int_movements (per-leg and per-packaging flags)
+      and the facts follow them through _tdw_built_at.
+    * Only when the limit moved since the last build: the limit at the table's latest
+      _tdw_built_at (read on its index; every row is written at its build's start, the post-hook
+      included) is before today's. The test is a one-time filter: on the other runs of the day
+      the table is not read. Otherwise one scan of the table for the flagged bordereaux (0.5 %
+      of the bordereaux of the `tdw run --ci` warehouse), which are re-read and rewritten through
+      int_movements and the facts, once a day. A latest _tdw_built_at older than the
+      last build (that build wrote nothing, or this run's pre-hook deleted all it wrote) only
+      widens the window.
+    Used by the model only, not by the pre-hook (as bordereaux_with_stale_links): these rows
+    are still counted and the delete+insert replaces them. A change of var('tdw_max_future_days')
+    needs a full refresh. -#}
+{% macro bordereaux_with_dates_past_the_limit(relation) -%}
+    select stored.bsd_id from {{ relation }} as stored
+    where
+        stored.dq_invalid_date
+        and {{ max_valid_timestamp('(select max(built._tdw_built_at) from ' ~ relation ~ ' as built)') }}
+        < {{ max_valid_timestamp() }}
+{%- endmacro %}
+
 {#- Pre-hook of int_bordereaux__unioned: delete the bordereaux in scope; the model's rows put
     back those still counted, so a bordereau turned draft or deleted disappears. -#}
 {% macro delete_bordereaux_in_scope(relation) -%}

@@ -744,6 +744,8 @@ def test_a_day_in_the_future_at_the_last_build_is_filled_once_passed(round2, bui
     wh = built["warehouse"]
     ((bsd_id,),) = query(wh, """select bsd_id from marts.fct_bordereaux where processed_date is not null
                                  and bsd_id in (select bsd_id from marts.fct_movements) order by bsd_id limit 1""")
+    # upstream now differs from the source for this BSD (a full refresh would differ): set aside
+    built["future_day_bsd"] = bsd_id
     # the state a build leaves when it ran just before this BSD's operation: upstream holds the
     # timestamp, written then and not rewritten since; the facts hold a null day
     ((moment, expected),) = query(wh, "select now(), (now() at time zone 'Europe/Paris')::date")
@@ -754,3 +756,74 @@ def test_a_day_in_the_future_at_the_last_build_is_filled_once_passed(round2, bui
     _dbt(settings, wh, "run", "--select", "fct_bordereaux", "fct_movements")
     assert query(wh, "select distinct processed_date from marts.fct_movements where bsd_id = %s", (bsd_id,)) == [(expected,)]
     assert query(wh, "select processed_date from marts.fct_bordereaux where bsd_id = %s", (bsd_id,)) == [(expected,)]
+
+
+# the rows of mart_data_quality a bordereau counts in: its type and creation month
+DATA_QUALITY_CELLS = """
+    select to_jsonb(q) from marts.mart_data_quality as q
+    inner join marts.fct_bordereaux as b on b.bsd_id = %s and q.bsd_type = b.bsd_type
+        and q.month_start is not distinct from date_trunc('month', b.created_date)::date
+    order by q.defect_kind"""
+
+
+def test_a_date_beyond_the_limit_at_the_last_build_is_valid_once_within(round2, built, settings):
+    """dq_invalid_date flags a date after the limit (macro max_valid_timestamp: the end of the
+    local day plus tdw_max_future_days = 7 days). Once the limit, which moves at each local
+    midnight, has passed that date, a full refresh clears the flag though nothing was loaded:
+    only the clock moved. The next incremental run must re-read the bordereau (macro
+    bordereaux_with_dates_past_the_limit), and int_movements, the facts and mart_data_quality
+    follow; a second run the same day re-reads nothing."""
+    wh = built["warehouse"]
+    pick = Picker(wh)
+    pick.used.update(owner for ids in (built["ids"], built["ids2"]) for owners in ids.values() for owner in owners)
+    pick.used.add(built.get("future_day_bsd"))
+    (bsd_id,) = pick.take(PLAIN_BSDD.format(extra="""
+        and not b.dq_invalid_date and b.processed_at is not null
+        and b.bsd_id in (select m.bsd_id from intermediate.int_movements as m)"""))
+    models = [*MODELS, "mart_data_quality"]
+
+    # the build that flagged it: processedAt 12 days ahead, after the limit (7 to 8 days ahead)
+    _source(built, f'''update {SRC}."Form" set "processedAt" = now() + interval '12 days', "updatedAt" = now()
+                       where id = %s''', (bsd_id,))
+    extract(built["source"], wh)
+    _dbt(settings, wh, "run", "--select", *models)
+    flagged = "select bool_and(dq_invalid_date) from {} where bsd_id = %s"
+    for table in ("intermediate.int_bordereaux__unioned", "intermediate.int_movements", "marts.fct_bordereaux",
+                  "marts.fct_movements"):
+        assert query(wh, flagged.format(table), (bsd_id,)) == [(True,)], f"{table}: not flagged"
+
+    # ten days later the limit is 17 to 18 days ahead of now, after the date. Rather than wait,
+    # the scenario's clock moves: the date 10 days earlier wherever it is held (in raw without
+    # reloading it: same _tdw_loaded_at, as when it was loaded before that build), and the builds
+    # of int_bordereaux__unioned 10 days earlier. The date stays ahead of now (2 days): its day
+    # in the facts stays null (local_date_if_valid), only the flag changes.
+    ten_days = "interval '10 days'"
+    query(wh, f'update raw_trackdechets."Form" set "processedAt" = "processedAt" - {ten_days} where id = %s', (bsd_id,))
+    for table in ("intermediate.int_bordereaux__unioned", "intermediate.int_movements", "marts.fct_bordereaux",
+                  "marts.fct_movements"):
+        query(wh, f"update {table} set processed_at = processed_at - {ten_days} where bsd_id = %s", (bsd_id,))
+    query(wh, f"update intermediate.int_bordereaux__unioned set _tdw_built_at = _tdw_built_at - {ten_days}")
+    was_flagged = set(_ids(wh, "select bsd_id from intermediate.int_bordereaux__unioned where dq_invalid_date"))
+
+    _dbt(settings, wh, "run", "--select", *models)
+    # what int_bordereaux__unioned re-read (all its other rows were written 10 days ago)
+    rewritten = set(_ids(wh, """select bsd_id from intermediate.int_bordereaux__unioned
+                                where _tdw_built_at > now() - interval '1 day'"""))
+    # the limit has not moved since: a second run the same day reads no flagged bordereau
+    versions = dict(query(wh, "select bsd_id, xmin::text from intermediate.int_bordereaux__unioned"))
+    _dbt(settings, wh, "run", "--select", "int_bordereaux__unioned")
+    rerun_versions = dict(query(wh, "select bsd_id, xmin::text from intermediate.int_bordereaux__unioned"))
+
+    cells = [row[0] for row in query(wh, DATA_QUALITY_CELLS, (bsd_id,))]
+    diffs = _compare_with_full_refresh(settings, wh)
+    _dbt(settings, wh, "run", "--select", "mart_data_quality")
+    assert query(wh, flagged.format("marts.fct_bordereaux"), (bsd_id,)) == [(False,)], "full refresh still flags it"
+    _assert_same(diffs, bsd_id)
+    assert [row[0] for row in query(wh, DATA_QUALITY_CELLS, (bsd_id,))] == cells, "mart_data_quality differs"
+    # nor of any other bordereau, flagged or not (but the previous test's, whose upstream it edited)
+    unexplained = [f"{table} {key}: {', '.join(diff['columns'])}" for table, table_diffs in diffs.items()
+                   for key, diff in table_diffs.items() if diff["owner"] not in (bsd_id, built.get("future_day_bsd"))]
+    assert not unexplained, "\n".join(unexplained[:30])
+    # the cost: the flagged bordereaux only (nothing was loaded), and nothing on the second run
+    assert rewritten <= was_flagged, sorted(rewritten - was_flagged)[:10]
+    assert rerun_versions == versions, "the second run of the day rewrote rows"

@@ -20,10 +20,12 @@
 -- One row per counted bordereau (METRICS.md § Bordereaux): drafts, deleted rows and `-suite`
 -- rows excluded. The rows come from the CTEs of macros/intermediate/bordereaux_prepared.sql.
 -- Incremental: only the bordereaux in scope (raw rows loaded since the high-water mark minus
--- the lookback, the bordereaux linked to them, and those whose stored links lost their source:
--- macros/intermediate/incremental_scope.sql) are read, through staging filtered before any join.
--- The pre-hook deletes the changed bordereaux (those still counted come back, those now draft
--- or deleted do not; the ones with stale links are replaced by the delete+insert); the post-hooks
+-- the lookback, the bordereaux linked to them, those whose stored links lost their source, and,
+-- once the local day has changed since the last build, those flagged dq_invalid_date, whose
+-- future date may have come within the limit: macros/intermediate/incremental_scope.sql) are
+-- read, through staging filtered before any join. The pre-hook deletes the changed bordereaux
+-- (those still counted come back, those now draft or deleted do not; the ones with stale links
+-- or a flagged date are replaced by the delete+insert); the post-hooks
 -- delete bordereaux gone from the source (hard deletes, seen after `tdw extract --full`; only
 -- when a raw bordereau table may have lost rows since the last build: meta.intermediate_marks)
 -- and recompute the flags that depend on other tables (unknown destination SIRET, received never
@@ -40,6 +42,8 @@ with
         select changed_bsd_ids.bsd_id from changed_bsd_ids
         union
         {{ bordereaux_with_stale_links(this, 'changed_bsd_ids') }}
+        union
+        {{ bordereaux_with_dates_past_the_limit(this) }}
     ),
 {%- endif %}
 
