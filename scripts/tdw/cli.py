@@ -66,6 +66,11 @@ def db_status() -> None:
     out.print(f"embedded PostgreSQL {state}; data folder {st['pgdata']}")
     if not st["running"]:
         raise typer.Exit(3)
+    base = db._running_base_uri(settings)
+    if db.database_exists(base, db.WAREHOUSE_DB):
+        collate, ctype = db.database_collation(db._with_database(base, db.WAREHOUSE_DB))
+        advice = "" if collate in ("C", "POSIX") else " (slower text sorts; README § Warehouse collation)"
+        out.print(f"warehouse collation {collate}, ctype {ctype}{advice}", highlight=False)
 
 
 @db_app.command("env")

@@ -224,6 +224,8 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
         dsn = db.warehouse_dsn(settings)
         db.bootstrap_warehouse(dsn, settings)
     console.print(f"  warehouse: {db.describe_dsn(dsn)}", highlight=False)
+    if warning := db.collation_warning(dsn):
+        console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
     with publish.RunLog(dsn) as runlog:
         console.print(f"  run {runlog.run_id} (log: meta.pipeline_runs)", highlight=False)
         with runlog.step("load_reference") as detail:
