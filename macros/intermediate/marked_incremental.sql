@@ -217,10 +217,28 @@
             ('stg_anonymous', ref('stg_trackdechets__anonymous_companies')),
         ]), deletions=sites_located_bordereau_deletions()) }};
 
+    -- the stored bordereaux whose raw row was loaded since the mark (looked up on the raw tables'
+    -- _tdw_loaded_at index), in a temporary table analysed before the anti-join below: planned on
+    -- `_tdw_loaded_at > (since)`, a parameter, the estimate was a third of the raw tables and the
+    -- anti-join hashed all of int_bordereaux__unioned (1.2-1.9 s at 1 M); on its real size (a few
+    -- thousand rows a day) it probes the bsd_id index instead (0.1 s), and still hashes on a large
+    -- catch-up
+    drop table if exists pg_temp.sites_located_loaded;
+    create temporary table sites_located_loaded on commit drop as
+    select stored.bsd_id from {{ t.bordereaux }} as stored
+    where stored.bsd_id in (
+        {%- for kind in ['bsdd', 'bsda', 'bsff', 'bsdasri', 'bsvhu', 'bspaoh'] %}
+            select loaded.bsd_id from {{ ref('stg_trackdechets__' ~ kind) }} as loaded
+            where loaded._tdw_loaded_at > (select state.since from pg_temp.sites_located_state as state) - {{ lookback }}
+            {{ 'union all' if not loop.last }}
+        {%- endfor %}
+    );
+    analyze pg_temp.sites_located_loaded;
+
     -- bordereaux whose SIRETs or addresses may have changed: written by int_bordereaux__unioned
     -- since the mark, or gone from it - a bordereau leaves it when its own raw row turns draft or
-    -- deleted (loaded since the mark: looked up on the raw tables' _tdw_loaded_at index) or is
-    -- hard-deleted (anti-join, only when a raw bordereau table's deletion state changed)
+    -- deleted (loaded since the mark: sites_located_loaded) or is hard-deleted (anti-join, only
+    -- when a raw bordereau table's deletion state changed)
     drop table if exists pg_temp.sites_located_bsd_scope;
     create temporary table sites_located_bsd_scope on commit drop as
     select bsd.bsd_id from {{ bordereaux }} as bsd
@@ -230,15 +248,8 @@
     where (select state.deletions_changed and not state.is_full from pg_temp.sites_located_state as state)
         and not exists (select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = stored.bsd_id)
     union
-    select stored.bsd_id from {{ t.bordereaux }} as stored
-    where stored.bsd_id in (
-        {%- for kind in ['bsdd', 'bsda', 'bsff', 'bsdasri', 'bsvhu', 'bspaoh'] %}
-            select loaded.bsd_id from {{ ref('stg_trackdechets__' ~ kind) }} as loaded
-            where loaded._tdw_loaded_at > (select state.since from pg_temp.sites_located_state as state) - {{ lookback }}
-            {{ 'union all' if not loop.last }}
-        {%- endfor %}
-    )
-        and not exists (select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = stored.bsd_id);
+    select loaded.bsd_id from pg_temp.sites_located_loaded as loaded
+    where not exists (select 1 from {{ bordereaux }} as bsd where bsd.bsd_id = loaded.bsd_id);
     analyze pg_temp.sites_located_bsd_scope;
 
     -- the difference of address counts: old values off, new values on

@@ -7,7 +7,10 @@
     the cost follows the day's changes; and those with a date that was in the future then (null
     day) and has passed (macro became_valid_since: a scan of the five timestamps). BSDs gone from
     upstream (deleted or turned back into drafts) are removed by the post-hook, so an incremental
-    run and a full refresh give the same table. -#}
+    run and a full refresh give the same table. The index on loaded_at serves the data's latest
+    load date (max(loaded_at): the open-data publication cutoff, read by the od_* marts and their
+    plans, mart_public_weekly_stats, od_recovery_rates) from the index end instead of a scan of the
+    table (0.3-0.5 s each at 1 M). -#}
 {{
     config(
         materialized='incremental',
@@ -15,7 +18,8 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook=[
-            "{{ ensure_indexes(this, [{'columns': ['destination_siret']}, {'columns': ['emitter_siret']}]) }}",
+            "{{ ensure_indexes(this, [{'columns': ['destination_siret']}, {'columns': ['emitter_siret']},"
+            ~ " {'columns': ['loaded_at']}]) }}",
             "delete from {{ this }} as fct where {{ built_incrementally() }} and not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
             ~ " as src where src.bsd_id = fct.bsd_id)",
         ],

@@ -13,7 +13,12 @@
     (macros/period_incremental.sql, composite partition key; a cell's secret statistique reads only
     its own movements): a run recomputes the cells of the movements fct_movements wrote, replaced
     or deleted since the last build (old and new values), and every cell of a quarter that became
-    published (or unpublished) with the data's latest load date. -#}
+    published (or unpublished) with the data's latest load date.
+    The select filters on the keys of published quarters only (od_int_published_movements has no
+    later row; the current quarter's cells are in scope on every run and the delete still clears
+    them), first by the BSD types and the origin and destination régions of those keys
+    (constant arrays: a hash probe each; on a one-day run the published keys are nearly all of
+    revised BSDDs), then by the key itself, built (to_char of the quarter) for the rows left. -#}
 {%- set key_of_fact = "to_char(date_trunc('quarter', received_date), 'YYYY-MM') || '|' || coalesce(bsd_type, '-')"
                      ~ " || '|' || coalesce(origin_code_region, '-') || '|' || coalesce(destination_code_region, '-')" %}
 {{ config(materialized='incremental', incremental_strategy='period', period_key_type='text',
@@ -22,11 +27,26 @@
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
 {%- set plan = od_published_quarter_plan(key_of_fact) %}
 {{ period_plan_comment(plan) }}
+{#- read_plan: the keys of published quarters (before the cutoff: text keys start 'YYYY-MM');
+    their BSD types and régions, for the cheap pre-filter -#}
+{%- set read_periods, bsd_types, origins, destinations = [], [], [], [] %}
+{%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] %}
+    {%- do read_periods.append(p) %}
+    {%- do bsd_types.append(p.split('|')[1]) %}
+    {%- do origins.append(p.split('|')[2]) %}
+    {%- do destinations.append(p.split('|')[3]) %}
+{%- endfor %}
+{%- set read_plan = dict(plan, periods=read_periods) %}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
-    where {{ period_in_scope(plan, key_of_fact) }}
+    where
+        {{ period_in_scope(dict(read_plan, periods=bsd_types | unique | list), "coalesce(bsd_type, '-')") }}
+        and {{ period_in_scope(dict(read_plan, periods=origins | unique | list), "coalesce(origin_code_region, '-')") }}
+        and {{ period_in_scope(dict(read_plan, periods=destinations | unique | list),
+                               "coalesce(destination_code_region, '-')") }}
+        and {{ period_in_scope(read_plan, key_of_fact) }}
 ),
 
 per_origin as (

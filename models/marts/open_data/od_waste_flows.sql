@@ -13,7 +13,13 @@
     (macros/period_incremental.sql, composite partition key; a cell's secret statistique reads only
     its own movements): a run recomputes the cells of the movements fct_movements wrote, replaced
     or deleted since the last build (old and new values), and every cell of a quarter that became
-    published (or unpublished) with the data's latest load date. -#}
+    published (or unpublished) with the data's latest load date.
+    The select filters on the keys of published quarters only (od_int_published_movements has no
+    later row; the current quarter's cells are in scope on every run and the delete still clears
+    them), first by the origin and destination départements of those keys (constant arrays: a
+    hash probe each), then by the key itself, so that the key (to_char of the quarter, the costly
+    part) is built for the movements between the départements in scope only (as in
+    od_int_departement_sides). -#}
 {%- set key_of_fact = "to_char(date_trunc('quarter', received_date), 'YYYY-MM')"
                      ~ " || '|' || coalesce(origin_code_departement, '-')"
                      ~ " || '|' || coalesce(destination_code_departement, '-')" %}
@@ -23,11 +29,26 @@
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
 {%- set plan = od_published_quarter_plan(key_of_fact) %}
 {{ period_plan_comment(plan) }}
+{#- read_plan: the keys of published quarters (before the cutoff: text keys start 'YYYY-MM');
+    their origin and destination départements, for the cheap pre-filter -#}
+{%- set read_periods, origins, destinations = [], [], [] %}
+{%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] %}
+    {%- do read_periods.append(p) %}
+    {%- do origins.append(p.split('|')[1]) %}
+    {%- do destinations.append(p.split('|')[2]) %}
+{%- endfor %}
+{%- set read_plan = dict(plan, periods=read_periods) %}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
-    where quantity_accepted_t is not null and {{ period_in_scope(plan, key_of_fact) }}
+    where
+        quantity_accepted_t is not null
+        and {{ period_in_scope(dict(read_plan, periods=origins | unique | list),
+                               "coalesce(origin_code_departement, '-')") }}
+        and {{ period_in_scope(dict(read_plan, periods=destinations | unique | list),
+                               "coalesce(destination_code_departement, '-')") }}
+        and {{ period_in_scope(read_plan, key_of_fact) }}
 ),
 
 per_origin as (
