@@ -129,6 +129,29 @@
     )) }}
 {%- endmacro %}
 
+{#- What the select of an od_* model reads of `plan` (od_published_quarter_plan, text keys
+    '<YYYY-MM>|<part>|<part>...'): the keys of published quarters, before the plan's cutoff
+    (od_int_published_movements has no later row; the delete still clears every key of `plan`). -#}
+{% macro od_published_read_plan(plan) -%}
+    {%- set periods = [] -%}
+    {%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] -%}
+        {%- do periods.append(p) -%}
+    {%- endfor -%}
+    {{ return(dict(plan, periods=periods)) }}
+{%- endmacro %}
+
+{#- A cheap pre-filter before the whole key (whose to_char of the quarter is the costly part):
+    `expression` among the values of part `index` ('|'-separated) of the keys of `read_plan`, a
+    constant array (one hash probe a row); with `when`, (index, value), only the keys whose part
+    `when[0]` equals `when[1]` (e.g. one direction). -#}
+{% macro od_key_part_in_scope(read_plan, index, expression, when=none) -%}
+    {%- set values = [] -%}
+    {%- for p in read_plan.periods or [] if when is none or p.split('|')[when[0]] == when[1] -%}
+        {%- do values.append(p.split('|')[index]) -%}
+    {%- endfor -%}
+    {{ period_in_scope(dict(read_plan, periods=values | unique | list), expression) }}
+{%- endmacro %}
+
 {#- First quarter NOT published by the open-data marts: the quarter of the data's latest load
     date (latest loaded_at of fct_bordereaux, Europe/Paris), as in od_int_published_movements. -#}
 {% macro od_published_quarters_end(fct_bordereaux) -%}

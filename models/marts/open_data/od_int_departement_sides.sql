@@ -27,18 +27,11 @@
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
 {%- set plan = od_published_quarter_plan([incoming_key, outgoing_key]) %}
 {{ period_plan_comment(plan) }}
-{#- read_plan: the keys of published quarters (before the cutoff: text keys start 'YYYY-MM');
-    the départements of those keys, per direction, for the cheap pre-filter -#}
-{%- set read_periods, departements = [], {'incoming': [], 'outgoing': []} %}
-{%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] %}
-    {%- do read_periods.append(p) %}
-    {%- do departements[p.split('|')[1]].append(p.split('|', 2)[2]) %}
-{%- endfor %}
-{%- set read_plan = dict(plan, periods=read_periods) %}
-{%- set incoming_departement = period_in_scope(dict(read_plan, periods=departements.incoming | unique | list),
-                                                "coalesce(destination_code_departement, '-')") %}
-{%- set outgoing_departement = period_in_scope(dict(read_plan, periods=departements.outgoing | unique | list),
-                                                "coalesce(origin_code_departement, '-')") %}
+{%- set read_plan = od_published_read_plan(plan) %}
+{%- set incoming_departement = od_key_part_in_scope(read_plan, 2, "coalesce(destination_code_departement, '-')",
+                                                    when=(1, 'incoming')) %}
+{%- set outgoing_departement = od_key_part_in_scope(read_plan, 2, "coalesce(origin_code_departement, '-')",
+                                                    when=(1, 'outgoing')) %}
 with
 
 -- the movements with a key in scope on either side (read once), each side then kept for its own key

@@ -29,25 +29,15 @@
           on_schema_change='append_new_columns', post_hook=["{{ period_mark() }}"]) }}
 {%- set plan = od_published_quarter_plan(key_of_fact) %}
 {{ period_plan_comment(plan) }}
-{#- read_plan: the keys of published quarters (before the cutoff: text keys start 'YYYY-MM');
-    their origin and destination départements, for the cheap pre-filter -#}
-{%- set read_periods, origins, destinations = [], [], [] %}
-{%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] %}
-    {%- do read_periods.append(p) %}
-    {%- do origins.append(p.split('|')[1]) %}
-    {%- do destinations.append(p.split('|')[2]) %}
-{%- endfor %}
-{%- set read_plan = dict(plan, periods=read_periods) %}
+{%- set read_plan = od_published_read_plan(plan) %}
 with
 
 movements as (
     select * from {{ ref('od_int_published_movements') }}
     where
         quantity_accepted_t is not null
-        and {{ period_in_scope(dict(read_plan, periods=origins | unique | list),
-                               "coalesce(origin_code_departement, '-')") }}
-        and {{ period_in_scope(dict(read_plan, periods=destinations | unique | list),
-                               "coalesce(destination_code_departement, '-')") }}
+        and {{ od_key_part_in_scope(read_plan, 1, "coalesce(origin_code_departement, '-')") }}
+        and {{ od_key_part_in_scope(read_plan, 2, "coalesce(destination_code_departement, '-')") }}
         and {{ period_in_scope(read_plan, key_of_fact) }}
 ),
 
