@@ -69,7 +69,7 @@ def db_status() -> None:
     base = db._running_base_uri(settings)
     if db.database_exists(base, db.WAREHOUSE_DB):
         collate, ctype = db.database_collation(db._with_database(base, db.WAREHOUSE_DB))
-        advice = "" if collate in ("C", "POSIX") else " (slower text sorts; README § Warehouse collation)"
+        advice = "" if db.sorts_bytewise(collate) else " (slower text sorts; README § Warehouse collation)"
         out.print(f"warehouse collation {collate}, ctype {ctype}{advice}", highlight=False)
 
 

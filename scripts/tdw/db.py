@@ -255,11 +255,19 @@ def database_collation(dsn: str) -> tuple[str, str]:
         return cur.fetchone()
 
 
+BYTEWISE_COLLATIONS = ("C", "POSIX")
+
+
+def sorts_bytewise(collate: str) -> bool:
+    """True when an LC_COLLATE compares text byte-wise (C or POSIX)."""
+    return collate in BYTEWISE_COLLATIONS
+
+
 def collation_warning(dsn: str) -> str | None:
     """A sentence when the warehouse does not sort text byte-wise (LC_COLLATE other than C/POSIX):
     its build is slower, not wrong. None when it does."""
     collate, _ = database_collation(dsn)
-    if collate in ("C", "POSIX"):
+    if sorts_bytewise(collate):
         return None
     return (
         f"the warehouse database's collation is {collate}, not C: text sorts and index builds are slower "
