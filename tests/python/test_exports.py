@@ -322,6 +322,31 @@ def test_inspection_sheet_html_and_pdf(wh, tmp_path):
     assert page.stat().st_size > 5_000
 
 
+def test_late_processing_counts_bordereaux_not_movements(wh, monkeypatch):
+    """The late-processing section lists movements (a BSFF has one per packaging) but its count
+    says bordereaux: a BSFF late on 3 packagings is 1 bordereau, not « 3 bordereau(x) »."""
+    from tdw.exports import inspection
+    from tdw.exports.inspection import MAX_LISTED, inspection_data, late_note, sections
+
+    assert late_note(1, 1) == "1 bordereau." and late_note(2, 2) == "2 bordereaux."
+    assert late_note(1, 3) == "1 bordereau (3 mouvements : un par contenant BSFF ou par étape d'entreposage provisoire)."
+    assert late_note(0, 0) == "0 bordereau."
+    assert late_note(5, MAX_LISTED + 1).endswith(f", les {MAX_LISTED} mouvements aux plus longs délais listés.")
+    # the small simulated source has few movements over 30 days: with a threshold of 0 days every
+    # movement processed after its reception day is "late", and BSFF packagings give sites with
+    # more late movements than late bordereaux
+    monkeypatch.setattr(inspection, "LATE_PROCESSING_DAYS", 0)
+    site = query(wh, """select destination_siret, count(*), count(distinct bsd_id) from marts.fct_movements
+                        where destination_siret is not null and processed_date - received_date > 0
+                        group by 1 order by count(*) - count(distinct bsd_id) desc, count(*) desc limit 1""")
+    siret, n_movements, n_bsds = site[0]
+    assert n_movements > n_bsds, "no site with several late movements of one bordereau in the simulated source"
+    data = inspection_data(wh, siret)
+    assert (data["late_bsd_count"], data["late_count"]) == (n_bsds, n_movements)
+    late = next(sec for sec in sections(data) if sec["title"].startswith("Bordereaux traités plus de"))
+    assert late["note"] == late_note(n_bsds, n_movements) and late["note"].startswith(f"{n_bsds} bordereau")
+
+
 class _DataGouv(BaseHTTPRequestHandler):
     """Local stand-in for the data.gouv.fr API: GET dataset, POST resource upload (multipart 'file')."""
 
