@@ -242,6 +242,10 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     spec = json.loads(re.search(r'id="carte-data"[^>]*>(.*?)</script>', html, re.S).group(1))
     drawn = [c for trace in spec["data"] for c in trace["locations"]]
     assert sorted(drawn) == sorted(codes), set(drawn) ^ codes
+    # the map's visible caption gives its own period (published quarters), which differs from the lead's weeks
+    q0, q1 = query(wh, "select min(period_start), max(period_end) from marts.od_departement_flows")[0]
+    assert (f"<figcaption>Tonnes de déchets reçues par les sites de chaque département, du {q0:%d/%m/%Y} au "
+            f"{q1:%d/%m/%Y}</figcaption>") in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed (Debian package 'chromium')")
