@@ -131,11 +131,17 @@ def run_cmd(
         unit_tests=ci if unit_tests is None else unit_tests)
 
 
-@app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def dbt_cmd(ctx: typer.Context) -> None:
-    """Run any dbt command against the configured warehouse, e.g. 'tdw dbt build -s marts'."""
+    """Run any dbt command against the configured warehouse, e.g. 'tdw dbt build -s marts' ('tdw dbt --help': dbt's help)."""
+    import click
+
     from .dbt import run_dbt
 
+    # --help goes to dbt ('tdw dbt build --help' is dbt build's help); no command at all is a usage
+    # error here, before any server starts (dbt would only complain about --project-dir)
+    if not ctx.args:
+        raise click.UsageError("give a dbt command, e.g. 'tdw dbt build -s marts' ('tdw dbt --help' lists dbt's commands)", ctx)
     settings = load_settings()
     code = run_dbt(settings, list(ctx.args), check=False)
     raise typer.Exit(code)

@@ -33,6 +33,15 @@ def test_usage_errors_exit_2_with_a_usage_message():
     assert res.returncode == 2 and "Missing option '--siret'" in res.stderr
 
 
+def test_dbt_without_a_command_is_a_usage_error(tmp_path):
+    """'tdw dbt' alone is a usage error, said before any server starts (dbt itself only said
+    "No such option '--project-dir'"). ('tdw dbt build --help' reaching dbt is not tested here:
+    importing dbt takes 10-40 s.)"""
+    res = _tdw("dbt", env={"TDW_HOME": str(tmp_path / "home")})
+    assert res.returncode == 2 and "give a dbt command" in res.stderr and "project-dir" not in res.stderr
+    assert not (tmp_path / "home" / "pgdata").exists()
+
+
 def test_errors_are_one_sentence_without_traceback(tmp_path):
     res = _tdw("load-reference", "--data-dir", str(tmp_path / "nowhere"), env={"TDW_HOME": str(tmp_path / "home")})
     assert res.returncode == 1

@@ -242,6 +242,10 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     spec = json.loads(re.search(r'id="carte-data"[^>]*>(.*?)</script>', html, re.S).group(1))
     drawn = [c for trace in spec["data"] for c in trace["locations"]]
     assert sorted(drawn) == sorted(codes), set(drawn) ^ codes
+    # the map's visible caption gives its own period (published quarters), which differs from the lead's weeks
+    q0, q1 = query(wh, "select min(period_start), max(period_end) from marts.od_departement_flows")[0]
+    assert (f"<figcaption>Tonnes de déchets reçues par les sites de chaque département, du {q0:%d/%m/%Y} au "
+            f"{q1:%d/%m/%Y}</figcaption>") in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed (Debian package 'chromium')")
@@ -320,6 +324,31 @@ def test_inspection_sheet_html_and_pdf(wh, tmp_path):
                    timeout=60)
     page = next(tmp_path.glob("page*.png"))
     assert page.stat().st_size > 5_000
+
+
+def test_late_processing_counts_bordereaux_not_movements(wh, monkeypatch):
+    """The late-processing section lists movements (a BSFF has one per packaging) but its count
+    says bordereaux: a BSFF late on 3 packagings is 1 bordereau, not « 3 bordereau(x) »."""
+    from tdw.exports import inspection
+    from tdw.exports.inspection import MAX_LISTED, inspection_data, late_note, sections
+
+    assert late_note(1, 1) == "1 bordereau." and late_note(2, 2) == "2 bordereaux."
+    assert late_note(1, 3) == "1 bordereau (3 mouvements : un par contenant BSFF ou par étape d'entreposage provisoire)."
+    assert late_note(0, 0) == "0 bordereau."
+    assert late_note(5, MAX_LISTED + 1).endswith(f", les {MAX_LISTED} mouvements aux plus longs délais listés.")
+    # the small simulated source has few movements over 30 days: with a threshold of 0 days every
+    # movement processed after its reception day is "late", and BSFF packagings give sites with
+    # more late movements than late bordereaux
+    monkeypatch.setattr(inspection, "LATE_PROCESSING_DAYS", 0)
+    site = query(wh, """select destination_siret, count(*), count(distinct bsd_id) from marts.fct_movements
+                        where destination_siret is not null and processed_date - received_date > 0
+                        group by 1 order by count(*) - count(distinct bsd_id) desc, count(*) desc limit 1""")
+    siret, n_movements, n_bsds = site[0]
+    assert n_movements > n_bsds, "no site with several late movements of one bordereau in the simulated source"
+    data = inspection_data(wh, siret)
+    assert (data["late_bsd_count"], data["late_count"]) == (n_bsds, n_movements)
+    late = next(sec for sec in sections(data) if sec["title"].startswith("Bordereaux traités plus de"))
+    assert late["note"] == late_note(n_bsds, n_movements) and late["note"].startswith(f"{n_bsds} bordereau")
 
 
 class _DataGouv(BaseHTTPRequestHandler):

@@ -388,9 +388,15 @@ unit_not_comparable as (
             when 'storage' then 'de stockage'
             else not_comparable_groups.capacity_kind
         end
-        || ' : la quantité autorisée est en ' || coalesce(not_comparable_groups.authorised_unit, '(sans unité)')
-        || ', pas en ' || not_comparable_groups.rule_unit
-        || ' (' || coalesce(not_comparable_groups.reason, 'aucune quantité donnée') || ')' as detail,
+        -- mart_icpe_daily_processing writes a missing unit as '(sans unité)': say it has none
+        || case
+            when coalesce(not_comparable_groups.authorised_unit, '(sans unité)') = '(sans unité)'
+                then ' : la quantité autorisée n''a pas d''unité (' || not_comparable_groups.rule_unit || ' attendu)'
+            else
+                ' : la quantité autorisée est en ' || not_comparable_groups.authorised_unit
+                || ', pas en ' || not_comparable_groups.rule_unit
+                || ' (' || coalesce(not_comparable_groups.reason, 'aucune quantité donnée') || ')'
+        end as detail,
         '' as key_extra
     from not_comparable_groups
     inner join not_comparable_bsds

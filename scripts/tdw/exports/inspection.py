@@ -192,22 +192,26 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
             from marts.mart_icpe_daily_processing
             where siret = %(siret)s and capacity_kind = 'storage' and day between %(d0)s and %(d1)s
             group by rubrique_alinea order by rubrique_alinea""", p)
-        # the longest delays, with the number of late movements (window taken before the limit)
+        # the longest delays (one row per movement: a BSFF has one per packaging, a BSDD with
+        # temporary storage one per leg), with the numbers of late movements and of their
+        # distinct bordereaux, counted before the limit
         late = _rows(cur, """
-            select l.bsd_id, coalesce(b.readable_id, l.bsd_id) as bsd_number, l.bsd_type, l.waste_code, l.received_date,
-                   l.processed_date, l.delay_days, l.operation_code, l.quantity_accepted_t, l.n_late
-            from (
+            with late as (
                 select bsd_id, bsd_type, waste_code, received_date, processed_date,
-                       processed_date - received_date as delay_days, operation_code, quantity_accepted_t,
-                       count(*) over () as n_late
+                       processed_date - received_date as delay_days, operation_code, quantity_accepted_t
                 from marts.fct_movements
                 where destination_siret = %(siret)s and processed_date - received_date > %(late)s
                   and received_date between %(d0)s and %(d1)s
-                order by delay_days desc, bsd_id limit %(lim)s
-            ) as l
+            ),
+            counts as (select count(*) as n_late, count(distinct bsd_id) as n_late_bsds from late)
+            select l.bsd_id, coalesce(b.readable_id, l.bsd_id) as bsd_number, l.bsd_type, l.waste_code, l.received_date,
+                   l.processed_date, l.delay_days, l.operation_code, l.quantity_accepted_t, counts.n_late, counts.n_late_bsds
+            from (select * from late order by delay_days desc, bsd_id limit %(lim)s) as l
+            cross join counts
             left join marts.fct_bordereaux as b on b.bsd_id = l.bsd_id
             order by l.delay_days desc, l.bsd_id""", p)
         data["late_count"] = late[0]["n_late"] if late else 0
+        data["late_bsd_count"] = late[0]["n_late_bsds"] if late else 0
         data["late"] = late
         data["alerts"] = _rows(cur, """
             select alert_kind, alert_date, period_start, period_end, rubrique, authorised_quantity, authorised_unit,
@@ -264,6 +268,24 @@ def _t(v) -> str:
     return fmt(v, TONNE_DECIMALS)
 
 
+def _plural(n: int, singular: str, plural: str) -> str:
+    return f"{fmt(n)} {singular if n <= 1 else plural}"
+
+
+def late_note(n_bsds: int, n_movements: int) -> str:
+    """The count line of the late-processing section: bordereaux, and their movements when there
+    are more (one row per movement is listed: a BSFF has one per packaging, a BSDD with temporary
+    storage one per leg), e.g. « 1 bordereau (3 mouvements : un par contenant BSFF ou par étape
+    d'entreposage provisoire). »"""
+    note = _plural(n_bsds, "bordereau", "bordereaux")
+    if n_movements != n_bsds:
+        note += (f" ({_plural(n_movements, 'mouvement', 'mouvements')} : un par contenant BSFF"
+                 " ou par étape d'entreposage provisoire)")
+    if n_movements > MAX_LISTED:
+        note += f", les {MAX_LISTED} mouvements aux plus longs délais listés"
+    return note + "."
+
+
 def _section(title: str, note: str | None, header: list[str], rows: list[list[str]], numeric: tuple[int, ...] = ()) -> dict:
     return {"title": title, "note": note, "header": header, "rows": rows,
             "align": ["R" if i in numeric else "L" for i in range(len(header))]}
@@ -308,10 +330,9 @@ def sections(data: dict) -> list[dict]:
         ["Rubrique", "Stock au dernier jour (t)", "Dernier jour", "Stock maximal (t)", "Seuil autorisé (t)", "Seuil dépassé"],
         [[r["rubrique_alinea"], _t(r["last_stock_t"]), fmt(r["last_day"]), _t(r["max_stock_t"]), _t(r["authorised_t"]),
           fmt(r["exceeded"])] for r in data["stock"]], numeric=(1, 3, 4)))
-    n_late = data["late_count"]
     out.append(_section(
         f"Bordereaux traités plus de {LATE_PROCESSING_DAYS} jours après réception",
-        f"{fmt(n_late)} bordereau(x)" + (f", les {MAX_LISTED} plus longs listés." if n_late > MAX_LISTED else "."),
+        late_note(data["late_bsd_count"], data["late_count"]),
         ["BSD", "Type", "Code déchet", "Reçu le", "Traité le", "Délai (j)", "Opération", "Quantité acceptée (t)"],
         [[r["bsd_number"], r["bsd_type"], r["waste_code"] or "—", fmt(r["received_date"]), fmt(r["processed_date"]),
           fmt(r["delay_days"]), r["operation_code"] or "—", _t(r["quantity_accepted_t"])] for r in data["late"]],

@@ -237,7 +237,10 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     top = sorted(published, key=lambda f: f["quantity_accepted_t"], reverse=True)[:3]
     chart3 = {
         "id": "carte", "title": "Déchets reçus par département", "map": True,
-        "caption": "Tonnes de déchets reçues par les sites de chaque département",
+        # the map covers the published quarters, not the weeks of the page's lead: say which
+        "caption": "Tonnes de déchets reçues par les sites de chaque département"
+                   + (f", du {flows[0]['period_start']:%d/%m/%Y} au {flows[0]['period_end']:%d/%m/%Y}"
+                      if flows else ""),
         "alt": (f"Carte des départements de métropole (l'outre-mer figure dans le tableau). {len(published)} départements publiés, {len(secret_codes)} sous secret "
                 "statistique (en gris)"
                 + (f", {len(without)} sans site destinataire (en gris très clair, outre-mer compris). " if without else ". ")
