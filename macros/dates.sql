@@ -18,9 +18,13 @@
         + interval '{{ var("tdw_max_future_days", 7) + 1 }} days') at time zone '{{ var("tdw_time_zone") }}')
 {%- endmacro %}
 
-{#- True when a timestamp is given and lies before the minimum valid date or in the future. -#}
+{#- True when a timestamp is given and lies before the minimum valid date or in the future.
+    Each limit is a scalar subquery, which PostgreSQL computes once per query (an InitPlan)
+    instead of once per row: the upper limit depends on current_timestamp (stable, not
+    immutable), so written inline its time-zone conversions ran for every date of every row,
+    about 2 µs each (the staging views of the bordereaux check five dates a row). -#}
 {% macro is_invalid_date(expr) -%}
-    coalesce({{ expr }} < {{ min_valid_timestamp() }} or {{ expr }} >= {{ max_valid_timestamp() }}, false)
+    coalesce({{ expr }} < (select {{ min_valid_timestamp() }}) or {{ expr }} >= (select {{ max_valid_timestamp() }}), false)
 {%- endmacro %}
 
 {#- Local calendar date of a timestamptz in var('tdw_time_zone'); null when invalid. -#}
