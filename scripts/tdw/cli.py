@@ -122,13 +122,14 @@ def run_cmd(
     no_build: Annotated[bool, typer.Option("--no-build", help="Load and extract only; skip dbt build.")] = False,
     inspection_sheets: Annotated[int, typer.Option(help="Inspection sheets to write (establishments with the most ICPE alerts).")] = 3,
     unit_tests: Annotated[bool | None, typer.Option("--unit-tests/--no-unit-tests", help="Also run dbt's unit tests (checks of the SQL on fixed inputs); default: with --ci only.")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild every table (automatic when the models changed since the published build).")] = False,
 ) -> None:
     """The main job: load inputs, extract production (simulated by default), build and test with dbt, report."""
     from .pipeline import CI_SCALE, DEFAULT_SCALE, run
 
     chosen = scale or (CI_SCALE if ci else DEFAULT_SCALE)
     run(load_settings(), scale=chosen, resimulate=resimulate, build=not no_build, inspection_sheets=inspection_sheets,
-        unit_tests=ci if unit_tests is None else unit_tests)
+        unit_tests=ci if unit_tests is None else unit_tests, full_refresh=full_refresh)
 
 
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)

@@ -204,14 +204,18 @@ def print_summary(dsn: str) -> None:
 
 
 def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = False, build: bool = True,
-        inspection_sheets: int = 3, unit_tests: bool = False) -> None:
+        inspection_sheets: int = 3, unit_tests: bool = False, full_refresh: bool = False) -> None:
     """Run the whole pipeline on the configured warehouse (embedded by default).
 
     One run at a time per warehouse (advisory lock); every step is recorded in
     ``meta.pipeline_runs`` / ``meta.pipeline_run_steps``. The published schemas (``marts``,
     ``replica``) change only if every step up to and including ``dbt build`` succeeded
     (blue/green, see :mod:`tdw.publish`). ``unit_tests`` adds dbt's unit tests (checks of the
-    SQL on fixed inputs, run by CI) to the build's data tests.
+    SQL on fixed inputs, run by CI) to the build's data tests. ``full_refresh`` rebuilds every
+    table (``dbt build --full-refresh``); the build is also a full refresh, without asking, when
+    the models changed since the published build (:func:`tdw.tests_scope.full_refresh_reason`);
+    either way the other published copy is emptied when it is published, so the next run writes
+    it whole.
 
     Raises:
         TdwError: another run holds the lock, or a step failed (its message names the step's
@@ -252,6 +256,13 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
             fingerprint = tests_scope.project_fingerprint()
             since = tests_scope.rows_tested_since(dsn, fingerprint)
             detail["project_fingerprint"] = fingerprint
+            detail["build_fingerprint"] = tests_scope.build_fingerprint()
+            reason = "asked (--full-refresh)" if full_refresh else tests_scope.full_refresh_reason(
+                dsn, detail["build_fingerprint"])
+            if reason:
+                detail["full_refresh"] = reason
+                console.print(f"  full refresh: {reason}; every table is rebuilt, and the other published copy "
+                              "is emptied when this build is published", highlight=False)
             detail["row_local_tests_read"] = f"rows written since {since.isoformat()}" if since else "all rows"
             what = "seeds, models, snapshots, data tests" + (", unit tests" if unit_tests else "")
             console.rule(f"[bold]dbt build into marts__next / replica__next ({what})")
@@ -261,9 +272,11 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
             # dbt unit tests check the SQL, not the data: CI runs them (tdw run --ci), the daily
             # run on production data does not need to.
             skip = [] if unit_tests else ["--exclude-resource-type", "unit_test"]
-            run_dbt(settings, ["build", *build_vars, *skip], dsn=dsn, extra_env=tests_scope.dbt_environment(since))
+            refresh = ["--full-refresh"] if reason else []
+            run_dbt(settings, ["build", *build_vars, *skip, *refresh], dsn=dsn,
+                    extra_env=tests_scope.dbt_environment(since))
         with runlog.step("publish"):
-            publish.swap(dsn, settings)
+            publish.swap(dsn, settings, drop_previous=bool(reason))
             console.print("  published: marts and replica swapped in", highlight=False)
         with runlog.step("api_refresh") as detail:
             from .api import security

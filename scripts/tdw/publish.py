@@ -97,11 +97,14 @@ def prepare(dsn: str) -> None:
             cur.execute(sql.SQL("revoke all on schema {} from public").format(sql.Identifier(build_schema(name))))
 
 
-def swap(dsn: str, settings: Settings) -> None:
+def swap(dsn: str, settings: Settings, *, drop_previous: bool = False) -> None:
     """Publish the build schemas: rotate ``X`` ↔ ``X__next`` for marts and replica, in one transaction.
 
     Schema usage is granted to the analyst and public roles on the newly published schemas (as
     :func:`tdw.db.bootstrap_warehouse` does) and revoked from the build schemas.
+    ``drop_previous`` (after a full refresh): the previously published copy, now ``X__next``, is
+    emptied in the same transaction (dropped and recreated), so the next build writes it whole
+    instead of updating rows written by older code (:func:`tdw.tests_scope.full_refresh_reason`).
 
     Raises:
         TdwError: a build schema is missing (nothing was built), nothing is changed.
@@ -121,6 +124,10 @@ def swap(dsn: str, settings: Settings) -> None:
             cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(name), ident(tmp)))
             cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(nxt), ident(name)))
             cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(tmp), ident(nxt)))
+            if drop_previous:
+                cur.execute(sql.SQL("drop schema {} cascade").format(ident(nxt)))
+                cur.execute(sql.SQL("create schema {}").format(ident(nxt)))
+                cur.execute(sql.SQL("revoke all on schema {} from public").format(ident(nxt)))
             for role in readers[name]:
                 if role in present:
                     cur.execute(sql.SQL("grant usage on schema {} to {}").format(ident(name), ident(role)))

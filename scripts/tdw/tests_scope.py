@@ -41,19 +41,22 @@ from .config import REPO_ROOT
 
 # The files that define what the build writes and what the tests check (tests/python is pytest's).
 FINGERPRINT_PARTS = ("dbt_project.yml", "models", "macros", "tests/generic", "tests/singular", "seeds", "snapshots")
+# The files that define what the build writes (the tests left out: they change no table).
+BUILD_PARTS = ("dbt_project.yml", "models", "macros", "seeds", "snapshots")
 SETTING = "tdw.test_rows_since"
 
 
-def project_fingerprint(root: Path = REPO_ROOT) -> str:
-    """sha256 of the dbt project's definition: paths and contents of :data:`FINGERPRINT_PARTS`
-    under ``root`` and the installed dbt-core version. Any edit gives another value."""
+def project_fingerprint(root: Path = REPO_ROOT, parts: tuple[str, ...] = FINGERPRINT_PARTS) -> str:
+    """sha256 of the dbt project's definition: paths and contents of ``parts`` (default
+    :data:`FINGERPRINT_PARTS`) under ``root`` and the installed dbt-core version. Any edit gives
+    another value."""
     digest = hashlib.sha256()
     try:
         from dbt.version import __version__ as dbt_version
     except ImportError:  # dbt not importable here: the files alone
         dbt_version = "?"
     digest.update(f"dbt-core {dbt_version}\n".encode())
-    for part in FINGERPRINT_PARTS:
+    for part in parts:
         base = root / part
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
@@ -96,6 +99,46 @@ def rows_tested_since(dsn: str, fingerprint: str) -> datetime | None:
     if len(rows) < 2 or any(fp != fingerprint for _, fp in rows):
         return None
     return rows[1][0]
+
+
+def build_fingerprint(root: Path = REPO_ROOT) -> str:
+    """:func:`project_fingerprint` of :data:`BUILD_PARTS`: what the models write."""
+    return project_fingerprint(root, BUILD_PARTS)
+
+
+def full_refresh_reason(dsn: str, fingerprint: str) -> str | None:
+    """Why the next build must rebuild every table (``dbt build --full-refresh``), or ``None``.
+
+    The incremental models keep the rows an earlier build wrote; only some of them notice that
+    their own SQL changed (the period marts compare its md5). After a change of what the models
+    write (``fingerprint``: :func:`build_fingerprint`), rows written by the old code would stay.
+    So the build is a full refresh when the most recent published build (``dbt_build`` and
+    ``publish`` succeeded) recorded another fingerprint, or none (a build of a version of tdw
+    that did not record it). The other published copy (``marts__next``, ``replica__next``: built
+    by older code) is dropped when the full refresh is published (:func:`tdw.publish.swap`), so
+    the next build writes it whole. ``None`` when nothing was published yet (the build writes
+    every table whole anyway)."""
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('meta.pipeline_run_steps')")
+        if cur.fetchone()[0] is None:
+            return None
+        cur.execute(
+            """
+            select build.run_id, build.detail ->> 'build_fingerprint'
+            from meta.pipeline_run_steps as build
+            join meta.pipeline_run_steps as published
+                on published.run_id = build.run_id and published.step = 'publish' and published.status = 'succeeded'
+            where build.step = 'dbt_build' and build.status = 'succeeded'
+            order by build.started_at desc
+            limit 1
+            """
+        )
+        row = cur.fetchone()
+    if row is None or row[1] == fingerprint:
+        return None
+    if row[1] is None:
+        return f"the published build (run {row[0]}) recorded no fingerprint of the models (an older tdw)"
+    return f"the models, macros, seeds or snapshots changed since the published build (run {row[0]})"
 
 
 def dbt_environment(since: datetime | None) -> dict[str, str]:

@@ -230,3 +230,48 @@ def test_row_local_tests_read_the_rows_written_since_the_project_tested_every_ro
                   where movement_id = %s""", (since, movement))
     assert run_dbt(first_run, test, check=False, extra_env=tests_scope.dbt_environment(since)) == 0
     assert run_dbt(first_run, test, check=False) != 0
+
+
+def test_changed_models_make_the_build_a_full_refresh(first_run, monkeypatch):
+    """After a change of the models (tdw.tests_scope.full_refresh_reason), `tdw run` passes
+    --full-refresh to dbt build and logs why; publishing such a build empties the other copy, so
+    the next build writes it whole instead of updating rows written by the older code. The build
+    itself is replaced by a failure here (what a full build does is the first run's test): the
+    run fails at dbt_build and publishes nothing."""
+    from tdw import pipeline, tests_scope
+
+    dsn = first_run.warehouse_dsn
+    current = tests_scope.build_fingerprint()
+    assert tests_scope.full_refresh_reason(dsn, current) is None
+    assert "changed since the published build" in tests_scope.full_refresh_reason(dsn, "edited models")
+
+    _build_and_publish_only(monkeypatch)
+    builds = []
+
+    def run_dbt(settings, args, **kwargs):
+        builds.append(args)
+        raise TdwError("dbt build stopped by the test")
+
+    monkeypatch.setattr(pipeline, "run_dbt", run_dbt)
+    monkeypatch.setattr(tests_scope, "build_fingerprint", lambda: "edited models")
+    before = _published_fingerprint(dsn)
+    with pytest.raises(TdwError, match="stopped by the test"):
+        run(first_run, inspection_sheets=0)
+    assert builds and builds[-1][0] == "build" and "--full-refresh" in builds[-1]
+    assert _published_fingerprint(dsn) == before
+    last = publish.last_runs(dsn)[0][0]
+    detail = query(dsn, "select detail ->> 'full_refresh' from meta.pipeline_run_steps "
+                        "where run_id = %s and step = 'dbt_build'", (last,))[0][0]
+    assert detail.startswith("the models, macros, seeds or snapshots changed")
+    # the failed build is not published: the next run still rebuilds every table
+    assert tests_scope.full_refresh_reason(dsn, "edited models") is not None
+
+    # publishing a full refresh: marts__next (the build) goes live, the old copy is emptied
+    published_next = _published_fingerprint(dsn, [publish.build_schema(s) for s in publish.PUBLISHED])
+    publish.swap(dsn, first_run, drop_previous=True)
+    assert {k.replace("__next.", "."): v for k, v in published_next.items()} == _published_fingerprint(dsn)
+    for schema in publish.PUBLISHED:
+        assert query(dsn, "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                          "where n.nspname = %s", (publish.build_schema(schema),)) == [(0,)]
+    # a published table without its copy: the next build's row-local tests read every row
+    assert tests_scope.rows_tested_since(dsn, tests_scope.project_fingerprint()) is None
