@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -87,6 +88,21 @@ class EmbeddedServer:
         Raises:
             TdwError: the server could not be started (its log file is named).
         """
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with self._start_lock():
+            return self._start()
+
+    @contextlib.contextmanager
+    def _start_lock(self):
+        """One start at a time per home (two commands started together on a fresh home would
+        both run initdb, or one would restart the server under the other to tune it)."""
+        import fcntl
+
+        with open(self.pgdata.parent / ".tdw_server.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def _start(self) -> str:
         try:
             if not (self.pgdata / "PG_VERSION").exists():
                 # First start: pgserver creates the cluster (initdb, trust auth on the socket) and starts it.
@@ -126,14 +142,31 @@ class EmbeddedServer:
         pg_ctl(args, pgdata=self.pgdata, user="pgserver" if _is_root() else None, timeout=60)
 
     def _tune(self, uri: str) -> None:
+        """Apply _EMBEDDED_SETTINGS; restart the server only if one needs it (shared_buffers) and
+        no other client is connected: a restart cuts every session off, and a 'tdw run' in
+        progress would lose its run lock while its dbt build, reconnecting, goes on beside the
+        next run's. Deferred to a later start (the marker is not written) when clients are there."""
         with contextlib.closing(psycopg2.connect(uri)) as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
                 for name, value in _EMBEDDED_SETTINGS.items():
                     cur.execute(sql.SQL("alter system set {} = %s").format(sql.Identifier(name)), (value,))
-        # shared_buffers needs a restart.
-        self.stop()
-        self._pg_ctl_start()
+                cur.execute("select pg_reload_conf()")
+                cur.execute("select pg_sleep(0.2)")  # the reload is asynchronous
+                cur.execute("select coalesce(string_agg(name, ', '), '') from pg_settings where pending_restart")
+                pending = cur.fetchone()[0]
+                cur.execute(
+                    "select count(*) from pg_stat_activity where backend_type = 'client backend' "
+                    "and pid <> pg_backend_pid()"
+                )
+                others = cur.fetchone()[0]
+        if pending and others:
+            log.warning("the embedded server needs a restart for %s; not now: %d other session(s) connected",
+                        pending, others)
+            return
+        if pending:
+            self.stop()
+            self._pg_ctl_start()
         (self.pgdata / ".tdw_tuned").write_text(_tuned_marker())
 
     def stop(self) -> bool:
@@ -239,12 +272,15 @@ def ensure_database(base_uri: str, dbname: str) -> bool:
                 "select pg_encoding_to_char(encoding), datctype from pg_database where datname = 'template1'"
             )
             encoding, ctype = cur.fetchone()
-            cur.execute(
-                sql.SQL("create database {} template template0 encoding {} lc_collate {} lc_ctype {}").format(
-                    sql.Identifier(dbname), sql.Literal(encoding), sql.Literal(WAREHOUSE_COLLATION),
-                    sql.Literal(ctype),
+            try:
+                cur.execute(
+                    sql.SQL("create database {} template template0 encoding {} lc_collate {} lc_ctype {}").format(
+                        sql.Identifier(dbname), sql.Literal(encoding), sql.Literal(WAREHOUSE_COLLATION),
+                        sql.Literal(ctype),
+                    )
                 )
-            )
+            except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                return False  # another command created it meanwhile (two started together on a new home)
             return True
 
 
@@ -323,6 +359,8 @@ def bootstrap_warehouse(dsn: str, settings: Settings) -> None:
     """
     analyst, public = settings.role("analyst"), settings.role("public")
     with transaction(dsn) as conn, conn.cursor() as cur:
+        # one bootstrap at a time: 'create ... if not exists' of two at once can both try to create
+        cur.execute("select pg_advisory_xact_lock(hashtext('tdw.bootstrap_warehouse'))")
         for schema in SCHEMAS:
             cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         cur.execute("select rolname from pg_roles where rolname in (%s, %s)", (analyst, public))

@@ -240,6 +240,44 @@ def test_refresh_copies_marts_with_policies(api_db, settings):
     assert privileges == (False, False, False, True)
 
 
+def test_refresh_waiting_for_another_refresh_succeeds(api_db, settings):
+    """A refresh that waits for another one (e.g. 'tdw api refresh' by hand while 'tdw run'
+    refreshes) reads the marts after the other committed, instead of failing on the rows the
+    other replaced (repeatable-read snapshot taken before the lock: SerializationFailure)."""
+    import threading
+    import time
+
+    dsn = api_db["dsn"]
+    result: dict = {}
+    with contextlib.closing(psycopg2.connect(dsn)) as other:
+        cur = other.cursor()
+        cur.execute("select pg_advisory_xact_lock(hashtext('tdw.api.refresh'))")  # the other refresh runs
+
+        def refresh():
+            try:
+                result["counts"] = security.refresh(dsn, settings)
+            except Exception as exc:  # reported below
+                result["error"] = exc
+
+        thread = threading.Thread(target=refresh)
+        thread.start()
+        for _ in range(200):  # until the second refresh waits for the lock
+            cur.execute("select count(*) from pg_locks where locktype = 'advisory' and not granted")
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the second refresh never waited for the first")
+        # what the other refresh does last, then it commits
+        cur.execute("delete from api.refresh_info")
+        cur.execute("insert into api.refresh_info (refreshed_at, row_counts) values (now(), '{}'::jsonb)")
+        other.commit()
+        thread.join(60)
+    assert "error" not in result, result.get("error")
+    assert result["counts"] == api_db["counts"]
+    assert _rows(dsn, "select row_counts from api.refresh_info") == [(api_db["counts"],)]
+
+
 def test_api_role_cannot_read_token_hashes(api_db, settings):
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         _as_api_role(api_db["dsn"], settings, "select token_sha256 from api_admin.tokens", scope={})

@@ -430,9 +430,16 @@ def refresh(dsn: str, settings: Settings) -> dict[str, int]:
     counts: dict[str, int] = {}
     conn = db.connect(dsn)
     try:
+        # One refresh at a time, the lock taken before the transaction: a repeatable-read snapshot
+        # is taken at the transaction's first statement, so a refresh that waited for the lock
+        # inside it would not see the other's commit and fail on its rows (serialization failure,
+        # e.g. a 'tdw api refresh' by hand while 'tdw run' refreshes). Released by conn.close().
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("select pg_advisory_lock(hashtext('tdw.api.refresh'))")
+        conn.autocommit = False
         conn.set_session(isolation_level="REPEATABLE READ")
         with conn, conn.cursor() as cur:
-            cur.execute("select pg_advisory_xact_lock(hashtext('tdw.api.refresh'))")
             _check_sources(cur)
             for table in API_TABLES:
                 new = sql.Identifier(f"{table.name}__new")

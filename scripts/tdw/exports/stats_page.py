@@ -60,13 +60,24 @@ def load_departements_geojson(geo_dir: Path) -> dict:
     """
     path = Path(geo_dir) / "departements.geojson"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError as exc:
         raise InputFileError(path, None, None, "GeoJSON of the départements not found (set TDW_DATA_DIR)") from exc
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, raw[:exc.start].count(b"\n") + 1, None,
+                             f"byte 0x{raw[exc.start]:02x} is not valid UTF-8: save the file as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(path, exc.lineno, str(exc.colno), f"not valid JSON ({exc.msg})") from exc
-    if data.get("type") != "FeatureCollection" or not all("code" in (f.get("properties") or {}) for f in data["features"]):
+    features = data.get("features") if isinstance(data, dict) else None
+    if (data.get("type") if isinstance(data, dict) else None) != "FeatureCollection" or not isinstance(features, list) \
+            or not all(isinstance(f, dict) and "code" in (f.get("properties") or {}) for f in features):
         raise InputFileError(path, None, "properties.code", "expected a FeatureCollection whose features have a 'code'")
+    for i, f in enumerate(features):
+        g = f.get("geometry")
+        if not isinstance(g, dict) or g.get("type") not in ("Polygon", "MultiPolygon") or not g.get("coordinates"):
+            raise InputFileError(path, None, f"features[{i}].geometry",
+                                 f"département {f['properties']['code']!r}: a Polygon or MultiPolygon with coordinates expected")
 
     def rnd(c):
         return [rnd(x) for x in c] if isinstance(c[0], list) else [round(c[0], 3), round(c[1], 3)]
