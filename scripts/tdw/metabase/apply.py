@@ -118,8 +118,9 @@ def parse_marker(description: str | None) -> tuple[str, str, str | None] | None:
 
 
 def managed_description(text: str, source: str, kind: str, key: str, digest: str | None = None) -> str:
-    return (f"{' '.join(text.split())}\n\nMaintained as code in the repository ({source}); changes made "
-            f"here are overwritten by 'tdw metabase apply'. {marker(kind, key, digest)}")
+    """``text`` followed by a French note for staff (the object is kept as code) and the marker."""
+    return (f"{' '.join(text.split())}\n\nTenu à jour dans le dépôt du projet ({source}) : une modification "
+            f"faite ici est remplacée à la mise à jour suivante (tdw metabase apply). {marker(kind, key, digest)}")
 
 
 def digest(payload: dict) -> str:
@@ -137,6 +138,46 @@ def native_query_text(card: dict) -> str | None:
         if isinstance(stage, dict) and isinstance(stage.get("native"), str):
             return stage["native"]
     return None
+
+
+GRAPH_DISPLAYS = frozenset({"line", "bar", "area", "combo", "row", "scatter", "waterfall"})
+
+
+def column_settings_key(column: str) -> str:
+    """Key of a native query's column in ``column_settings``: the JSON text ``["name","<column>"]``.
+
+    Metabase stores visualization settings in their "DB form", where a column of a native query is
+    referred to by name (``metabase.models.visualization-settings``, ``db-column-ref-vec-schema``:
+    ``[:tuple [:= "name"] string?]``, parsed from the JSON-encoded key).
+    """
+    return json.dumps(["name", column], separators=(",", ":"), ensure_ascii=False)
+
+
+def card_visualization_settings(card: Card) -> dict:
+    """The card's ``visualization_settings`` with its French column titles.
+
+    Every column gets ``column_settings[["name","<column>"]].column_title`` (table headers,
+    tooltips); settings the YAML gives for a column are kept. Charts with one dimension also get
+    the x-axis title, the series titles (``series_settings``, keyed by the metric column when
+    there are several metrics) and, with a single metric, the y-axis title, unless the YAML sets them.
+    """
+    settings = json.loads(json.dumps(card.visualization_settings))
+    column_settings = settings.setdefault("column_settings", {})
+    for column in card.columns:
+        title = card.column_titles.get(column)
+        if title:
+            column_settings.setdefault(column_settings_key(column), {}).setdefault("column_title", title)
+    dims, metrics = settings.get("graph.dimensions") or [], settings.get("graph.metrics") or []
+    if card.display in GRAPH_DISPLAYS and len(dims) == 1 and dims[0] in card.column_titles:
+        settings.setdefault("graph.x_axis.title_text", card.column_titles[dims[0]])
+        if len(metrics) == 1 and metrics[0] in card.column_titles:
+            settings.setdefault("graph.y_axis.title_text", card.column_titles[metrics[0]])
+        if len(metrics) > 1:
+            series = settings.setdefault("series_settings", {})
+            for metric in metrics:
+                if metric in card.column_titles:
+                    series.setdefault(metric, {}).setdefault("title", card.column_titles[metric])
+    return settings
 
 
 def card_payload(card: Card, database_id: int | None, collection_id: int | None, source: str) -> dict:
@@ -164,7 +205,7 @@ def card_payload(card: Card, database_id: int | None, collection_id: int | None,
         "dataset_query": {"type": "native", "database": database_id,
                           "native": {"query": card.sql, "template-tags": tags}},
         "parameters": params,
-        "visualization_settings": dict(card.visualization_settings),
+        "visualization_settings": card_visualization_settings(card),
     }
     body["description"] = managed_description(card.description, source, "card", card.key, digest(body))
     return body
