@@ -728,6 +728,14 @@ def test_cli_dry_run_against_the_stand_in(fake):
     assert fake.writes() == []
 
 
+def test_cli_apply_without_url_points_to_the_offline_dry_run(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TDW_METABASE_")}
+    proc = subprocess.run([sys.executable, "-m", "tdw", "metabase", "apply"], env=env,
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "TDW_METABASE_URL" in proc.stderr and "--dry-run" in proc.stderr and "tdw metabase check" in proc.stderr
+
+
 # ================================================================================================
 # check, on marts built by dbt from a small simulated production
 # ================================================================================================
@@ -854,4 +862,15 @@ def test_cli_check_exits_1_on_a_missing_column(marts, tmp_path):
                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"all {len(load_spec().cards)} cards return their declared columns" in ok.stdout
-
+    # without a Metabase server, the dry run lists what apply would write and checks the SQL
+    offline_env = {k: v for k, v in env.items() if not k.startswith("TDW_METABASE_")}
+    plan = subprocess.run([sys.executable, "-m", "tdw", "metabase", "apply", "--dry-run"], env=offline_env,
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    spec = load_spec()
+    expected = 1 + len(spec.collections) + len(spec.cards) + len(spec.dashboards)
+    assert f"{expected} write" in plan.stdout and "without a Metabase server" in plan.stdout
+    assert f"all {len(spec.cards)} cards return their declared columns" in plan.stdout
+    bad = subprocess.run([sys.executable, "-m", "tdw", "metabase", "apply", "--dry-run", "--spec-dir", str(root)],
+                         env=offline_env, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert bad.returncode == 1 and "SQL check of this plan failed" in bad.stderr and "n_mouvements" in bad.stderr

@@ -3,7 +3,8 @@
 Order: the database connection, the collections (parents first), the cards, the dashboards.
 Each object gets one :class:`Action`: ``create``, ``update`` or ``unchanged`` (plus ``orphan``
 for a managed card no longer in the YAML: reported, left in place). ``dry_run`` computes the same
-plan and writes nothing.
+plan and writes nothing. Without a Metabase URL, :func:`offline_plan` lists what apply would
+write (verb ``write``): create / update / unchanged needs the server's objects to compare with.
 
 How objects are recognised (stable names): every collection, card and dashboard written by apply
 ends its description with a marker ``[tdw:<kind>/<key>]`` (cards and dashboards add ``sha=`` the
@@ -57,7 +58,8 @@ class Action:
 
     Attributes:
         kind: ``database``, ``collection``, ``card`` or ``dashboard``.
-        verb: ``create``, ``update``, ``unchanged`` or ``orphan`` (managed card absent from the YAML, kept).
+        verb: ``create``, ``update``, ``unchanged`` or ``orphan`` (managed card absent from the YAML, kept);
+            ``write`` in an offline plan (no server to compare with).
         detail: what differs (fields), or why nothing is done.
         id: the Metabase id (None for a creation in dry-run).
     """
@@ -526,6 +528,31 @@ class Applier:
             if not self.dry_run:
                 self.client.update_dashboard(current["id"], put_body)
             self._add("dashboard", dash.key, dash.name, "update", ", ".join(diffs), current["id"])
+
+
+def offline_plan(spec: Spec, details: DatabaseDetails | None) -> list[Action]:
+    """What apply would write, without a Metabase server to compare with (``--dry-run`` offline).
+
+    Every object of ``spec`` gets the verb ``write``: whether it would be created, updated or left
+    unchanged needs the objects already on Metabase (``TDW_METABASE_URL``). Same order as apply:
+    the database connection, collections (parents first), cards, dashboards.
+    """
+    db_detail = (f"{details.user}@{details.host}:{details.port}/{details.dbname}, schemas "
+                 f"{', '.join(spec.database.schemas)}" if details else
+                 "created only with TDW_METABASE_DB_*; an existing connection of this name is left as is")
+    actions = [Action("database", spec.database.key, spec.database.name, "write", db_detail)]
+    for col in spec.collections:
+        actions.append(Action("collection", col.key, col.name, "write",
+                              f"in {spec.collection(col.parent).name}" if col.parent else "top level"))
+    for card in spec.cards.values():
+        actions.append(Action("card", card.key, card.name, "write",
+                              f"{card.display}, {len(card.columns)} titled columns, {len(card.parameters)} filters, "
+                              f"reads {', '.join(card.marts)}; in {spec.collection(card.collection).name}"))
+    for dash in spec.dashboards.values():
+        actions.append(Action("dashboard", dash.key, dash.name, "write",
+                              f"{len(dash.cards)} cards, {len(dash.filters)} filters; "
+                              f"in {spec.collection(dash.collection).name}"))
+    return actions
 
 
 def apply_spec(spec: Spec, client: MetabaseClient, details: DatabaseDetails | None, *,
