@@ -530,6 +530,10 @@ class Applier:
             self._add("dashboard", dash.key, dash.name, "update", ", ".join(diffs), current["id"])
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def offline_plan(spec: Spec, details: DatabaseDetails | None) -> list[Action]:
     """What apply would write, without a Metabase server to compare with (``--dry-run`` offline).
 
@@ -546,11 +550,11 @@ def offline_plan(spec: Spec, details: DatabaseDetails | None) -> list[Action]:
                               f"in {spec.collection(col.parent).name}" if col.parent else "top level"))
     for card in spec.cards.values():
         actions.append(Action("card", card.key, card.name, "write",
-                              f"{card.display}, {len(card.columns)} titled columns, {len(card.parameters)} filters, "
+                              f"{card.display}, {len(card.columns)} titled columns, {_n(len(card.parameters), 'filter')}, "
                               f"reads {', '.join(card.marts)}; in {spec.collection(card.collection).name}"))
     for dash in spec.dashboards.values():
         actions.append(Action("dashboard", dash.key, dash.name, "write",
-                              f"{len(dash.cards)} cards, {len(dash.filters)} filters; "
+                              f"{_n(len(dash.cards), 'card')}, {_n(len(dash.filters), 'filter')}; "
                               f"in {spec.collection(dash.collection).name}"))
     return actions
 

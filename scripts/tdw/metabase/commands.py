@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (create/update/unchanged) and write nothing; "
                                                                 "without TDW_METABASE_URL, list what would be written and "
                                                                 "check the SQL on the warehouse.")] = False,
+        role: Annotated[str, typer.Option(help="Offline dry run: run the SQL check as this role (default: the analyst "
+                                                "role); '' for the connecting user.")] = "<analyst>",
         spec_dir: SpecDirOption = None,
     ) -> None:
         """Create or update the database connection, collections, cards and dashboards on Metabase.
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
         out.print(", ".join(f"{n} {v}" for v, n in counts.items() if n), highlight=False)
         if not url:
             try:
-                _check(spec, "<analyst>")
+                _check(spec, role)
             except TdwError as exc:
                 raise TdwError(f"the SQL check of this plan failed: {exc}") from exc
 
