@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -42,7 +43,14 @@ from tdw.dbt import run_dbt
 from tdw.errors import InputFileError, TdwError
 from tdw.extract import extract
 from tdw.icpe import load_icpe
-from tdw.metabase.apply import DatabaseDetails, apply_spec, database_details_from_env, parse_marker
+from tdw.metabase.apply import (
+    DatabaseDetails,
+    apply_spec,
+    card_payload,
+    column_settings_key,
+    database_details_from_env,
+    parse_marker,
+)
 from tdw.metabase.check import check_cards
 from tdw.metabase.client import MetabaseClient, MetabaseError
 from tdw.metabase.exposures import EXPOSURES_PATH, render_exposures
@@ -481,6 +489,11 @@ def _edit(path: Path, old: str, new: str) -> int:
         ("dashboards/icpe.yml", "alert_kind: alert_kind, date_from", "alert_kind: date_from, date_from",
          "cannot feed template tag"),
         ("cards/flows.yml", "default: 100, required: true", "required: true", "needs a default"),
+        ("cards/icpe.yml", "      month_start: Mois\n", "      month_start:\n", "column 'month_start' has no French title"),
+        ("cards/icpe.yml", "      month_start: Mois\n", "      month_start: month_start\n", "not the column name"),
+        ("cards/icpe.yml", "    columns:\n      month_start: Mois\n      alert_kind: \"Type d'alerte\"\n"
+                           "      n_alerts: \"Nombre d'alertes\"\n",
+         "    columns: [month_start, alert_kind, n_alerts]\n", "every column needs the French title"),
     ],
 )
 def test_bad_spec_fails_naming_file_and_line(tmp_path, file, old, new, message):
@@ -491,6 +504,43 @@ def test_bad_spec_fails_naming_file_and_line(tmp_path, file, old, new, message):
     err = info.value
     assert message in str(err)
     assert err.path.endswith(file) and err.line is not None and err.line > 1
+
+
+# English words that give away a description not written for French-speaking staff.
+_ENGLISH_RE = re.compile(r"\b(the|of|and|per|with|which|excluded|tonnes accepted|shown)\b", re.I)
+
+
+def test_every_column_has_a_french_title_and_descriptions_are_for_staff(spec):
+    """Staff see French column titles (column_settings, the key Metabase's DB form uses for a native
+    column: the JSON text ["name","<column>"]) and French descriptions that cite no internal file."""
+    for card in spec.cards.values():
+        assert list(card.column_titles) == list(card.columns), card.key
+        settings = card_payload(card, 1, 2, "metabase/")["visualization_settings"]
+        column_settings = settings["column_settings"]
+        for column in card.columns:
+            key = column_settings_key(column)
+            assert key == json.dumps(["name", column]).replace(" ", "") and json.loads(key) == ["name", column]
+            title = column_settings[key]["column_title"]
+            assert title == card.column_titles[column] and title != column and "_" not in title, (card.key, column)
+        assert set(column_settings) == {column_settings_key(c) for c in card.columns}, card.key
+        dims = settings.get("graph.dimensions") or []
+        if len(dims) == 1:
+            assert settings["graph.x_axis.title_text"] == card.column_titles[dims[0]], card.key
+        assert "METRICS" not in card.description, card.key
+        assert not _ENGLISH_RE.search(card.description), (card.key, _ENGLISH_RE.search(card.description).group(0))
+    # a setting the YAML gives for a column is kept next to the title
+    rate = card_payload(spec.cards["national_recovery_rate_monthly"], 1, 2, "metabase/")["visualization_settings"]
+    assert rate["column_settings"]['["name","recovery_rate"]'] == {"number_style": "percent", "decimals": 1,
+                                                                  "column_title": "Taux de valorisation"}
+    tonnage = card_payload(spec.cards["national_tonnage_monthly"], 1, 2, "metabase/")["visualization_settings"]
+    assert tonnage["series_settings"] == {"hazardous_t": {"title": "Déchets dangereux (t)"},
+                                          "non_hazardous_t": {"title": "Déchets non dangereux (t)"}}
+    for obj in [*spec.dashboards.values(), *spec.collections]:
+        assert "METRICS" not in obj.description and not _ENGLISH_RE.search(obj.description), obj.key
+    # the series cards say that they show complete periods only
+    for card in spec.cards.values():
+        if card.columns[0] in ("month_start", "iso_week_start") and card.display != "table":
+            assert "complets" in card.description or "complètes" in card.description, card.key
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
@@ -514,7 +564,7 @@ def test_committed_exposures_are_up_to_date(spec):
     assert set(by_name) == {f"metabase_{k}" for k in spec.dashboards}
     icpe = by_name["metabase_icpe_conformity"]
     assert icpe["type"] == "dashboard" and icpe["owner"]["name"] and icpe["url"].startswith("http")
-    assert icpe["depends_on"] == ["ref('dim_establishments')", "ref('mart_icpe_conformity_alerts')"]
+    assert icpe["depends_on"] == ["ref('dim_establishments')", "ref('fct_bordereaux')", "ref('mart_icpe_conformity_alerts')"]
     assert "ref('mart_recovery_rates')" in by_name["metabase_national_overview"]["depends_on"]
 
 
@@ -678,6 +728,14 @@ def test_cli_dry_run_against_the_stand_in(fake):
     assert fake.writes() == []
 
 
+def test_cli_apply_without_url_points_to_the_offline_dry_run(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TDW_METABASE_")}
+    proc = subprocess.run([sys.executable, "-m", "tdw", "metabase", "apply"], env=env,
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "TDW_METABASE_URL" in proc.stderr and "--dry-run" in proc.stderr and "tdw metabase check" in proc.stderr
+
+
 # ================================================================================================
 # check, on marts built by dbt from a small simulated production
 # ================================================================================================
@@ -739,8 +797,42 @@ def test_filters_narrow_the_results(marts, spec):
     assert results["establishment_icpe_alerts"].rows == min(n_alerts, 200)
     (n_2760,) = query(marts, "select count(*) from marts.mart_icpe_conformity_alerts where rubrique like '%2760%'")[0]
     assert results["icpe_alerts_list"].rows == n_2760
-    (n_months,) = query(marts, "select count(distinct month_start) from marts.mart_waste_flows where bsd_type = 'BSDA'")[0]
+    (n_months,) = query(marts, f"select count(distinct month_start) from marts.mart_waste_flows "
+                               f"where bsd_type = 'BSDA' and month_start + interval '1 month' <= ({_AS_OF})")[0]
     assert results["national_tonnage_monthly"].rows == n_months
+
+
+# The data's latest load date, as the od_* marts and mart_public_weekly_stats compute it.
+_AS_OF = "select (max(loaded_at) at time zone 'Europe/Paris')::date from marts.fct_bordereaux"
+
+
+@pytest.mark.slow
+def test_series_cards_show_complete_periods_only(marts, spec):
+    """METRICS.md § Units and dates: a published monthly or weekly series holds complete periods only."""
+    (as_of,) = query(marts, _AS_OF)[0]
+    series = [c for c in spec.cards.values() if c.columns[0] in ("month_start", "iso_week_start")]
+    assert {"national_tonnage_monthly", "national_recovery_rate_monthly", "national_weekly_activity",
+            "flows_intra_inter_monthly", "icpe_alerts_monthly", "dq_defects_monthly",
+            "establishment_received_monthly"} <= {c.key for c in series}
+    for card in series:
+        sql, params = render_sql(card)
+        with contextlib.closing(psycopg2.connect(marts)) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            starts = [row[0] for row in cur.fetchall()]
+        assert None not in starts, card.key
+        if not starts:
+            continue
+        last = max(starts)
+        end = last + dt.timedelta(days=7) if card.columns[0] == "iso_week_start" else \
+            (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        assert end <= as_of, f"{card.key}: last period {last} is not complete on {as_of}"
+    # the tonnage card has every complete month of the mart and none of the current one
+    shown = {r[0] for r in query(marts, *render_sql(spec.cards["national_tonnage_monthly"]))}
+    months = {r[0] for r in query(marts, "select distinct month_start from marts.mart_waste_flows")}
+    current = as_of.replace(day=1)
+    assert shown == {m for m in months if m < current}
+    if as_of.day > 1:  # the simulated history ends yesterday: the current month has data, left out
+        assert current in months and current not in shown
 
 
 @pytest.mark.slow
@@ -770,3 +862,12 @@ def test_cli_check_exits_1_on_a_missing_column(marts, tmp_path):
                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"all {len(load_spec().cards)} cards return their declared columns" in ok.stdout
+    # without a Metabase server, the dry run lists what apply would write and checks the SQL
+    offline_env = {k: v for k, v in env.items() if not k.startswith("TDW_METABASE_")}
+    plan = subprocess.run([sys.executable, "-m", "tdw", "metabase", "apply", "--dry-run"], env=offline_env,
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    spec = load_spec()
+    expected = 1 + len(spec.collections) + len(spec.cards) + len(spec.dashboards)
+    assert f"{expected} write" in plan.stdout and "without a Metabase server" in plan.stdout
+    assert f"all {len(spec.cards)} cards return their declared columns" in plan.stdout

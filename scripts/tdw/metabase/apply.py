@@ -3,7 +3,8 @@
 Order: the database connection, the collections (parents first), the cards, the dashboards.
 Each object gets one :class:`Action`: ``create``, ``update`` or ``unchanged`` (plus ``orphan``
 for a managed card no longer in the YAML: reported, left in place). ``dry_run`` computes the same
-plan and writes nothing.
+plan and writes nothing. Without a Metabase URL, :func:`offline_plan` lists what apply would
+write (verb ``write``): create / update / unchanged needs the server's objects to compare with.
 
 How objects are recognised (stable names): every collection, card and dashboard written by apply
 ends its description with a marker ``[tdw:<kind>/<key>]`` (cards and dashboards add ``sha=`` the
@@ -57,7 +58,8 @@ class Action:
 
     Attributes:
         kind: ``database``, ``collection``, ``card`` or ``dashboard``.
-        verb: ``create``, ``update``, ``unchanged`` or ``orphan`` (managed card absent from the YAML, kept).
+        verb: ``create``, ``update``, ``unchanged`` or ``orphan`` (managed card absent from the YAML, kept);
+            ``write`` in an offline plan (no server to compare with).
         detail: what differs (fields), or why nothing is done.
         id: the Metabase id (None for a creation in dry-run).
     """
@@ -118,8 +120,9 @@ def parse_marker(description: str | None) -> tuple[str, str, str | None] | None:
 
 
 def managed_description(text: str, source: str, kind: str, key: str, digest: str | None = None) -> str:
-    return (f"{' '.join(text.split())}\n\nMaintained as code in the repository ({source}); changes made "
-            f"here are overwritten by 'tdw metabase apply'. {marker(kind, key, digest)}")
+    """``text`` followed by a French note for staff (the object is kept as code) and the marker."""
+    return (f"{' '.join(text.split())}\n\nTenu à jour dans le dépôt du projet ({source}) : une modification "
+            f"faite ici est remplacée à la mise à jour suivante (tdw metabase apply). {marker(kind, key, digest)}")
 
 
 def digest(payload: dict) -> str:
@@ -137,6 +140,46 @@ def native_query_text(card: dict) -> str | None:
         if isinstance(stage, dict) and isinstance(stage.get("native"), str):
             return stage["native"]
     return None
+
+
+GRAPH_DISPLAYS = frozenset({"line", "bar", "area", "combo", "row", "scatter", "waterfall"})
+
+
+def column_settings_key(column: str) -> str:
+    """Key of a native query's column in ``column_settings``: the JSON text ``["name","<column>"]``.
+
+    Metabase stores visualization settings in their "DB form", where a column of a native query is
+    referred to by name (``metabase.models.visualization-settings``, ``db-column-ref-vec-schema``:
+    ``[:tuple [:= "name"] string?]``, parsed from the JSON-encoded key).
+    """
+    return json.dumps(["name", column], separators=(",", ":"), ensure_ascii=False)
+
+
+def card_visualization_settings(card: Card) -> dict:
+    """The card's ``visualization_settings`` with its French column titles.
+
+    Every column gets ``column_settings[["name","<column>"]].column_title`` (table headers,
+    tooltips); settings the YAML gives for a column are kept. Charts with one dimension also get
+    the x-axis title, the series titles (``series_settings``, keyed by the metric column when
+    there are several metrics) and, with a single metric, the y-axis title, unless the YAML sets them.
+    """
+    settings = json.loads(json.dumps(card.visualization_settings))
+    column_settings = settings.setdefault("column_settings", {})
+    for column in card.columns:
+        title = card.column_titles.get(column)
+        if title:
+            column_settings.setdefault(column_settings_key(column), {}).setdefault("column_title", title)
+    dims, metrics = settings.get("graph.dimensions") or [], settings.get("graph.metrics") or []
+    if card.display in GRAPH_DISPLAYS and len(dims) == 1 and dims[0] in card.column_titles:
+        settings.setdefault("graph.x_axis.title_text", card.column_titles[dims[0]])
+        if len(metrics) == 1 and metrics[0] in card.column_titles:
+            settings.setdefault("graph.y_axis.title_text", card.column_titles[metrics[0]])
+        if len(metrics) > 1:
+            series = settings.setdefault("series_settings", {})
+            for metric in metrics:
+                if metric in card.column_titles:
+                    series.setdefault(metric, {}).setdefault("title", card.column_titles[metric])
+    return settings
 
 
 def card_payload(card: Card, database_id: int | None, collection_id: int | None, source: str) -> dict:
@@ -164,7 +207,7 @@ def card_payload(card: Card, database_id: int | None, collection_id: int | None,
         "dataset_query": {"type": "native", "database": database_id,
                           "native": {"query": card.sql, "template-tags": tags}},
         "parameters": params,
-        "visualization_settings": dict(card.visualization_settings),
+        "visualization_settings": card_visualization_settings(card),
     }
     body["description"] = managed_description(card.description, source, "card", card.key, digest(body))
     return body
@@ -485,6 +528,35 @@ class Applier:
             if not self.dry_run:
                 self.client.update_dashboard(current["id"], put_body)
             self._add("dashboard", dash.key, dash.name, "update", ", ".join(diffs), current["id"])
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def offline_plan(spec: Spec, details: DatabaseDetails | None) -> list[Action]:
+    """What apply would write, without a Metabase server to compare with (``--dry-run`` offline).
+
+    Every object of ``spec`` gets the verb ``write``: whether it would be created, updated or left
+    unchanged needs the objects already on Metabase (``TDW_METABASE_URL``). Same order as apply:
+    the database connection, collections (parents first), cards, dashboards.
+    """
+    db_detail = (f"{details.user}@{details.host}:{details.port}/{details.dbname}, schemas "
+                 f"{', '.join(spec.database.schemas)}" if details else
+                 "created only with TDW_METABASE_DB_*; an existing connection of this name is left as is")
+    actions = [Action("database", spec.database.key, spec.database.name, "write", db_detail)]
+    for col in spec.collections:
+        actions.append(Action("collection", col.key, col.name, "write",
+                              f"in {spec.collection(col.parent).name}" if col.parent else "top level"))
+    for card in spec.cards.values():
+        actions.append(Action("card", card.key, card.name, "write",
+                              f"{card.display}, {len(card.columns)} titled columns, {_n(len(card.parameters), 'filter')}, "
+                              f"reads {', '.join(card.marts)}; in {spec.collection(card.collection).name}"))
+    for dash in spec.dashboards.values():
+        actions.append(Action("dashboard", dash.key, dash.name, "write",
+                              f"{_n(len(dash.cards), 'card')}, {_n(len(dash.filters), 'filter')}; "
+                              f"in {spec.collection(dash.collection).name}"))
+    return actions
 
 
 def apply_spec(spec: Spec, client: MetabaseClient, details: DatabaseDetails | None, *,

@@ -25,7 +25,11 @@ def register(app: typer.Typer) -> None:
 
     @mb_app.command("apply")
     def apply_cmd(
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (create/update/unchanged) and write nothing.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (create/update/unchanged) and write nothing; "
+                                                                "without TDW_METABASE_URL, list what would be written and "
+                                                                "check the SQL on the warehouse.")] = False,
+        role: Annotated[str, typer.Option(help="Offline dry run: run the SQL check as this role (default: the analyst "
+                                                "role); '' for the connecting user.")] = "<analyst>",
         spec_dir: SpecDirOption = None,
     ) -> None:
         """Create or update the database connection, collections, cards and dashboards on Metabase.
@@ -34,23 +38,42 @@ def register(app: typer.Typer) -> None:
         uses: TDW_METABASE_DB_HOST, TDW_METABASE_DB_PORT, TDW_METABASE_DB_NAME,
         TDW_METABASE_DB_USER, TDW_METABASE_DB_PASSWORD (a read-only login), TDW_METABASE_DB_SSL.
         """
-        from .apply import apply_spec, database_details_from_env
+        from .apply import apply_spec, database_details_from_env, offline_plan
         from .client import MetabaseClient
         from .spec import SPEC_DIR, load_spec
 
         spec = load_spec(spec_dir or SPEC_DIR)
-        client = MetabaseClient(os.environ.get("TDW_METABASE_URL", ""), os.environ.get("TDW_METABASE_API_KEY", ""))
-        actions = apply_spec(spec, client, database_details_from_env(), dry_run=dry_run)
-        table = Table(title=("Plan (dry run: nothing written)" if dry_run else "Applied") + f" on {client.base_url}")
+        url = os.environ.get("TDW_METABASE_URL", "").strip()
+        details = database_details_from_env()
+        if not url and not dry_run:
+            raise TdwError("the Metabase URL is empty: set TDW_METABASE_URL (e.g. https://metabase.example.org). "
+                           "Without a server, 'tdw metabase apply --dry-run' lists what apply would write and "
+                           "checks every card's SQL on the warehouse; 'tdw metabase check' checks the SQL only")
+        if not url:
+            # Offline dry run: what would be written, and the SQL checked on the warehouse. Whether
+            # each object would be created, updated or left unchanged needs the server's objects.
+            actions = offline_plan(spec, details)
+            title = ("Plan without a Metabase server (TDW_METABASE_URL not set): what apply would write; "
+                     "create / update / unchanged needs the server")
+        else:
+            client = MetabaseClient(url, os.environ.get("TDW_METABASE_API_KEY", ""))
+            actions = apply_spec(spec, client, details, dry_run=dry_run)
+            title = ("Plan (dry run: nothing written)" if dry_run else "Applied") + f" on {client.base_url}"
+        table = Table(title=title)
         for col in ("object", "key", "name", "action", "detail", "id"):
             table.add_column(col)
-        styles = {"create": "green", "update": "yellow", "unchanged": "dim", "orphan": "magenta"}
+        styles = {"create": "green", "update": "yellow", "unchanged": "dim", "orphan": "magenta", "write": "cyan"}
         for a in actions:
             table.add_row(a.kind, a.key, a.name, f"[{styles.get(a.verb, '')}]{a.verb}[/]", a.detail,
                           "" if a.id is None else str(a.id))
         out.print(table)
-        counts = {v: sum(a.verb == v for a in actions) for v in ("create", "update", "unchanged", "orphan")}
+        counts = {v: sum(a.verb == v for a in actions) for v in ("create", "update", "unchanged", "orphan", "write")}
         out.print(", ".join(f"{n} {v}" for v, n in counts.items() if n), highlight=False)
+        if not url:
+            try:
+                _check(spec, role)
+            except TdwError as exc:
+                raise TdwError(f"the SQL check of this plan failed: {exc}") from exc
 
     @mb_app.command("check")
     def check_cmd(
@@ -59,12 +82,16 @@ def register(app: typer.Typer) -> None:
         spec_dir: SpecDirOption = None,
     ) -> None:
         """Run every card's SQL on the built marts with default filters; compare the result columns."""
+        from .spec import SPEC_DIR, load_spec
+
+        _check(load_spec(spec_dir or SPEC_DIR), role)
+
+    def _check(spec, role: str) -> None:
+        """Run and print the check of every card of ``spec``; TdwError when one fails."""
         from .. import db
         from ..config import load_settings
         from .check import check_cards
-        from .spec import SPEC_DIR, load_spec
 
-        spec = load_spec(spec_dir or SPEC_DIR)
         settings = load_settings()
         dsn = db.warehouse_dsn(settings)
         chosen_role = settings.role("analyst") if role == "<analyst>" else (role or None)

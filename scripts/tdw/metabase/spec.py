@@ -8,7 +8,7 @@ Layout of the folder (``metabase/README.md`` documents each field):
 * ``cards/*.yml`` — ``cards:`` list of questions: native SQL on the ``marts`` schema with
   Metabase template tags (``{{tag}}``, optional clauses ``[[ and x = {{tag}} ]]``), their
   ``parameters`` (type ``text``, ``number`` or ``date``, default) and the ``columns`` the query
-  returns, in order;
+  returns, in order, each with the French title staff see (``columns: {month_start: Mois, ...}``);
 * ``dashboards/*.yml`` — ``dashboards:`` list of ``{key, name, description, collection, owner,
   filters, cards}``; each dashboard card has a layout (``row``, ``col``, ``size_x``, ``size_y``
   on Metabase's 24-column grid) and maps dashboard filters to the card's template tags.
@@ -164,6 +164,8 @@ class Card:
     visualization_settings: dict = field(default_factory=dict, hash=False, compare=False)
     path: Path | None = field(default=None, compare=False)
     line: int = field(default=0, compare=False)
+    column_titles: dict = field(default_factory=dict, hash=False, compare=False)
+    """Result column -> the French title Metabase shows (table headers, chart axes and series)."""
 
     @property
     def marts(self) -> tuple[str, ...]:
@@ -465,11 +467,22 @@ def _load_card(path: Path, node: YDict, marts: set[str]) -> Card:
     display = ctx.get("display", str, required=False, default="table")
     if display not in DISPLAYS:
         raise ctx.fail("display", f"display {display!r} is not a Metabase visualization ({', '.join(sorted(DISPLAYS))})")
-    columns = ctx.get("columns", list)
-    if not columns or not all(isinstance(c, str) and c for c in columns):
-        raise ctx.fail("columns", "'columns' must list the result column names")
-    if len(set(columns)) != len(columns):
-        raise ctx.fail("columns", "a column is listed twice")
+    raw_columns = node.get("columns")
+    if isinstance(raw_columns, list):
+        raise ctx.fail("columns", "every column needs the French title staff see: write 'columns' as a mapping "
+                                  "'name: Titre' in result order (e.g. {month_start: Mois})")
+    raw_columns = ctx.get("columns", dict)
+    if not raw_columns or not all(isinstance(c, str) and c for c in raw_columns):
+        raise ctx.fail("columns", "'columns' must map the result column names to their titles")
+    column_titles: dict[str, str] = {}
+    for name, title in raw_columns.items():
+        if not isinstance(title, str) or not title.strip():
+            raise ctx.fail("columns", f"column '{name}' has no French title (write '{name}: Titre')")
+        if title.strip() == name or "_" in title:
+            raise ctx.fail("columns", f"the title of column '{name}' is {title!r}: write a title for staff, "
+                                      "not the column name")
+        column_titles[name] = " ".join(title.split())
+    columns = list(column_titles)
     params = _load_parameters(path, node, key)
     tags = template_tags(sql)
     for tag in tags:
@@ -495,7 +508,7 @@ def _load_card(path: Path, node: YDict, marts: set[str]) -> Card:
         raise ctx.fail("sql", f"reads schema '{bad.group(1)}': Metabase's read-only role reads the marts schema only")
     card = Card(key, ctx.get("name", str), ctx.get("description", str), ctx.get("collection", str), display, sql,
                 params, tuple(columns), ctx.get("visualization_settings", dict, required=False, default={}) or {},
-                path, node.line)
+                path, node.line, column_titles)
     if not card.marts:
         raise ctx.fail("sql", "the SQL reads no table of the marts schema (write marts.<table>)")
     for table in card.marts:
