@@ -756,6 +756,11 @@ def test_a_day_in_the_future_at_the_last_build_is_filled_once_passed(round2, bui
     _dbt(settings, wh, "run", "--select", "fct_bordereaux", "fct_movements")
     assert query(wh, "select distinct processed_date from marts.fct_movements where bsd_id = %s", (bsd_id,)) == [(expected,)]
     assert query(wh, "select processed_date from marts.fct_bordereaux where bsd_id = %s", (bsd_id,)) == [(expected,)]
+    # stamped by that build, not with the intermediate time (older than the facts' latest): the
+    # period marts (rows written after their mark) and the row-local tests read the new day
+    for table in ("marts.fct_movements", "marts.fct_bordereaux"):
+        assert query(wh, f"select bool_and(_tdw_built_at > %s) from {table} where bsd_id = %s",
+                     (moment, bsd_id)) == [(True,)], f"{table}: re-read with its old _tdw_built_at"
 
 
 # the rows of mart_data_quality a bordereau counts in: its type and creation month

@@ -5,7 +5,8 @@
     latest _tdw_built_at (re-read by a build, or a flag recomputed by its post-hook, e.g.
     dq_received_never_processed becoming true as days pass): a filter on an indexed column, so
     the cost follows the day's changes; and those with a date that was in the future then (null
-    day) and has passed (macro became_valid_since: a scan of the five timestamps). BSDs gone from
+    day) and has passed (macro became_valid_since: a scan of the five timestamps; those get this
+    build's time as _tdw_built_at, so the models and tests reading the new rows see them). BSDs gone from
     upstream (deleted or turned back into drafts) are removed by the post-hook, so an incremental
     run and a full refresh give the same table. The index on loaded_at serves the data's latest
     load date (max(loaded_at): the open-data publication cutoff, read by the od_* marts and their
@@ -111,8 +112,18 @@ shaped as (
         coalesce(dq_dangerous_without_star_code, false)::boolean as dq_dangerous_without_star_code,
         coalesce(dq_quantity_typed_in_kg_suspected, false)::boolean as dq_quantity_typed_in_kg_suspected,
 
-        -- when int_bordereaux__unioned last wrote the row (incremental cursor)
-        _tdw_built_at::timestamptz as _tdw_built_at
+        -- when int_bordereaux__unioned last wrote the row (incremental cursor); a BSD re-read
+        -- because one of its dates has passed since (its day was null) is stamped with this
+        -- build's time: nothing upstream rewrote it, and the row-local tests must read it
+        greatest(
+            _tdw_built_at
+            {%- if is_incremental() %},
+            case when {{ became_valid_since(
+                ['created_at', 'emitted_at', 'taken_over_at', 'received_at', 'processed_at'],
+                incremental_since(this, '_tdw_built_at')
+            ) }} then {{ built_at() }} end
+            {%- endif %}
+        )::timestamptz as _tdw_built_at
     from bordereaux
 )
 

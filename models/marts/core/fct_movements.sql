@@ -11,8 +11,9 @@
     Incremental: a run re-reads the movements that int_movements wrote after this table's latest
     _tdw_built_at (re-read by a build, or a site location refreshed by its post-hook), those
     of the bordereaux int_bordereaux__unioned wrote since (bsd_loaded_at), and those with a date
-    that was in the future then (null day) and has passed (macro became_valid_since); rows gone
-    upstream are deleted by the post-hook. -#}
+    that was in the future then (null day) and has passed (macro became_valid_since; those get
+    this build's time as _tdw_built_at, not the intermediate one, so that the period marts and
+    the row-local tests read them); rows gone upstream are deleted by the post-hook. -#}
 {{
     config(
         materialized='incremental',
@@ -126,8 +127,19 @@ shaped as (
             'movements.origin_location_precision', 'movements.destination_location_precision'
         ) }}::text as location_precision,
 
-        -- when the intermediate layer last wrote the movement or its bordereau (incremental cursor)
-        greatest(movements._tdw_built_at, bordereaux.built_at)::timestamptz as _tdw_built_at
+        -- when the intermediate layer last wrote the movement or its bordereau (incremental cursor);
+        -- a movement re-read because one of its dates has passed since (its day was null) is
+        -- stamped with this build's time: nothing upstream rewrote it, and the models reading
+        -- this table's new rows (the period marts, the row-local tests) must see it
+        greatest(
+            movements._tdw_built_at, bordereaux.built_at
+            {%- if is_incremental() %},
+            case when {{ became_valid_since(
+                ['movements.taken_over_at', 'movements.received_at', 'movements.processed_at'],
+                '(select since.built_at from since)'
+            ) }} then {{ built_at() }} end
+            {%- endif %}
+        )::timestamptz as _tdw_built_at
     from movements
     left join bordereaux
         on movements.bsd_id = bordereaux.bsd_id
