@@ -108,6 +108,27 @@ def test_first_run_publishes_and_logs(first_run):
     )}
 
 
+def test_unique_tests_answered_by_a_unique_index_read_nothing(first_run):
+    """dbt runs the project's `unique` override (macros/tests_unique.sql, tested on every kind of
+    index in test_tests_unique.py): on int_movements, whose unique index dbt created, the test
+    passes without reading the table; on a staging view it reads every row as before."""
+    import json
+    import re
+
+    results = json.loads((first_run.home / "dbt" / "target" / "run_results.json").read_text())
+    compiled = {r["unique_id"].split(".")[2]: r for r in results["results"]}
+
+    def plan(test):
+        assert compiled[test]["status"] == "pass"
+        assert "pg_catalog.pg_index" in compiled[test]["compiled_code"]
+        return "\n".join(r[0] for r in query(
+            first_run.warehouse_dsn, f"explain (analyze, costs off, timing off) {compiled[test]['compiled_code']}"))
+
+    assert re.search(r"Scan .*on int_movements \(never executed\)", plan("unique_int_movements_movement_id"))
+    view = plan("unique_stg_trackdechets__bsdd_bsd_id")  # the view's rows go through the one-time filter
+    assert re.search(r"One-Time Filter: \(NOT .*\n\s*->  .*Scan on \"Form\" .*\(actual rows=[1-9]", view), view
+
+
 def test_inspection_sheets_go_to_the_establishments_with_the_most_breaches(first_run):
     """unit_not_comparable says that no capacity check could be made: it ranks after the breaches."""
     ranked = query(first_run.warehouse_dsn, """

@@ -331,6 +331,15 @@ def test_run_with_nothing_changed_changes_nothing(built, settings):
         assert versions[table] and after[table] == versions[table], f"{table}: rows rewritten"
 
 
+def test_facts_keep_an_index_on_tdw_built_at(built):
+    """The facts' incremental_since and the row-local tests' scope read _tdw_built_at ranges
+    (fct_movements: macros/period_incremental.sql; fct_bordereaux: ensure_indexes)."""
+    assert {t for (t,) in query(built["warehouse"], """
+        select tablename from pg_indexes
+        where schemaname = 'marts' and indexdef like 'CREATE INDEX %USING btree (_tdw_built_at)'""")} >= {
+        "fct_movements", "fct_bordereaux"}
+
+
 # ------------------------------------------------------------------------------------------------
 # round 1: links created, transporters, suites, companies
 # ------------------------------------------------------------------------------------------------
