@@ -119,12 +119,14 @@ shaped as (
         -- because one of its dates has passed since (its day was null) is stamped with this
         -- build's time: nothing upstream rewrote it, and the row-local tests must read it
         greatest(
-            _tdw_built_at
-            {%- if is_incremental() %},
-            case when {{ became_valid_since(
-                ['created_at', 'emitted_at', 'taken_over_at', 'received_at', 'processed_at'],
-                incremental_since(this, '_tdw_built_at')
-            ) }} then {{ built_at() }} end
+            _tdw_built_at,
+            {% if is_incremental() -%}
+                case when {{ became_valid_since(
+                    ['created_at', 'emitted_at', 'taken_over_at', 'received_at', 'processed_at'],
+                    incremental_since(this, '_tdw_built_at')
+                ) }} then {{ built_at() }} end
+            {%- else -%}
+                null
             {%- endif %}
         )::timestamptz as _tdw_built_at
     from bordereaux
