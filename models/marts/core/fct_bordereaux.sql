@@ -10,7 +10,9 @@
     run and a full refresh give the same table. The index on loaded_at serves the data's latest
     load date (max(loaded_at): the open-data publication cutoff, read by the od_* marts and their
     plans, mart_public_weekly_stats, od_recovery_rates) from the index end instead of a scan of the
-    table (0.3-0.5 s each at 1 M). -#}
+    table (0.3-0.5 s each at 1 M). The rows deleted or replaced are logged (old values) for the
+    period-incremental public_int_weekly_events (post-hook period_change_log_trigger, which also
+    indexes _tdw_built_at). -#}
 {{
     config(
         materialized='incremental',
@@ -22,6 +24,7 @@
             ~ " {'columns': ['loaded_at']}]) }}",
             "delete from {{ this }} as fct where {{ built_incrementally() }} and not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
             ~ " as src where src.bsd_id = fct.bsd_id)",
+            "{{ period_change_log_trigger(this) }}",
         ],
     )
 }}
