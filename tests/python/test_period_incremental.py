@@ -241,9 +241,11 @@ def test_full_build_writes_marks(built):
 
 
 def test_day_of_changes_and_cutoff_crossing(built, settings):
-    """(1) One simulated day of new and updated bordereaux, extracted today: (4) the cutoff moves
-    one quarter on (the rows were loaded at the end of the previous one), so that quarter
-    becomes published."""
+    """(1) One simulated day of new and updated bordereaux, extracted today, and a new user
+    account: (4) the cutoff moves one quarter on (the rows were loaded at the end of the previous
+    one), so that quarter becomes published, and the weeks of that quarter become complete. The
+    weekly building blocks rewrite exactly the keys whose rows changed, fewer than the keys of
+    every bordereau rewritten."""
     wh = built["warehouse"]
     newly = query(wh, "select date_trunc('quarter', (now() at time zone 'Europe/Paris')::date"
                       " - interval '3 months')::date::text")[0][0]
@@ -301,8 +303,8 @@ MOVED_TO = "2016-02-10 10:00:00+01"  # a month and a quarter no other movement i
 
 def test_reception_moves_to_another_month_and_quarter(built, settings):
     """(2) A movement's reception date moves, and its destination to another site: its old month
-    and quarter (and old site x month) lose it, the new ones get it; and only those periods are
-    rewritten."""
+    and quarter (and old site x month, old reception week) lose it, the new ones get it; and only
+    those periods are rewritten (not the BSD's creation week: unchanged)."""
     wh = built["warehouse"]
     bsd, old_date = query(wh, PLAIN_BSDD)[0]
     built["moved"] = bsd

@@ -39,6 +39,8 @@ events as (
         {%- for p in plan.periods or [] if p.split('|')[0] == kind %}
             {%- do weeks.append(p.split('|')[1]) %}
         {%- endfor %}
+        {%- set in_scope = "date_trunc('week', " ~ day ~ ")::date = any('{" ~ weeks | join(',') ~ "}'::date[])"
+                           if plan.mode == 'incremental' else 'true' %}
         {%- if not loop.first %}
             union all
         {%- endif %}
@@ -50,9 +52,7 @@ events as (
         from {{ ref('fct_bordereaux') }}
         where
             {{ day }} is not null
-            and /* period-scope */ {% if plan.mode == 'incremental' -%}
-                date_trunc('week', {{ day }})::date = any('{{ '{' ~ weeks | join(',') ~ '}' }}'::date[])
-            {%- else -%} true {%- endif %} /* end-period-scope */
+            and /* period-scope */ {{ in_scope }} /* end-period-scope */
     {%- endfor %}
 )
 

@@ -55,8 +55,9 @@ select
     -- one row per (week, establishment) in each bsd_type (incl. 'ALL'): a plain count is the
     -- distinct count, without sorting
     count(destination_siret)::bigint as n_treatment_establishments,
-    (max(coalesce(processed_t, 0) + coalesce(final_recovery_t, 0) + coalesce(final_disposal_t, 0))
-    / nullif(sum(coalesce(processed_t, 0) + coalesce(final_recovery_t, 0) + coalesce(final_disposal_t, 0)), 0))::numeric
-        as largest_establishment_share
+    (
+        max(coalesce(processed_t, 0) + coalesce(final_recovery_t, 0) + coalesce(final_disposal_t, 0))
+        / nullif(sum(coalesce(processed_t, 0) + coalesce(final_recovery_t, 0) + coalesce(final_disposal_t, 0)), 0)
+    )::numeric as largest_establishment_share
 from tonnes_per_establishment
 group by iso_week_start, bsd_type
