@@ -5,7 +5,9 @@
     of the operation x BSD type x waste chapter x hazardous), mart_establishment_monthly_tonnage
     (SIRET x month), od_waste_flows (published quarter of reception x origin x destination
     département), od_distances (quarter x BSD type x origin x destination région) and
-    od_int_departement_sides (quarter x direction x département); the quarters the publication
+    od_int_departement_sides (quarter x direction x département), public_int_weekly_events (event
+    kind x ISO week, over fct_bordereaux) and public_int_weekly_tonnes (ISO week of the
+    operation), the building blocks of mart_public_weekly_stats; the quarters the publication
     cutoff crosses are written whole (cutoff_keys).
 
     A mart row depends only on the fact rows of its period (the `period` given to period_plan: an
@@ -21,8 +23,8 @@
       * periods of the fact rows written after the mark (`_tdw_built_at` > `built_through`);
       * periods of the fact rows deleted or replaced after the mark: their OLD values, from the
         change log meta.period_change_log, filled by a statement-level trigger on the fact
-        (period_change_log_trigger, a post-hook of fct_movements: delete+insert and the post-hook
-        deleting vanished movements both go through `delete`); jsonb_populate_record gives the old
+        (period_change_log_trigger, a post-hook of fct_movements and fct_bordereaux: delete+insert
+        and the post-hook deleting vanished rows both go through `delete`); jsonb_populate_record gives the old
         rows back typed, so the same period expression serves old and new rows;
       * for marts publishing complete quarters only (period_plan argument `cutoff`, a select of
         the first unpublished quarter: od_published_quarters_end), the quarters between the
@@ -38,6 +40,13 @@
         written (mart_establishment_monthly_tonnage compares the geography columns it stores
         with dim_establishments', SIRET by SIRET). Such an input passes the input check; its
         select must find every key whose rows the input's change alters (a fingerprint per key).
+    With period_plan argument `row_values` ({'id': the fact's unique key, 'columns': one list of
+    fact columns per key expression, every column the mart's rows of that key read}), the first
+    two items are narrowed: a fact row replaced since the mark adds its keys only when, for that
+    key expression, its key or those columns differ between the row as the mark saw it (its
+    first logged old value, when built by `built_through`) and the row now; a row merely
+    rewritten with the same values (fct_bordereaux rewrites every bordereau whose flags or links
+    a day touched, across all history) adds none. mart_public_weekly_stats' building blocks use it.
     Rows of those periods are deleted and the recomputed rows inserted (a period left with no
     row disappears), with the new mark, in one transaction (custom incremental strategy
     `period`).
@@ -98,7 +107,7 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- Post-hook of a fact read by period-incremental marts (fct_movements): ensure the change-log
+{#- Post-hook of a fact read by period-incremental marts (fct_movements, fct_bordereaux): ensure the change-log
     trigger and an index on _tdw_built_at, on the table as built now (a full refresh creates a new
     table: both are created again on it). -#}
 {% macro period_change_log_trigger(fact) -%}
@@ -160,8 +169,11 @@
 {%- endmacro %}
 
 {#- The build plan of a period-incremental mart (a dict), at compile time; see the header. -#}
-{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}, cutoff_keys=none) -%}
+{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}, cutoff_keys=none, row_values=none) -%}
     {%- set key_expressions = [period] if period is string else period -%}
+    {%- if row_values and row_values['columns'] | length != key_expressions | length -%}
+        {{ exceptions.raise_compiler_error(this ~ ': row_values needs one list of columns per key expression') }}
+    {%- endif -%}
     {%- if cutoff and period_key_type() != 'date' and not cutoff_keys -%}
         {{ exceptions.raise_compiler_error(this ~ ': a cutoff over composite keys needs cutoff_keys (the quarter of a fact row and of a mart row)') }}
     {%- endif -%}
@@ -217,18 +229,43 @@
                 calls it once per column of the fact when this CTE is materialised (read once per
                 key expression), e.g. 45 calls a row for fct_movements: 6-7 s for 11 k entries -#}
             old_rows as (
-                select old_row.*
+                select l.log_position as _tdw_log_position, old_row.*
                 from meta.period_change_log as l
                 cross join lateral jsonb_populate_record(null::{{ fact }}, l.old_row) as old_row
                 where l.fact_relid = {{ plan.fact_relid }} and l.log_position > {{ m[2] }}
                     and l.log_position <= {{ plan.log_position }}
             ),
+            {%- if row_values %}
+            {#- the value of each replaced or deleted row as the mark saw it: its first logged old
+                value, when that one was built by then (else the row came after the mark) -#}
+            rows_at_mark as (
+                select * from (
+                    select distinct on ({{ row_values.id }}) * from old_rows
+                    order by {{ row_values.id }}, _tdw_log_position
+                ) as first_logged
+                where {% if m[1] is not none %}_tdw_built_at <= '{{ m[1] }}'::timestamptz{% else %}false{% endif %}
+            ),
+            {%- endif %}
             periods as (
                 {%- for expression in key_expressions %}
                 {% if not loop.first %}union{% endif %}
+                {%- if row_values %}
+                {%- set values = 'row(' ~ row_values['columns'][loop.index0] | join(', ') ~ ')::text' %}
+                select x.p from (
+                    select then_row.p as p_then, now_row.p as p_now
+                    from (select {{ row_values.id }} as id, ({{ expression }})::{{ period_key_type() }} as p,
+                              {{ values }} as v from rows_at_mark) as then_row
+                    full join (select {{ row_values.id }} as id, ({{ expression }})::{{ period_key_type() }} as p,
+                                   {{ values }} as v from new_rows) as now_row
+                        on then_row.id = now_row.id
+                    where then_row.p is distinct from now_row.p or then_row.v is distinct from now_row.v
+                ) as changed
+                cross join lateral (values (changed.p_then), (changed.p_now)) as x (p)
+                {%- else %}
                 select ({{ expression }})::{{ period_key_type() }} as p from new_rows
                 union
                 select ({{ expression }})::{{ period_key_type() }} from old_rows
+                {%- endif %}
                 {%- endfor %}
                 {#- `offset 0`: `p is not null` below is not pushed into the select, which would
                     build the key of every mart row before the comparison drops nearly all of them

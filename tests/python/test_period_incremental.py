@@ -8,7 +8,10 @@ deleted since their mark, plus the quarters the publication cutoff crossed; od_d
 is rebuilt whole from od_int_departement_sides.
 mart_establishment_monthly_tonnage rewrites only the (SIRET, month) keys of those movements (both
 sides: origin with the pick-up month, destination with the reception month), plus every month of
-a SIRET whose geography in dim_establishments changed. The
+a SIRET whose geography in dim_establishments changed. mart_public_weekly_stats is rebuilt whole
+from public_int_weekly_events (event kind x ISO week, over fct_bordereaux) and
+public_int_weekly_tonnes (ISO week of the operation, over fct_movements), which rewrite only the
+keys of the fact rows whose key or counted columns changed since their mark (row_values). The
 invariant: after each kind of source change + extract + an incremental ``dbt run``, every one of
 them equals a ``--full-refresh`` of the same marts (over the same facts), row for row
 (``except all`` both ways).
@@ -56,6 +59,8 @@ PERIOD_MARTS = {  # period-incremental mart -> the period (partition key) of one
     "od_int_departement_sides": SIDE_KEY.format(quarter="quarter_start", direction="direction",
                                                 departement="code_departement"),
     "mart_establishment_monthly_tonnage": "siret || '|' || to_char(month_start, 'YYYY-MM')",
+    "public_int_weekly_events": "event_kind || '|' || to_char(iso_week_start, 'YYYY-MM-DD')",
+    "public_int_weekly_tonnes": "to_char(iso_week_start, 'YYYY-MM-DD')",
 }
 OD_MARTS = ["od_waste_flows", "od_distances", "od_int_departement_sides"]  # published quarters only
 # period-incremental mart -> the keys of a fct_movements row (SQL over its columns)
@@ -73,7 +78,21 @@ PERIOD_OF_FACT = {
         "destination_siret || '|' || to_char(received_date, 'YYYY-MM')",
         "origin_siret || '|' || to_char(taken_over_date, 'YYYY-MM')"],
 }
-MARTS = [*PERIOD_MARTS, "od_departement_flows"]
+# the weekly building blocks: (fact, unique key, [(key of a fact row, the columns its rows count)])
+WEEK = "to_char(date_trunc('week', {day}), 'YYYY-MM-DD')"
+WEEKLY_KEYS = {
+    "public_int_weekly_events": ("fct_bordereaux", "bsd_id", [
+        (f"'{kind}|' || " + WEEK.format(day=day), f"row(bsd_type, {day}, {siret})::text")
+        for kind, day, siret in [("created", "created_date", "emitter_siret"),
+                                 ("emitted", "emitted_date", "emitter_siret"),
+                                 ("received", "received_date", "destination_siret"),
+                                 ("processed", "processed_date", "destination_siret")]]),
+    "public_int_weekly_tonnes": ("fct_movements", "movement_id", [
+        (WEEK.format(day="processed_date"), "row(bsd_type, processed_date, destination_siret, destination_role,"
+         " operation_class, quantity_accepted_t, is_quantity_outlier)::text")]),
+}
+FACTS = {"public_int_weekly_events": "fct_bordereaux"}  # period marts over another fact than fct_movements
+MARTS = [*PERIOD_MARTS, "od_departement_flows", "mart_public_weekly_stats"]
 BUILD = ["+" + m for m in MARTS]
 # what an incremental run rebuilds (the reference, geography and dimensions stay as built)
 INCREMENTAL = ["staging.trackdechets", "intermediate.trackdechets", "fct_bordereaux", "fct_movements", *MARTS]
@@ -118,6 +137,45 @@ def _row_versions(dsn: str, mart: str) -> dict[str, set]:
 def _rewritten(before: dict, after: dict) -> set[str]:
     """Periods whose rows changed (rewritten, added or gone) between two _row_versions."""
     return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+
+
+def _snapshot_facts(dsn: str) -> None:
+    """Copy the facts aside (SNAP.fct_bordereaux, SNAP.fct_movements), as the marks saw them."""
+    query(dsn, f"drop schema if exists {SNAP} cascade; create schema {SNAP}")
+    for fact in ("fct_bordereaux", "fct_movements"):
+        query(dsn, f"create table {SNAP}.{fact} as select * from marts.{fact}")
+
+
+def _weekly_scope(dsn: str, mart: str, changed_only: bool = True) -> set[str]:
+    """The keys a weekly building block must rewrite, from the copy of its fact (_snapshot_facts)
+    and the fact now, by the definition of row_values: per key expression, the rows (by unique
+    key) whose key or counted columns differ give their old and new key. With changed_only=False,
+    every row written, replaced or deleted gives its keys (the scope without row_values)."""
+    fact, row_id, keys = WEEKLY_KEYS[mart]
+    written = f"(select max(_tdw_built_at) from {SNAP}.{fact})"
+    found = set()
+    for key, values in keys:
+        differ = ("b.k is distinct from a.k or b.v is distinct from a.v" if changed_only
+                  else f"a.built_at > {written} or a.id is null")
+        found |= {k for (k,) in query(dsn, f"""
+            select x.k from (
+                select b.k as k_then, a.k as k_now
+                from (select {row_id} as id, {key} as k, {values} as v from {SNAP}.{fact}) as b
+                full join (select {row_id} as id, {key} as k, {values} as v, _tdw_built_at as built_at
+                           from marts.{fact}) as a on a.id = b.id
+                where {differ}
+            ) as d cross join lateral (values (d.k_then), (d.k_now)) as x (k)
+            where x.k is not null""")}
+    return found
+
+
+def _assert_weekly_scope(dsn: str, marks) -> None:
+    """The weekly building blocks rewrote exactly the keys whose rows changed (row_values)."""
+    for mart in WEEKLY_KEYS:
+        mode, reason, scope = marks[mart]
+        assert mode == "incremental", (mart, reason)
+        expected = _weekly_scope(dsn, mart)
+        assert set(scope) == expected, (mart, sorted(set(scope) ^ expected)[:10])
 
 
 def _compare(settings, dsn: str) -> dict[str, tuple[list, list]]:
@@ -176,26 +234,43 @@ def test_full_build_writes_marks(built):
     marks = _marks(built["warehouse"])
     assert set(marks) == set(PERIOD_MARTS)
     assert all(mode == "full" for mode, _, _ in marks.values())
-    # the change-log trigger is on fct_movements
+    # the change-log trigger is on fct_movements and fct_bordereaux
     assert query(built["warehouse"], """select count(*) from pg_trigger
-        where tgrelid = 'marts.fct_movements'::regclass and tgname = 'period_change_log'""")[0][0] == 1
+        where tgrelid in ('marts.fct_movements'::regclass, 'marts.fct_bordereaux'::regclass)
+            and tgname = 'period_change_log'""")[0][0] == 2
 
 
 def test_day_of_changes_and_cutoff_crossing(built, settings):
-    """(1) One simulated day of new and updated bordereaux, extracted today: (4) the cutoff moves
-    one quarter on (the rows were loaded at the end of the previous one), so that quarter
-    becomes published."""
+    """(1) One simulated day of new and updated bordereaux, extracted today, and a new user
+    account: (4) the cutoff moves one quarter on (the rows were loaded at the end of the previous
+    one), so that quarter becomes published, and the weeks of that quarter become complete. The
+    weekly building blocks rewrite exactly the keys whose rows changed, fewer than the keys of
+    every bordereau rewritten."""
     wh = built["warehouse"]
     newly = query(wh, "select date_trunc('quarter', (now() at time zone 'Europe/Paris')::date"
                       " - interval '3 months')::date::text")[0][0]
     assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start = %s", (newly,))[0][0] == 0
     adv = advance(built["source"], days=1, out_dir=built["sim_dir"])
     assert sum(adv["inserted"].values()) + sum(adv["updated"].values()) > 0
+    # a new registration (user account) in the latest published week: the weekly stats follow it
+    last_week, users_before = query(wh, """select iso_week_start, users_registered from marts.mart_public_weekly_stats
+        where bsd_type = 'ALL' order by iso_week_start desc limit 1""")[0]
+    _source(built, f'''insert into {SRC}."User" (id, email, password, "createdAt", "updatedAt")
+                       values ('weekly-stats-user', 'weekly-stats@example.org', '-', %s, now())''',
+            (f"{last_week + dt.timedelta(days=2)} 12:00:00+01",))
     extract(built["source"], wh)
     before = {m: _row_versions(wh, m) for m in PERIOD_MARTS}
+    _snapshot_facts(wh)
     _dbt(settings, wh, "run", "--select", *INCREMENTAL)
     marks = _marks(wh)
     rewritten = {m: _rewritten(before[m], _row_versions(wh, m)) for m in PERIOD_MARTS}
+    _assert_weekly_scope(wh, marks)
+    # row_values narrowed the scope: bordereaux rewritten with unchanged events add no key
+    assert set(marks["public_int_weekly_events"][2]) < _weekly_scope(wh, "public_int_weekly_events", False)
+    # weeks became complete (the latest load date moved a quarter on), with the new account
+    assert query(wh, "select max(iso_week_start) from marts.mart_public_weekly_stats")[0][0] > last_week
+    assert query(wh, """select users_registered from marts.mart_public_weekly_stats
+        where iso_week_start = %s and bsd_type = 'ALL'""", (last_week,))[0][0] == users_before + 1
     _assert_same(_compare(settings, wh))
     for mart, (mode, reason, periods) in marks.items():
         assert mode == "incremental", (mart, reason)
@@ -228,8 +303,8 @@ MOVED_TO = "2016-02-10 10:00:00+01"  # a month and a quarter no other movement i
 
 def test_reception_moves_to_another_month_and_quarter(built, settings):
     """(2) A movement's reception date moves, and its destination to another site: its old month
-    and quarter (and old site x month) lose it, the new ones get it; and only those periods are
-    rewritten."""
+    and quarter (and old site x month, old reception week) lose it, the new ones get it; and only
+    those periods are rewritten (not the BSD's creation week: unchanged)."""
     wh = built["warehouse"]
     bsd, old_date = query(wh, PLAIN_BSDD)[0]
     built["moved"] = bsd
@@ -238,10 +313,11 @@ def test_reception_moves_to_another_month_and_quarter(built, settings):
                                      where o.destination_siret <> m.destination_siret)
         from marts.fct_movements as m where m.bsd_id = %s""", (bsd,))[0]
     built["moved_to_site"] = new_site
+    created_monday = query(wh, "select date_trunc('week', created_date)::date::text from marts.fct_bordereaux"
+                               " where bsd_id = %s", (bsd,))[0][0]
     assert query(wh, "select count(*) from marts.fct_movements where received_date < '2017-01-01'")[0][0] == 0
     before = {m: _row_versions(wh, m) for m in PERIOD_MARTS}
-    query(wh, f"drop schema if exists {SNAP} cascade; create schema {SNAP}; create table {SNAP}.fact_before as "
-              "select * from marts.fct_movements")
+    _snapshot_facts(wh)
     _source(built, f'update {SRC}."Form" set "receivedAt" = %s, "recipientCompanySiret" = %s, "updatedAt" = now()'
                    ' where id = %s', (MOVED_TO, new_site, bsd))
     extract(built["source"], wh)
@@ -251,7 +327,7 @@ def test_reception_moves_to_another_month_and_quarter(built, settings):
     expected = {}
     for mart, keys in PERIOD_OF_FACT.items():
         expected[mart] = {p for key in keys for (p,) in query(wh, f"""
-            with before as (select * from {SNAP}.fact_before),
+            with before as (select * from {SNAP}.fct_movements),
             written as (select * from marts.fct_movements
                         where _tdw_built_at > (select max(_tdw_built_at) from before))
             select {key} from written
@@ -271,6 +347,16 @@ def test_reception_moves_to_another_month_and_quarter(built, settings):
         rewritten = _rewritten(before[mart], _row_versions(wh, mart))
         assert rewritten <= periods, (mart, sorted(rewritten - periods))
         assert len(before[mart]) > len(periods), (mart, "no period out of scope: nothing to tell")
+    _assert_weekly_scope(wh, marks)
+    # the BSD's reception left its week for 2016-W06, its destination changed (received and
+    # processed counted at the new site); its creation and emission, unchanged, add no key
+    events = set(marks["public_int_weekly_events"][2])
+    old_monday = (old - dt.timedelta(days=old.weekday())).isoformat()
+    assert {f"received|{old_monday}", "received|2016-02-08"} <= events
+    assert f"created|{created_monday}" in _weekly_scope(wh, "public_int_weekly_events", False)
+    assert f"created|{created_monday}" not in events, events
+    assert query(wh, "select count(*) from marts.public_int_weekly_events where iso_week_start = '2016-02-08'"
+                     " and event_kind = 'received'")[0][0] > 0
     assert query(wh, "select count(*) from marts.mart_waste_flows where month_start = '2016-02-01'")[0][0] > 0
     assert query(wh, """select count(*) from marts.mart_establishment_monthly_tonnage
         where siret = %s and direction = 'incoming' and month_start = '2016-02-01'""", (new_site,))[0][0] > 0
@@ -296,10 +382,15 @@ def test_deleted_bordereau_and_geography_change(built, settings):
     query(wh, "update marts.dim_establishments set code_departement = '2A', code_region = '94' where siret = %s",
           (site,))
     before = _row_versions(wh, mart)
+    _snapshot_facts(wh)
     _source(built, f'update {SRC}."Form" set "isDeleted" = true, "updatedAt" = now() where id = %s', (bsd,))
     extract(built["source"], wh)
     _dbt(settings, wh, "run", "--select", *INCREMENTAL)
     marks = _marks(wh)
+    # the deleted bordereau's events leave their weeks (2016-W06 has no reception left)
+    _assert_weekly_scope(wh, marks)
+    assert {"received|2016-02-08", "processed|2016-02-08"} & set(marks["public_int_weekly_events"][2])
+    assert query(wh, "select count(*) from marts.public_int_weekly_events where iso_week_start = '2016-02-08'")[0][0] == 0
     rewritten = _rewritten(before, _row_versions(wh, mart))
     site_keys = {p for p in before if p.startswith(site + "|")}
     assert len(site_keys) == months > 1
@@ -328,7 +419,10 @@ def test_fact_full_refresh_rebuilds_the_marts_whole(built, settings):
     diffs, marks = _incremental_then_compare(settings, wh)
     _assert_same(diffs)
     for mart, (mode, reason, _) in marks.items():
-        assert (mode, reason) == ("full", "fact rebuilt (new oid)"), mart
+        if FACTS.get(mart, "fct_movements") == "fct_movements":
+            assert (mode, reason) == ("full", "fact rebuilt (new oid)"), mart
+        else:  # over fct_bordereaux, not rebuilt
+            assert mode == "incremental", (mart, reason)
     # the change log of the old fact table is pruned
     assert query(wh, """select count(*) from meta.period_change_log as l
         where not exists (select 1 from pg_class as c where c.oid = l.fact_relid)""")[0][0] == 0

@@ -14,7 +14,9 @@
     table (0.3-0.5 s each at 1 M). The index on _tdw_built_at serves this model's own
     incremental_since (six max() subqueries per run) and the row-local data tests of `tdw run`,
     which read the rows written since the last tested build (macros/tests_scope.sql): 0.7 s each
-    at 1 M as a scan, milliseconds through the index. -#}
+    at 1 M as a scan, milliseconds through the index. The rows deleted or replaced are logged
+    (old values) for the period-incremental public_int_weekly_events (post-hook
+    period_change_log_trigger, which finds that index in place). -#}
 {{
     config(
         materialized='incremental',
@@ -26,6 +28,7 @@
             ~ " {'columns': ['loaded_at']}, {'columns': ['_tdw_built_at']}]) }}",
             "delete from {{ this }} as fct where {{ built_incrementally() }} and not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
             ~ " as src where src.bsd_id = fct.bsd_id)",
+            "{{ period_change_log_trigger(this) }}",
         ],
     )
 }}
