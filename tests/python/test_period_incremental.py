@@ -411,12 +411,20 @@ def test_deleted_bordereau_and_geography_change(built, settings):
 
 def test_fact_full_refresh_rebuilds_the_marts_whole(built, settings):
     """(5) fct_movements rebuilt (new oid), nothing else changed: every period mart is rewritten
-    whole, and the trigger is on the new table."""
+    whole, and the trigger is on the new table. In the same run (CI time), the first half of (8):
+    a bordereau is received and processed a day ahead of the build, which writes null days."""
     wh = built["warehouse"]
     _dbt(settings, wh, "run", "--full-refresh", "--select", "fct_movements")
     assert query(wh, """select count(*) from pg_trigger
         where tgrelid = 'marts.fct_movements'::regclass and tgname = 'period_change_log'""")[0][0] == 1
+    bsd, _ = query(wh, PLAIN_BSDD)[0]
+    built["future_day"] = bsd
+    _source(built, f"""update {SRC}."Form" set "receivedAt" = now() + interval '1 day',
+                       "processedAt" = now() + interval '1 day', "updatedAt" = now() where id = %s""", (bsd,))
+    extract(built["source"], wh)
     diffs, marks = _incremental_then_compare(settings, wh)
+    assert query(wh, "select received_date, processed_date from marts.fct_movements where bsd_id = %s",
+                 (bsd,)) == [(None, None)]
     _assert_same(diffs)
     for mart, (mode, reason, _) in marks.items():
         if FACTS.get(mart, "fct_movements") == "fct_movements":
@@ -432,8 +440,23 @@ def test_quarter_unpublished(built, settings):
     """(7) The cutoff moves back a quarter (the mark says the first unpublished quarter was the
     next one, as when the latest load date goes back): the od_* marts delete every key of the
     quarter no longer published, found from their own rows, including keys no movement has any
-    more (rows planted under département / région '00'), and equal a full refresh."""
+    more (rows planted under département / région '00'), and equal a full refresh.
+    In the same run (CI time), (8): the bordereau received and processed a day ahead of the build
+    that wrote the marks (null days, test 5) gets its day now that the time has passed. The facts
+    re-read it (macro became_valid_since) though nothing upstream rewrote it (only the clock
+    moved) and replace its rows: its new keys (the month, site x month, week of the day it now
+    has) must be in scope. The facts stamp such a row with the build's time, not the older
+    intermediate one, so that it is among the rows written after the mark (found at 1 M:
+    mart_waste_flows lost the movements received later the same day)."""
     wh = built["warehouse"]
+    bsd = built.get("future_day")
+    assert bsd, "needs test_fact_full_refresh_rebuilds_the_marts_whole"
+    # the clock reaches the reception: rather than wait a day, the timestamps move to now where
+    # the intermediate layer holds them, not rewritten (same _tdw_built_at), as when the build
+    # ran before that moment
+    (today,) = query(wh, "select (now() at time zone 'Europe/Paris')::date")[0]
+    for table in ("intermediate.int_movements", "intermediate.int_bordereaux__unioned"):
+        query(wh, f"update {table} set received_at = now(), processed_at = now() where bsd_id = %s", (bsd,))
     cutoff = query(wh, "select cutoff::text from meta.period_marks where schema_name = 'marts'"
                        " and table_name = 'od_waste_flows'")[0][0]
     assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start >= %s", (cutoff,))[0][0] == 0
@@ -463,4 +486,15 @@ def test_quarter_unpublished(built, settings):
         assert query(wh, f"select count(*) from marts.{mart} where quarter_start >= %s", (cutoff,))[0][0] == 0
         # the published quarters were left as they were
         assert _rewritten(before[mart], _row_versions(wh, mart)) == planted[mart], mart
+    # (8) the day that passed: the bordereau's new keys are in scope
+    assert query(wh, "select received_date, processed_date from marts.fct_movements where bsd_id = %s",
+                 (bsd,)) == [(today, today)]
+    origin, destination, siret = query(wh, """select coalesce(origin_code_departement, '-'),
+        coalesce(destination_code_departement, '-'), destination_siret
+        from marts.fct_movements where bsd_id = %s""", (bsd,))[0]
+    month, monday = today.strftime("%Y-%m"), (today - dt.timedelta(days=today.weekday())).isoformat()
+    assert f"{month}|{origin}|{destination}" in marks["mart_waste_flows"][2]
+    assert f"{siret}|{month}" in marks["mart_establishment_monthly_tonnage"][2]
+    assert monday in marks["public_int_weekly_tonnes"][2]
+    assert f"received|{monday}" in marks["public_int_weekly_events"][2]
     _assert_same(_compare(settings, wh))
