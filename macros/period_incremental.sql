@@ -68,34 +68,45 @@
 -#}
 
 {#- Change log and marks, and the trigger function when `with_function` (idempotent; under an
-    advisory lock held to the end of the transaction: models build in parallel). -#}
+    advisory lock held to the end of the transaction: models build in parallel). The tables and
+    the index are created only when missing, inside a DO block: `create index if not exists`
+    takes a share lock on the log before it finds the index there, and two facts build in
+    parallel (fct_bordereaux and fct_movements): one, holding the advisory lock, would wait for
+    the other's log entries (its trigger writes them in its delete+insert) while the other waits
+    for the advisory lock in its post-hook, a deadlock. -#}
 {% macro period_bookkeeping_ddl(with_function=false) -%}
     select pg_advisory_xact_lock(hashtext('tdw.period_incremental'));
-    create table if not exists meta.period_change_log (
-        log_position bigserial primary key,
-        fact_relid oid not null,
-        replaced_at timestamptz not null default now(),
-        old_row jsonb not null
-    );
-    comment on table meta.period_change_log is
-        'Old values of the fact rows deleted or replaced (delete+insert), for the period-incremental marts (macros/period_incremental.sql); an entry is deleted once every mark of its fact consumed it';
-    create index if not exists period_change_log_fact on meta.period_change_log (fact_relid, log_position);
-    create table if not exists meta.period_marks (
-        relid oid primary key,
-        schema_name text not null,
-        table_name text not null,
-        fact_relid oid not null,
-        built_through timestamptz,
-        log_position bigint not null,
-        cutoff date,
-        logic_md5 text not null,
-        mode text not null,
-        reason text not null,
-        periods jsonb,
-        built_at timestamptz not null default now()
-    );
-    comment on table meta.period_marks is
-        'Mark of each period-incremental mart (macros/period_incremental.sql), keyed by the mart oid so that it follows the table through the schema swap of tdw run'
+    do $ddl$ begin
+        if to_regclass('meta.period_change_log') is null then
+            create table meta.period_change_log (
+                log_position bigserial primary key,
+                fact_relid oid not null,
+                replaced_at timestamptz not null default now(),
+                old_row jsonb not null
+            );
+            comment on table meta.period_change_log is
+                'Old values of the fact rows deleted or replaced (delete+insert), for the period-incremental marts (macros/period_incremental.sql); an entry is deleted once every mark of its fact consumed it';
+            create index period_change_log_fact on meta.period_change_log (fact_relid, log_position);
+        end if;
+        if to_regclass('meta.period_marks') is null then
+            create table meta.period_marks (
+                relid oid primary key,
+                schema_name text not null,
+                table_name text not null,
+                fact_relid oid not null,
+                built_through timestamptz,
+                log_position bigint not null,
+                cutoff date,
+                logic_md5 text not null,
+                mode text not null,
+                reason text not null,
+                periods jsonb,
+                built_at timestamptz not null default now()
+            );
+            comment on table meta.period_marks is
+                'Mark of each period-incremental mart (macros/period_incremental.sql), keyed by the mart oid so that it follows the table through the schema swap of tdw run';
+        end if;
+    end $ddl$
     {%- if with_function %};
     create or replace function meta.period_log_replaced_rows() returns trigger language plpgsql as $fn$
     begin

@@ -473,6 +473,11 @@ def test_inspection_sheet_numbers_are_french_and_uniform_per_column(wh):
         for h in sec["header"]:  # tonnes say so in the header
             assert "(t)" in h or "onne" not in h.lower(), h
     assert checked >= 8, checked
+    # tonnes and BSD counts side by side: no tonnage shown unknown ("—") beside 0 BSD
+    months = next(sec for sec in sheet if sec["title"].startswith("Tonnages entrants et sortants"))
+    pairs = [(r[1], r[2]) for r in months["rows"]] + [(r[3], r[4]) for r in months["rows"]]
+    assert any(n == "0" for _, n in pairs), "no month without a BSD in one direction: nothing checked"
+    assert all(t != "—" for t, n in pairs if n == "0"), pairs
     # a period without any movement: every flow section empty, the PDF still drawn
     from datetime import date
 

@@ -102,9 +102,25 @@ ROUNDED = {"od_distances": {"tonne_km": 6, "mean_distance_km": 6},
            "mart_distances": {"tonne_km": 6, "mean_distance_km": 6}}
 
 
-def _dbt(settings, dsn: str, *args: str) -> None:
-    code = run_dbt(settings, list(args), dsn=dsn, check=False)
+def _dbt(settings, dsn: str, *args: str, extra_env: dict | None = None) -> None:
+    code = run_dbt(settings, list(args), dsn=dsn, check=False, extra_env=extra_env)
     assert code == 0, f"dbt {' '.join(args)} failed (exit {code})"
+
+
+@contextlib.contextmanager
+def _change_log_written_elsewhere(dsn: str):
+    """Another transaction holding an uncommitted change-log entry, as the trigger of one fact
+    does during its delete+insert while the other fact (built in parallel) runs its post-hook.
+    The bookkeeping DDL of the post-hooks must not wait for it: `create index if not exists` on
+    the log did (a share lock), and the two facts deadlocked on the advisory lock."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("insert into meta.period_change_log (fact_relid, old_row) values (0, '{}')")
+        yield {"PGOPTIONS": "-c lock_timeout=60s"}  # a wait on that entry fails the run instead of hanging
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def _source(built, statement: str, params=None) -> None:
@@ -321,7 +337,8 @@ def test_reception_moves_to_another_month_and_quarter(built, settings):
     _source(built, f'update {SRC}."Form" set "receivedAt" = %s, "recipientCompanySiret" = %s, "updatedAt" = now()'
                    ' where id = %s', (MOVED_TO, new_site, bsd))
     extract(built["source"], wh)
-    _dbt(settings, wh, "run", "--select", *INCREMENTAL)
+    with _change_log_written_elsewhere(wh) as waits_fail:
+        _dbt(settings, wh, "run", "--select", *INCREMENTAL, extra_env=waits_fail)
     # the scope by its definition: periods of the rows fct_movements wrote (new values) and of the
     # rows it replaced or deleted (old values)
     expected = {}

@@ -132,12 +132,15 @@ shaped as (
         -- stamped with this build's time: nothing upstream rewrote it, and the models reading
         -- this table's new rows (the period marts, the row-local tests) must see it
         greatest(
-            movements._tdw_built_at, bordereaux.built_at
-            {%- if is_incremental() %},
-            case when {{ became_valid_since(
-                ['movements.taken_over_at', 'movements.received_at', 'movements.processed_at'],
-                '(select since.built_at from since)'
-            ) }} then {{ built_at() }} end
+            movements._tdw_built_at,
+            bordereaux.built_at,
+            {% if is_incremental() -%}
+                case when {{ became_valid_since(
+                    ['movements.taken_over_at', 'movements.received_at', 'movements.processed_at'],
+                    '(select since.built_at from since)'
+                ) }} then {{ built_at() }} end
+            {%- else -%}
+                null
             {%- endif %}
         )::timestamptz as _tdw_built_at
     from movements

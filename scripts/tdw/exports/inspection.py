@@ -171,8 +171,13 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
             )
             select case when grouping(mois) = 0 then 'month' when grouping(waste_code) = 0 then 'code' else 'dept' end as grp,
                    mois, waste_code, departement,
-                   sum(t) filter (where sens = 'entrant') as entrant_t, count(distinct bsd_id) filter (where sens = 'entrant') as entrant_n,
-                   sum(t) filter (where sens = 'sortant') as sortant_t, count(distinct bsd_id) filter (where sens = 'sortant') as sortant_n,
+                   -- 0 t beside 0 BSD; null (shown "—") only for BSDs without a quantity
+                   case when count(*) filter (where sens = 'entrant') = 0 then 0
+                       else sum(t) filter (where sens = 'entrant') end as entrant_t,
+                   count(distinct bsd_id) filter (where sens = 'entrant') as entrant_n,
+                   case when count(*) filter (where sens = 'sortant') = 0 then 0
+                       else sum(t) filter (where sens = 'sortant') end as sortant_t,
+                   count(distinct bsd_id) filter (where sens = 'sortant') as sortant_n,
                    sum(t) as t, count(distinct bsd_id) as n_bsd, count(distinct origin_siret) as n_origins
             from m group by grouping sets ((mois), (waste_code), (departement))""", p)
         data["by_month"] = sorted((r for r in flows if r["grp"] == "month"), key=lambda r: r["mois"])
