@@ -84,21 +84,28 @@ def rows_tested_since(dsn: str, fingerprint: str) -> datetime | None:
         )
         if cur.fetchone()[0] > 0:
             return None
-        cur.execute(
-            """
-            select build.started_at, build.detail ->> 'project_fingerprint'
-            from meta.pipeline_run_steps as build
-            join meta.pipeline_run_steps as published
-                on published.run_id = build.run_id and published.step = 'publish' and published.status = 'succeeded'
-            where build.step = 'dbt_build' and build.status = 'succeeded'
-            order by build.started_at desc
-            limit 2
-            """
-        )
-        rows = cur.fetchall()
-    if len(rows) < 2 or any(fp != fingerprint for _, fp in rows):
+        rows = _published_builds(cur, 2)
+    if len(rows) < 2 or any(detail.get("project_fingerprint") != fingerprint for _, _, detail in rows):
         return None
-    return rows[1][0]
+    return rows[1][1]
+
+
+def _published_builds(cur, limit: int) -> list[tuple]:
+    """(run_id, started_at, detail) of the ``dbt_build`` steps of the ``limit`` most recent
+    published builds (``dbt_build`` and ``publish`` succeeded), latest first."""
+    cur.execute(
+        """
+        select build.run_id, build.started_at, build.detail
+        from meta.pipeline_run_steps as build
+        join meta.pipeline_run_steps as published
+            on published.run_id = build.run_id and published.step = 'publish' and published.status = 'succeeded'
+        where build.step = 'dbt_build' and build.status = 'succeeded'
+        order by build.started_at desc
+        limit %s
+        """,
+        (limit,),
+    )
+    return [(run_id, started_at, detail or {}) for run_id, started_at, detail in cur.fetchall()]
 
 
 def build_fingerprint(root: Path = REPO_ROOT) -> str:
@@ -122,23 +129,13 @@ def full_refresh_reason(dsn: str, fingerprint: str) -> str | None:
         cur.execute("select to_regclass('meta.pipeline_run_steps')")
         if cur.fetchone()[0] is None:
             return None
-        cur.execute(
-            """
-            select build.run_id, build.detail ->> 'build_fingerprint'
-            from meta.pipeline_run_steps as build
-            join meta.pipeline_run_steps as published
-                on published.run_id = build.run_id and published.step = 'publish' and published.status = 'succeeded'
-            where build.step = 'dbt_build' and build.status = 'succeeded'
-            order by build.started_at desc
-            limit 1
-            """
-        )
-        row = cur.fetchone()
-    if row is None or row[1] == fingerprint:
+        rows = _published_builds(cur, 1)
+    if not rows or rows[0][2].get("build_fingerprint") == fingerprint:
         return None
-    if row[1] is None:
-        return f"the published build (run {row[0]}) recorded no fingerprint of the models (an older tdw)"
-    return f"the models, macros, seeds or snapshots changed since the published build (run {row[0]})"
+    run_id, _, detail = rows[0]
+    if detail.get("build_fingerprint") is None:
+        return f"the published build (run {run_id}) recorded no fingerprint of the models (an older tdw)"
+    return f"the models, macros, seeds or snapshots changed since the published build (run {run_id})"
 
 
 def dbt_environment(since: datetime | None) -> dict[str, str]:
