@@ -45,12 +45,16 @@ def run_log(new_database):
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
 
 
-def _build(dsn, day: int, fingerprint: str, build: str = "succeeded", published: bool = True) -> datetime:
+def _build(dsn, day: int, fingerprint: str, build: str = "succeeded", published: bool = True,
+           build_fingerprint: str | None = None) -> datetime:
     started = T0 + timedelta(days=day)
+    detail = {"project_fingerprint": fingerprint}
+    if build_fingerprint is not None:
+        detail["build_fingerprint"] = build_fingerprint
     run_id = query(dsn, "insert into meta.pipeline_runs (started_at, status) values (%s, 'succeeded') returning run_id",
                    (started,))[0][0]
     query(dsn, "insert into meta.pipeline_run_steps (run_id, step, started_at, status, detail) values (%s, 'dbt_build', %s, %s, %s)",
-          (run_id, started, build, json.dumps({"project_fingerprint": fingerprint})))
+          (run_id, started, build, json.dumps(detail)))
     if build == "succeeded":
         query(dsn, "insert into meta.pipeline_run_steps (run_id, step, started_at, status) values (%s, 'publish', %s, %s)",
               (run_id, started + timedelta(minutes=5), "succeeded" if published else "failed"))
@@ -98,6 +102,24 @@ def test_a_fact_without_its_next_copy_tests_every_row(run_log):
     assert tests_scope.rows_tested_since(run_log, "f") is None
     query(run_log, "create schema marts__next; create table marts__next.fct_movements (movement_id text)")
     assert tests_scope.rows_tested_since(run_log, "f") == second
+
+
+def test_changed_models_make_the_next_build_a_full_refresh(new_database, run_log):
+    """tests_scope.full_refresh_reason: compared with the latest published build only."""
+    assert tests_scope.full_refresh_reason(new_database("empty"), "m1") is None  # no run log yet
+    assert tests_scope.full_refresh_reason(run_log, "m1") is None  # nothing published yet
+    _build(run_log, 0, "f")  # a build of a tdw that recorded no fingerprint of the models
+    assert "recorded no fingerprint" in tests_scope.full_refresh_reason(run_log, "m1")
+    _build(run_log, 1, "f", build_fingerprint="m1")
+    assert tests_scope.full_refresh_reason(run_log, "m1") is None
+    assert "changed since the published build" in tests_scope.full_refresh_reason(run_log, "m2")
+    _build(run_log, 2, "f", build_fingerprint="m2", build="failed")  # failed: the next tries again
+    _build(run_log, 3, "f", build_fingerprint="m2", published=False)  # not published: the same
+    assert tests_scope.full_refresh_reason(run_log, "m2") is not None
+    _build(run_log, 4, "f", build_fingerprint="m2")
+    assert tests_scope.full_refresh_reason(run_log, "m2") is None
+    # the tests are not part of what the build writes
+    assert "tests/generic" in tests_scope.FINGERPRINT_PARTS and "tests/generic" not in tests_scope.BUILD_PARTS
 
 
 def test_dbt_environment_passes_the_setting_through_pgoptions(monkeypatch):
