@@ -89,12 +89,17 @@ def build_schema(name: str) -> str:
     return f"{name}{SUFFIX}"
 
 
+def _create_build_schema(cur, schema: str) -> None:
+    """Create a build schema if missing, closed to the public role."""
+    cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+    cur.execute(sql.SQL("revoke all on schema {} from public").format(sql.Identifier(schema)))
+
+
 def prepare(dsn: str) -> None:
     """Create the build schemas if missing (the first run builds them from scratch)."""
     with db.transaction(dsn) as conn, conn.cursor() as cur:
         for name in PUBLISHED:
-            cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(build_schema(name))))
-            cur.execute(sql.SQL("revoke all on schema {} from public").format(sql.Identifier(build_schema(name))))
+            _create_build_schema(cur, build_schema(name))
 
 
 def swap(dsn: str, settings: Settings, *, drop_previous: bool = False) -> None:
@@ -126,8 +131,7 @@ def swap(dsn: str, settings: Settings, *, drop_previous: bool = False) -> None:
             cur.execute(sql.SQL("alter schema {} rename to {}").format(ident(tmp), ident(nxt)))
             if drop_previous:
                 cur.execute(sql.SQL("drop schema {} cascade").format(ident(nxt)))
-                cur.execute(sql.SQL("create schema {}").format(ident(nxt)))
-                cur.execute(sql.SQL("revoke all on schema {} from public").format(ident(nxt)))
+                _create_build_schema(cur, nxt)
             for role in readers[name]:
                 if role in present:
                     cur.execute(sql.SQL("grant usage on schema {} to {}").format(ident(name), ident(role)))
