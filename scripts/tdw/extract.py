@@ -762,11 +762,11 @@ def register(app) -> None:
     """Add ``tdw extract`` to the command line ``app`` (a typer.Typer)."""
     @app.command("extract")
     def extract_cmd(
-        source: Annotated[str | None, typer.Option("--source", help="Source DSN (default: $TDW_SOURCE_DSN or the embedded simulated source).")] = None,
+        source: Annotated[str | None, typer.Option("--source", metavar="DSN", help="Source DSN (default: $TDW_SOURCE_DSN or the embedded simulated source).")] = None,
         full: Annotated[bool, typer.Option("--full", help="Read every row (also removes rows hard-deleted at the source).")] = False,
-        table: Annotated[list[str] | None, typer.Option("--table", help="Source table to extract (repeatable; case-sensitive, e.g. Form).")] = None,
-        lookback_minutes: Annotated[float, typer.Option("--lookback-minutes", help="Re-read rows updated up to this many minutes before the watermark.")] = DEFAULT_LOOKBACK.total_seconds() / 60,
-        source_schema: Annotated[str, typer.Option("--source-schema", help="Schema of the source database.")] = SOURCE_SCHEMA,
+        table: Annotated[list[str] | None, typer.Option("--table", metavar="TABLE", help="Source table to extract (repeatable; case-sensitive, e.g. Form).")] = None,
+        lookback_minutes: Annotated[float, typer.Option("--lookback-minutes", metavar="MINUTES", help="Re-read rows updated up to this many minutes before the watermark.")] = DEFAULT_LOOKBACK.total_seconds() / 60,
+        source_schema: Annotated[str, typer.Option("--source-schema", metavar="SCHEMA", help="Schema of the source database.")] = SOURCE_SCHEMA,
     ) -> None:
         """Copy the production replica's tables into raw_trackdechets, incrementally on "updatedAt"."""
         from rich.console import Console
