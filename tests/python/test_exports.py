@@ -140,9 +140,11 @@ def _reads_as_french(description: str | None) -> bool:
 
 
 def test_weekly_stats_publish_only_weeks_wholly_covered(wh, open_data):
-    """METRICS.md: a published weekly series only contains complete periods. The simulated history
-    starts on the weekday of today minus two years, so this fails without the rule on six days in
-    seven: the week the data start in (covered from their first day only) must not be published."""
+    """METRICS.md: a published weekly series only contains complete periods: the week the data
+    start in (covered from their first day only) is not published, in the mart, the totals and the
+    CSV. The simulated data's first day follows the date the test runs on, so this can fail only
+    when it is not a Monday; the dbt unit test mart_public_weekly_stats_publishes_only_whole_weeks
+    checks the rule on a fixed Wednesday start."""
     import csv
 
     out, _ = open_data
