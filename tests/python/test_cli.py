@@ -167,6 +167,8 @@ def test_help_shows_no_type_placeholders_and_flags_take_no_value():
         lines = {line.split()[1]: line for line in res.output.splitlines() if re.match(r"│ +--", line)}
         assert re.search(r"│ +--help +Show this message", lines["--help"]), lines["--help"]
         for p in cmd.params:
+            if isinstance(p, click.Argument):
+                assert p.metavar and p.metavar.isupper(), (path, p.name, "argument without an upper-case metavar")
             if isinstance(p, click.Option) and not p.hidden:
                 assert p.is_flag or p.count or p.metavar, (path, p.opts, "value option without a metavar")
                 if not (p.is_flag or p.count):

@@ -68,7 +68,7 @@ def register(app) -> None:
 
     @client_app.command("create")
     def client_create(
-        name: Annotated[str, typer.Argument(help="Client name, e.g. 'DREAL IDF inspection'.")],
+        name: Annotated[str, typer.Argument(metavar="NAME", help="Client name, e.g. 'DREAL IDF inspection'.")],
         families: Annotated[str, typer.Option(metavar="FAMILIES", help="Data families, comma-separated: establishments, icpe, flows.")],
         national: Annotated[bool, typer.Option("--national", help="Whole country.")] = False,
         regions: Annotated[str | None, typer.Option(metavar="CODES", help="Régions (INSEE codes), comma-separated, e.g. 11,84.")] = None,
@@ -91,7 +91,7 @@ def register(app) -> None:
 
     @client_app.command("token")
     def client_token(
-        client: Annotated[str, typer.Argument(help="Client name or number.")],
+        client: Annotated[str, typer.Argument(metavar="CLIENT", help="Client name or number.")],
         expires_in_days: Annotated[int, typer.Option(metavar="DAYS", help="Token lifetime in days.")] = 365,
     ) -> None:
         """Issue one more token for a client (rotation); revoke the old one with 'revoke --token PREFIX'."""
@@ -125,7 +125,7 @@ def register(app) -> None:
 
     @client_app.command("revoke")
     def client_revoke(
-        client: Annotated[str, typer.Argument(help="Client name or number.")],
+        client: Annotated[str, typer.Argument(metavar="CLIENT", help="Client name or number.")],
         token: Annotated[str | None, typer.Option(metavar="PREFIX", help="Revoke only the token starting with these 8 characters.")] = None,
     ) -> None:
         """Revoke a client and all its tokens (or one token with --token); effective on the next request."""
