@@ -12,10 +12,27 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperOption
 
 from . import db
 from .config import load_settings
 from .errors import TdwError
+
+
+def _help_placeholder(display_type_rich):
+    """Typer's rich help gives every parameter a type placeholder ('<bool>', '<int>', '<str>',
+    '<path>'), flags included, as if '--help' took a value. Keep the metavar a value option names
+    (typer.Option(metavar="N")) and show none for flags (which take no value, as typer's own plain
+    help record already does) or for arguments (their name column is the placeholder)."""
+    def placeholder(self, ctx):
+        if getattr(self, "is_flag", False) or getattr(self, "count", False) or isinstance(self, TyperArgument):
+            return None
+        return display_type_rich(self, ctx)
+    return placeholder
+
+
+TyperOption.display_type_rich = _help_placeholder(TyperOption.display_type_rich)
+TyperArgument.display_type_rich = _help_placeholder(TyperArgument.display_type_rich)
 
 app = typer.Typer(
     help="Trackdéchets warehouse: load, build, test and publish France's hazardous-waste traceability data.",
@@ -96,7 +113,7 @@ def _shell_quote(value: str) -> str:
 
 @app.command("load-reference")
 def load_reference_cmd(
-    data_dir: Annotated[Path | None, typer.Option(help="Folder holding reference/ (default: $TDW_DATA_DIR).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder holding reference/ (default: $TDW_DATA_DIR).")] = None,
 ) -> None:
     """Load the reference files (waste codes, operations, geography, NAF) into raw_reference, all or nothing."""
     from .pipeline import load_reference_step
@@ -116,11 +133,11 @@ def load_reference_cmd(
 
 @app.command("run")
 def run_cmd(
-    scale: Annotated[int | None, typer.Option(help="Bordereaux to simulate when the embedded source does not exist yet (default 20,000).")] = None,
+    scale: Annotated[int | None, typer.Option(metavar="N", help="Bordereaux to simulate when the embedded source does not exist yet (default 20,000).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Small simulated source (2,000 bordereaux), for tests.")] = False,
     resimulate: Annotated[bool, typer.Option("--resimulate", help="Recreate the embedded simulated source even if it exists.")] = False,
     no_build: Annotated[bool, typer.Option("--no-build", help="Load and extract only; skip dbt build.")] = False,
-    inspection_sheets: Annotated[int, typer.Option(help="Inspection sheets to write (establishments with the most ICPE alerts).")] = 3,
+    inspection_sheets: Annotated[int, typer.Option(metavar="N", help="Inspection sheets to write (establishments with the most ICPE alerts).")] = 3,
     unit_tests: Annotated[bool | None, typer.Option("--unit-tests/--no-unit-tests", help="Also run dbt's unit tests (checks of the SQL on fixed inputs); default: with --ci only.")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild every table (automatic when the models changed since the published build).")] = False,
 ) -> None:

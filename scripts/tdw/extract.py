@@ -59,7 +59,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 import psycopg2
@@ -123,6 +123,9 @@ class TableReport:
         removed_columns: raw columns the source no longer has.
         duration_s: seconds spent on the table.
         notes: human-readable report lines (schema drift, hard deletes, full copies).
+        ahead_of_clock: the latest cursor value (PostgreSQL text) when it was after the source's
+            clock, so that the watermark was held at the clock; None otherwise. Reported once for
+            all tables by :meth:`ExtractReport.lines`, and per table in meta.extract_runs.notes.
     """
 
     table: str
@@ -137,6 +140,7 @@ class TableReport:
     removed_columns: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    ahead_of_clock: str | None = None
 
 
 @dataclass
@@ -149,6 +153,7 @@ class ExtractReport:
     duration_s: float = 0.0
     tables: list[TableReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    source_now: str | None = None  # the source snapshot's clock (PostgreSQL text)
 
     @property
     def rows_read(self) -> int:
@@ -165,9 +170,56 @@ class ExtractReport:
                 return t
         raise KeyError(name)
 
-    def lines(self) -> list[str]:
-        """Report lines worth a human's attention (drift, hard deletes, full copies), run-level first."""
-        return list(self.notes) + [n for t in self.tables for n in t.notes]
+    def lines(self, *, source_is_simulated: bool = False) -> list[str]:
+        """Report lines worth a human's attention (drift, hard deletes, full copies), run-level
+        first, then one line for all the tables with rows dated after the source's clock.
+
+        Args:
+            source_is_simulated: the source is the simulator's: rows dated later on its current
+                day are the expected result of 'tdw simulate --advance' (said so), rows dated on
+                a later day are not (then and for any other source, a clock skew or bad dates).
+        """
+        lines = list(self.notes) + [n for t in self.tables for n in t.notes]
+        if clock := self._clock_line(source_is_simulated):
+            lines.append(clock)
+        return lines
+
+    def _clock_line(self, source_is_simulated: bool) -> str | None:
+        ahead = [t for t in self.tables if t.ahead_of_clock is not None]
+        if not ahead:
+            return None
+        latest = max(ahead, key=lambda t: _parse_pg_time(t.ahead_of_clock) or datetime.min.replace(tzinfo=timezone.utc))
+        now, last = _parse_pg_time(self.source_now), _parse_pg_time(latest.ahead_of_clock)
+        clock = f"{now:%Y-%m-%d %H:%M:%S} UTC" if now else self.source_now
+        until = f"up to {_duration(last - now)} later" if now and last else f"up to {latest.ahead_of_clock}"
+        names = ", ".join(f'"{t.table}"' for t in ahead[:3]) + (f" and {len(ahead) - 3} more" if len(ahead) > 3 else "")
+        same_day = now is not None and last is not None and last.date() == now.date()
+        why = ("expected: the simulated source was advanced into today ('tdw simulate --advance')"
+               if source_is_simulated and same_day else "check the source's clock and those rows' dates")
+        return (f"{len(ahead)} table{'s have' if len(ahead) > 1 else ' has'} rows dated after the source's clock ({clock}), "
+                f"{until} ({names}): watermarks held at the clock, those rows re-read by each run until then; {why}")
+
+
+def _parse_pg_time(text: str | None) -> datetime | None:
+    """A timestamp[tz]'s PostgreSQL text (e.g. '2026-11-30 23:59:59+00'), as an aware UTC datetime
+    (naive ones taken as UTC); None when absent or unreadable."""
+    try:
+        value = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _duration(delta: timedelta) -> str:
+    """'9 h 56 min', '12 min', '40 s' (the lead of a row over the source's clock)."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    days, hours = divmod(hours, 24)
+    return " ".join(p for p in (f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else "") if p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,7 +515,7 @@ def extract(
         plans = _plan(src, wh, source_schema, tables, full, cursor_columns, report)
         with src.cursor() as scur:
             scur.execute("select now()::text")  # the snapshot's clock: watermarks never go beyond it
-            source_now = scur.fetchone()[0]
+            source_now = report.source_now = scur.fetchone()[0]
         for i, plan in enumerate(plans, 1):
             say(f"{plan.table} ({i}/{len(plans)}): {plan.mode}")
             tr = _load_table(src, wh, plan, source_schema, extract_id, lookback, chunk_rows, chunk_hook, say, source_now)
@@ -693,10 +745,7 @@ def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, 
             )
             ahead, capped = cur.fetchone()
             if ahead:
-                tr.notes.append(
-                    f'"{plan.table}": latest "{plan.cursor}" ({watermark}) is after the source\'s clock ({source_now}); '
-                    "watermark held at the source's clock"
-                )
+                tr.ahead_of_clock = watermark
                 watermark = capped
         tr.watermark_after = watermark if plan.cursor else None
         if plan.cursor and watermark is not None:
@@ -723,7 +772,10 @@ def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, 
             (
                 extract_id, plan.table, schema, plan.mode, plan.cursor, tr.watermark_before, tr.watermark_after,
                 lookback if plan.mode == "incremental" else None, tr.rows_read, tr.rows_upserted, tr.rows_deleted,
-                [f"{c} {t}" for c, t in tr.new_columns], tr.removed_columns, tr.notes, batch_started, tr.duration_s,
+                [f"{c} {t}" for c, t in tr.new_columns], tr.removed_columns,
+                tr.notes + ([f'"{plan.table}": latest "{plan.cursor}" ({tr.ahead_of_clock}) is after the source\'s clock '
+                             f"({source_now}); watermark held at the source's clock"] if tr.ahead_of_clock else []),
+                batch_started, tr.duration_s,
             ),
         )  # fmt: skip
     return tr
@@ -762,11 +814,11 @@ def register(app) -> None:
     """Add ``tdw extract`` to the command line ``app`` (a typer.Typer)."""
     @app.command("extract")
     def extract_cmd(
-        source: Annotated[str | None, typer.Option("--source", help="Source DSN (default: $TDW_SOURCE_DSN or the embedded simulated source).")] = None,
+        source: Annotated[str | None, typer.Option("--source", metavar="DSN", help="Source DSN (default: $TDW_SOURCE_DSN or the embedded simulated source).")] = None,
         full: Annotated[bool, typer.Option("--full", help="Read every row (also removes rows hard-deleted at the source).")] = False,
-        table: Annotated[list[str] | None, typer.Option("--table", help="Source table to extract (repeatable; case-sensitive, e.g. Form).")] = None,
-        lookback_minutes: Annotated[float, typer.Option("--lookback-minutes", help="Re-read rows updated up to this many minutes before the watermark.")] = DEFAULT_LOOKBACK.total_seconds() / 60,
-        source_schema: Annotated[str, typer.Option("--source-schema", help="Schema of the source database.")] = SOURCE_SCHEMA,
+        table: Annotated[list[str] | None, typer.Option("--table", metavar="TABLE", help="Source table to extract (repeatable; case-sensitive, e.g. Form).")] = None,
+        lookback_minutes: Annotated[float, typer.Option("--lookback-minutes", metavar="MINUTES", help="Re-read rows updated up to this many minutes before the watermark.")] = DEFAULT_LOOKBACK.total_seconds() / 60,
+        source_schema: Annotated[str, typer.Option("--source-schema", metavar="SCHEMA", help="Schema of the source database.")] = SOURCE_SCHEMA,
     ) -> None:
         """Copy the production replica's tables into raw_trackdechets, incrementally on "updatedAt"."""
         from rich.console import Console
@@ -803,5 +855,5 @@ def register(app) -> None:
                 ", ".join(c for c, _ in t.new_columns), f"{t.duration_s:.1f}",
             )  # fmt: skip
         Console().print(out)
-        for line in report.lines():
+        for line in report.lines(source_is_simulated=source is None and settings.source_dsn is None):
             Console().print(f"  {line}", highlight=False)

@@ -598,11 +598,11 @@ def register(app) -> None:
     def load_icpe_cmd(
         dirs: Annotated[
             list[Path] | None,
-            typer.Option("--dir", help="Extract folder (repeatable; default: $TDW_DATA_DIR/icpe)."),
+            typer.Option("--dir", metavar="DIR", help="Extract folder (repeatable; default: $TDW_DATA_DIR/icpe)."),
         ] = None,
-        label: Annotated[str | None, typer.Option(help="Source label (default: the folder's name).")] = None,
+        label: Annotated[str | None, typer.Option(metavar="TEXT", help="Source label (default: the folder's name).")] = None,
         extract_date: Annotated[
-            str | None, typer.Option("--extract-date", help="Date of the extract, YYYY-MM-DD (default: today).")
+            str | None, typer.Option("--extract-date", metavar="YYYY-MM-DD", help="Date of the extract, YYYY-MM-DD (default: today).")
         ] = None,
     ) -> None:
         """Append ICPE extracts (installations, rubriques, SIRET links, nomenclature) to raw_icpe; one transaction per folder."""

@@ -263,6 +263,22 @@ def _column_of_bad_byte(path: Path, encoding: str, delimiter: str, bad_line: int
     return None, None
 
 
+_DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """Why the header's columns are missing when it parsed as one column holding another usual
+    delimiter (',', ';', tab, '|'): "; the header is one column containing ';': ..."; else ''."""
+    if len(header) != 1:
+        return ""
+    found = next((d for d in _DELIMITER_NAMES if d != delimiter and d in header[0]), None)
+    if found is None:
+        return ""
+    expected = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    return (f"; the header is one column containing {_DELIMITER_NAMES[found]}: the file seems delimited by "
+            f"{_DELIMITER_NAMES[found]} where this file must be delimited by {expected}")
+
+
 def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
     """Yield converted rows of ``path`` following ``spec``.
 
@@ -294,8 +310,10 @@ def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
                 missing.append(" or ".join(col.headers))
             positions.append(pos)
         if missing:
+            found = ", ".join(h.replace("\t", "\\t") for h in header)  # a tab shown as \t
             raise InputFileError(
-                path, 1, None, f"missing column(s) {', '.join(missing)} in header (found: {', '.join(header)})"
+                path, 1, None,
+                f"missing column(s) {', '.join(missing)} in header (found: {found})" + _delimiter_hint(header, spec.delimiter),
             )
         unique_idx = [i for i, c in enumerate(spec.columns) if c.name in spec.unique]
         line = 1

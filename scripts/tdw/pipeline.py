@@ -120,7 +120,7 @@ def icpe_step(settings: Settings, dsn: str, *, simulated_source: bool) -> None:
         console.print(f"  {folder} (load {result['load_id']}): {counts}", highlight=False)
 
 
-def extract_step(source: str, dsn: str) -> dict:
+def extract_step(source: str, dsn: str, *, simulated_source: bool = False) -> dict:
     from .extract import extract
 
     with step("Extracting production into raw_trackdechets") as status:
@@ -130,13 +130,14 @@ def extract_step(source: str, dsn: str) -> dict:
         f"{report.rows_upserted:,} upserted in {report.duration_s:.1f} s",
         highlight=False,
     )
-    for line in report.lines():
+    lines = report.lines(source_is_simulated=simulated_source)
+    for line in lines:
         console.print(f"  {line}", highlight=False)
     return {
         "extract_id": report.extract_id,
         "rows_read": report.rows_read,
         "rows_upserted": report.rows_upserted,
-        "notes": report.lines(),
+        "notes": lines,
     }
 
 
@@ -240,7 +241,7 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
         with runlog.step("load_icpe"):
             icpe_step(settings, dsn, simulated_source=settings.source_dsn is None)
         with runlog.step("extract") as detail:
-            detail.update(extract_step(source, dsn))
+            detail.update(extract_step(source, dsn, simulated_source=settings.source_dsn is None))
         if not build:
             print_summary(dsn)
             return

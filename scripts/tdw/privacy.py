@@ -566,9 +566,9 @@ def register(app) -> None:
 
     @privacy_app.command("scan")
     def scan_cmd(
-        schema: Annotated[str, typer.Option(help="Schema to scan (ignored with --files).")] = "replica",
-        files: Annotated[Path | None, typer.Option(help="Scan the export files under this folder instead.")] = None,
-        manifest: Annotated[Path | None, typer.Option(help="Simulator manifest with personal_values "
+        schema: Annotated[str, typer.Option(metavar="SCHEMA", help="Schema to scan (ignored with --files).")] = "replica",
+        files: Annotated[Path | None, typer.Option(metavar="DIR", help="Scan the export files under this folder instead.")] = None,
+        manifest: Annotated[Path | None, typer.Option(metavar="FILE", help="Simulator manifest with personal_values "
                                                            "(default $TDW_HOME/simulator/manifest.json if present).")] = None,
     ) -> None:
         """Look for e-mails, phones, plates, known personal values and non-diffusible SIRETs; exit 1 if any."""
@@ -590,7 +590,7 @@ def register(app) -> None:
 
     @privacy_app.command("dictionary")
     def dictionary_cmd(
-        output: Annotated[Path, typer.Option(help="Markdown file to write.")] = DICTIONARY_MD,
+        output: Annotated[Path, typer.Option(metavar="FILE", help="Markdown file to write.")] = DICTIONARY_MD,
         offline: Annotated[bool, typer.Option(help="Do not read the built replica from the warehouse.")] = False,
     ) -> None:
         """Write the replica's data dictionary (docs/replica_dictionary.md) from the classification."""

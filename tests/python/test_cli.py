@@ -137,3 +137,42 @@ def test_db_status_exit_code_says_whether_the_server_runs(tmp_path):
     res = _tdw("db", "status", env={"TDW_HOME": str(tmp_path / "home")})
     assert res.returncode == 3, res.stdout + res.stderr
     assert "stopped" in res.stdout
+
+
+def test_help_shows_no_type_placeholders_and_flags_take_no_value():
+    """Every command's --help: flags show no metavar (typer's rich help printed '--help <bool>', as
+    if the flag took a value) and value options show the metavar they declare ('--scale N'), never
+    a type placeholder such as '<int>', '<str>' or '<path>'."""
+    import re
+
+    import click
+    import typer
+    from typer.testing import CliRunner
+
+    from tdw.cli import app
+
+    def walk(cmd: click.Command, path: tuple[str, ...]):
+        yield path, cmd
+        if getattr(cmd, "commands", None):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, (*path, name))
+
+    runner, seen = CliRunner(), 0
+    for path, cmd in walk(typer.main.get_command(app), ()):
+        if path == ("dbt",):  # hands its arguments, --help included, to dbt
+            continue
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+        assert res.exit_code == 0, (path, res.output)
+        assert not re.search(r"<(?:bool|int|float|str|path|file|directory|datetime|list)\b", res.output), (path, res.output)
+        lines = {line.split()[1]: line for line in res.output.splitlines() if re.match(r"│ +--", line)}
+        assert re.search(r"│ +--help +Show this message", lines["--help"]), lines["--help"]
+        for p in cmd.params:
+            if isinstance(p, click.Argument):
+                assert p.metavar and p.metavar.isupper(), (path, p.name, "argument without an upper-case metavar")
+            if isinstance(p, click.Option) and not p.hidden:
+                assert p.is_flag or p.count or p.metavar, (path, p.opts, "value option without a metavar")
+                if not (p.is_flag or p.count):
+                    long = [o for o in p.opts if o.startswith("--")][0]
+                    assert re.search(rf"│ +{re.escape(long)} +{re.escape(p.metavar)} ", lines[long]), lines[long]
+        seen += 1
+    assert seen > 20

@@ -8,6 +8,7 @@ installed, else those checks are skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -138,6 +139,25 @@ def _reads_as_french(description: str | None) -> bool:
     return all(set(re.findall(r"\w+", s.lower())) & _FRENCH_WORDS for s in sentences)
 
 
+def test_weekly_stats_publish_only_weeks_wholly_covered(wh, open_data):
+    """METRICS.md: a published weekly series only contains complete periods: the week the data
+    start in (covered from their first day only) is not published, in the mart, the totals and the
+    CSV. The simulated data's first day follows the date the test runs on, so this can fail only
+    when it is not a Monday; the dbt unit test mart_public_weekly_stats_publishes_only_whole_weeks
+    checks the rule on a fixed Wednesday start."""
+    import csv
+
+    out, _ = open_data
+    first_day = query(wh, "select min(created_date) from marts.fct_bordereaux where not dq_invalid_date")[0][0]
+    first_week, n_weeks = query(wh, "select min(iso_week_start), count(distinct iso_week_start) "
+                                    "from marts.mart_public_weekly_stats")[0]
+    assert n_weeks > 50 and first_week >= first_day > first_week - dt.timedelta(days=7), (first_day, first_week)
+    assert query(wh, "select period_start from marts.od_public_totals where bsd_type = 'ALL'")[0][0] == first_week
+    with open(out / "statistiques-hebdomadaires.csv", encoding="utf-8") as fh:
+        weeks = {dt.date.fromisoformat(r["iso_week_start"]) for r in csv.DictReader(fh)}
+    assert min(weeks) == first_week and len(weeks) == n_weeks
+
+
 def test_reads_as_french_flags_english_descriptions():
     french = ["Lundi de la semaine ISO.", "Nom du département.", "Arrondi à 1 décimale.",
               "Motif : « fewer_than_min_establishments » (moins de 3 établissements) ; vide quand publié.",
@@ -225,17 +245,13 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     assert '<html lang="fr">' in html and "République" in html and 'role="banner"' in html
     assert html.count("<caption>") == 3 and 'scope="col"' in html and 'scope="row"' in html
     assert "cdn." not in html and (index.parent / "plotly.min.js").stat().st_size > 1_000_000
-    # one period, French dates: the header starts on the data's first day; a first week that
-    # starts before it is called partial, never complete
+    # one period, French dates: the header starts on the first published week, every week of
+    # which is complete (test_weekly_stats_publish_only_weeks_wholly_covered)
     first_week = query(wh, "select min(iso_week_start) from marts.mart_public_weekly_stats")[0][0]
-    first_day = query(wh, "select min(created_date) from marts.fct_bordereaux where created_date >= %s "
-                          "and not dq_invalid_date", (first_week,))[0][0]
     lead = re.search(r'<p class="lead">([^<]*)</p>', html).group(1)
-    assert lead.startswith(f"Données du {first_day:%d/%m/%Y} au "), lead
+    assert lead.startswith(f"Données du {first_week:%d/%m/%Y} au "), lead
+    assert "semaines complètes" in lead and "partielle" not in html, lead
     assert re.search(r"Mise à jour : \d{2}/\d{2}/\d{4}\.$", lead), lead
-    if first_day > first_week:
-        assert "complètes" not in lead and f"commencée le {first_week:%d/%m/%Y}" in lead
-        assert f"<th scope=\"row\">{first_week:%d/%m/%Y} (partielle)</th>" in html
     # the map draws every département of the GeoJSON once: published, secret, or without a site
     from tdw.exports.stats_page import load_departements_geojson
     codes = {str(f["properties"]["code"]) for f in load_departements_geojson(DATA_DIR / "geo")["features"]}

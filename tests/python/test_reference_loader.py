@@ -168,3 +168,25 @@ def test_date_with_trailing_junk_is_refused(tmp_path):
     assert convert_value("2016-11-09T10:00:00", col, tmp_path / "f.csv", 2) == "2016-11-09"
     with pytest.raises(InputFileError, match="not a valid date"):
         convert_value("2016-11-09xyz", col, tmp_path / "f.csv", 2)
+
+
+@pytest.mark.parametrize("delimiter, named", [(";", "';'"), ("\t", "a tab")])
+def test_file_with_another_delimiter_says_so(tmp_path, delimiter, named):
+    """A reference file saved with ';' (or tabs) instead of ',' parses as one column: the error names
+    the file and line 1 as any missing column does, and says the delimiter is the likely cause."""
+    from tdw.loading import read_rows
+
+    spec = next(s for s in SPECS if s.table.endswith("regions"))
+    path = tmp_path / "regions.csv"
+    path.write_text((DATA_DIR / "reference" / "regions.csv").read_text(encoding="utf-8").replace(",", delimiter),
+                    encoding="utf-8")
+    with pytest.raises(InputFileError) as info:
+        list(read_rows(spec, path))
+    assert info.value.line == 1 and str(info.value).startswith(f"{path}, line 1: missing column(s) REG")
+    assert f"the header is one column containing {named}: the file seems delimited by {named}" in str(info.value)
+    assert "must be delimited by ','" in str(info.value) and "\t" not in str(info.value)
+    # a header that is merely wrong gets no delimiter hint
+    path.write_text("REG,CHEFLIEU,TNCC,NCC,NCCENR,LABEL\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as info:
+        list(read_rows(spec, path))
+    assert "LIBELLE" in str(info.value) and "delimited" not in str(info.value)

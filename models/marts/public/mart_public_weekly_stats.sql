@@ -4,8 +4,9 @@
 
     Only complete weeks: a week is published when it ended (Sunday, Paris) before the data's
     latest load date (the latest loaded_at of fct_bordereaux, i.e. when the warehouse last loaded
-    a BSD from the source). Weeks from the first week with a valid creation date; weeks without
-    activity are present with zeros.
+    a BSD from the source) and started on or after the data's first day (the first valid creation
+    date): the week the data start in is left out unless they start on its Monday, so that no
+    week covered only in part looks like a whole one. Weeks without activity are present with zeros.
 
     Counts: BSDs created / emitted (signed by the producer) / received at the final destination /
     processed at the final destination in the week. Tonnes (outliers left out), bucketed by the
@@ -58,7 +59,7 @@ weeks as (
     from {{ ref('dim_date') }} as dim_date
     cross join as_of
     where
-        dim_date.date_day >= as_of.first_created_date
+        dim_date.iso_week_start >= as_of.first_created_date
         and dim_date.iso_week_end < as_of.data_as_of_date
 ),
 

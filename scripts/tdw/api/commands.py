@@ -34,8 +34,8 @@ def register(app) -> None:
 
     @app.command("serve")
     def serve_cmd(
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+        host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
         refresh: Annotated[bool, typer.Option("--refresh", help="Refresh the API tables from the marts first.")] = False,
     ) -> None:
         """Serve the API with uvicorn (OpenAPI description at /docs and /openapi.json)."""
@@ -68,14 +68,14 @@ def register(app) -> None:
 
     @client_app.command("create")
     def client_create(
-        name: Annotated[str, typer.Argument(help="Client name, e.g. 'DREAL IDF inspection'.")],
-        families: Annotated[str, typer.Option(help="Data families, comma-separated: establishments, icpe, flows.")],
+        name: Annotated[str, typer.Argument(metavar="NAME", help="Client name, e.g. 'DREAL IDF inspection'.")],
+        families: Annotated[str, typer.Option(metavar="FAMILIES", help="Data families, comma-separated: establishments, icpe, flows.")],
         national: Annotated[bool, typer.Option("--national", help="Whole country.")] = False,
-        regions: Annotated[str | None, typer.Option(help="Régions (INSEE codes), comma-separated, e.g. 11,84.")] = None,
-        departements: Annotated[str | None, typer.Option(help="Départements (INSEE codes), e.g. 75,92,93.")] = None,
-        expires_in_days: Annotated[int, typer.Option(help="Token lifetime in days.")] = 365,
-        rate_limit: Annotated[int, typer.Option(help="Requests per minute (sliding window).")] = 120,
-        description: Annotated[str | None, typer.Option(help="Free text: service, contact, ticket.")] = None,
+        regions: Annotated[str | None, typer.Option(metavar="CODES", help="Régions (INSEE codes), comma-separated, e.g. 11,84.")] = None,
+        departements: Annotated[str | None, typer.Option(metavar="CODES", help="Départements (INSEE codes), e.g. 75,92,93.")] = None,
+        expires_in_days: Annotated[int, typer.Option(metavar="DAYS", help="Token lifetime in days.")] = 365,
+        rate_limit: Annotated[int, typer.Option(metavar="N", help="Requests per minute (sliding window).")] = 120,
+        description: Annotated[str | None, typer.Option(metavar="TEXT", help="Free text: service, contact, ticket.")] = None,
     ) -> None:
         """Create a client and print its token ONCE (only its SHA-256 is stored)."""
         from .auth import create_client
@@ -91,8 +91,8 @@ def register(app) -> None:
 
     @client_app.command("token")
     def client_token(
-        client: Annotated[str, typer.Argument(help="Client name or number.")],
-        expires_in_days: Annotated[int, typer.Option(help="Token lifetime in days.")] = 365,
+        client: Annotated[str, typer.Argument(metavar="CLIENT", help="Client name or number.")],
+        expires_in_days: Annotated[int, typer.Option(metavar="DAYS", help="Token lifetime in days.")] = 365,
     ) -> None:
         """Issue one more token for a client (rotation); revoke the old one with 'revoke --token PREFIX'."""
         from .auth import new_client_token
@@ -125,8 +125,8 @@ def register(app) -> None:
 
     @client_app.command("revoke")
     def client_revoke(
-        client: Annotated[str, typer.Argument(help="Client name or number.")],
-        token: Annotated[str | None, typer.Option(help="Revoke only the token starting with these 8 characters.")] = None,
+        client: Annotated[str, typer.Argument(metavar="CLIENT", help="Client name or number.")],
+        token: Annotated[str | None, typer.Option(metavar="PREFIX", help="Revoke only the token starting with these 8 characters.")] = None,
     ) -> None:
         """Revoke a client and all its tokens (or one token with --token); effective on the next request."""
         from .auth import revoke
@@ -137,10 +137,10 @@ def register(app) -> None:
 
     @api_app.command("audit")
     def audit_cmd(
-        client: Annotated[str | None, typer.Option(help="Only this client (name or number).")] = None,
-        since: Annotated[datetime | None, typer.Option(help="Only calls at or after this time (local).")] = None,
-        siret: Annotated[str | None, typer.Option(help="Only calls that named or returned this SIRET.")] = None,
-        limit: Annotated[int, typer.Option(help="Rows to show, newest first.")] = 50,
+        client: Annotated[str | None, typer.Option(metavar="CLIENT", help="Only this client (name or number).")] = None,
+        since: Annotated[datetime | None, typer.Option(metavar="YYYY-MM-DD[THH:MM:SS]", help="Only calls at or after this time (local).")] = None,
+        siret: Annotated[str | None, typer.Option(metavar="SIRET", help="Only calls that named or returned this SIRET.")] = None,
+        limit: Annotated[int, typer.Option(metavar="N", help="Rows to show, newest first.")] = 50,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     ) -> None:
         """Show the audit log: who called what, with which parameters, which SIRETs, with which status."""

@@ -33,7 +33,7 @@ def register(app) -> None:
 
     @export_app.command("open-data")
     def open_data_cmd(
-        out_dir: Annotated[Path | None, typer.Option("--out", help="Target folder (default $TDW_EXPORT_DIR/open-data).")] = None,
+        out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Target folder (default $TDW_EXPORT_DIR/open-data).")] = None,
     ) -> None:
         """Write the open-data datasets (CSV, Parquet, datapackage.json, manifest.json), leak-scanned, atomically."""
         from rich.progress import Progress
@@ -56,7 +56,7 @@ def register(app) -> None:
 
     @export_app.command("stats-page")
     def stats_page_cmd(
-        out_dir: Annotated[Path | None, typer.Option("--out", help="Target folder (default $TDW_EXPORT_DIR/stats).")] = None,
+        out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Target folder (default $TDW_EXPORT_DIR/stats).")] = None,
     ) -> None:
         """Build the public statistics page (static, offline, French, DSFR look)."""
         from .. import db
@@ -68,10 +68,10 @@ def register(app) -> None:
 
     @export_app.command("inspection-sheet")
     def inspection_cmd(
-        siret: Annotated[str, typer.Option("--siret", help="SIRET of the establishment (14 digits).")],
-        date_from: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
-        date_to: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
-        out_dir: Annotated[Path | None, typer.Option("--out", help="Target folder (default $TDW_EXPORT_DIR/inspection).")] = None,
+        siret: Annotated[str, typer.Option("--siret", metavar="SIRET", help="SIRET of the establishment (14 digits).")],
+        date_from: Annotated[str | None, typer.Option("--from", metavar="YYYY-MM-DD", help="First day, YYYY-MM-DD.")] = None,
+        date_to: Annotated[str | None, typer.Option("--to", metavar="YYYY-MM-DD", help="Last day, YYYY-MM-DD.")] = None,
+        out_dir: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Target folder (default $TDW_EXPORT_DIR/inspection).")] = None,
     ) -> None:
         """Write the inspection sheet of one establishment as HTML and PDF."""
         from .. import db
@@ -87,7 +87,7 @@ def register(app) -> None:
     @publish_app.command("data-gouv")
     def data_gouv_cmd(
         apply: Annotated[bool, typer.Option("--apply/--dry-run", help="Upload (default: dry run, print what would change).")] = False,
-        export_dir: Annotated[Path | None, typer.Option("--from-dir", help="Open-data folder (default $TDW_EXPORT_DIR/open-data).")] = None,
+        export_dir: Annotated[Path | None, typer.Option("--from-dir", metavar="DIR", help="Open-data folder (default $TDW_EXPORT_DIR/open-data).")] = None,
     ) -> None:
         """Upload or replace the open-data files as resources of the data.gouv.fr dataset."""
         from .publish import DataGouvConfig, publish

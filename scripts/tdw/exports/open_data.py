@@ -39,7 +39,8 @@ DATASETS: dict[str, tuple[str, str, str, str]] = {
     "statistiques-hebdomadaires": (
         "mart_public_weekly_stats", "iso_week_start, bsd_type",
         "Statistiques hebdomadaires par type de bordereau",
-        "BSD créés, émis, reçus, traités et tonnages traités par semaine ISO et type de BSD (ALL = tous types)."),
+        "BSD créés, émis, reçus, traités et tonnages traités par semaine ISO et type de BSD (ALL = tous types) ; "
+        "seules les semaines entièrement couvertes par les données sont publiées."),
     "totaux": (
         "od_public_totals", "bsd_type",
         "Totaux depuis le début",

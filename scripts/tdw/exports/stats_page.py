@@ -107,11 +107,12 @@ def load_departements_geojson(geo_dir: Path) -> dict:
 _GEO_PLACEHOLDER = "tdw:departements.geojson"
 
 
-def _first_day(cur, first_week) -> date | None:
-    """First day with a bordereau created in the published weeks (fct_bordereaux.created_date,
-    invalid dates left out as in the weekly mart), or None when unknown."""
-    cur.execute("select min(created_date) from marts.fct_bordereaux where created_date >= %s and not dq_invalid_date",
-                (first_week,))
+def _first_day(cur) -> date | None:
+    """The data's first day: the first day a bordereau was created (invalid dates left out), as
+    mart_public_weekly_stats reads it to start on the first week wholly covered by the data; None
+    when unknown."""
+    cur.execute("select min(first_event_date) from marts.public_int_weekly_events "
+                "where event_kind = 'created' and bsd_type = 'ALL'")
     return cur.fetchone()[0]
 
 
@@ -151,7 +152,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
             weekly = _fetch(cur, "select * from marts.mart_public_weekly_stats order by iso_week_start, bsd_type")
             flows = _fetch(cur, "select * from marts.od_departement_flows where direction = 'incoming' "
                                 "order by code_departement")
-            first_day = _first_day(cur, min(r["iso_week_start"] for r in weekly)) if weekly else None
+            first_day = _first_day(cur)
         except Exception as exc:
             raise TdwError(f"the public marts are not built ({str(exc).splitlines()[0]}); run 'tdw run' first") from exc
     if "ALL" not in totals or not weekly:
@@ -159,12 +160,9 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     info = mart_build_info(dsn)
     all_t = totals["ALL"]
     weeks = sorted({r["iso_week_start"] for r in weekly})
-    # the first published week starts before the data does (the marts publish whole ISO weeks):
-    # say so wherever a period is given, rather than call it complete
-    partial = first_day is not None and first_day > weeks[0]
-    since = f"{first_day:%d/%m/%Y}" if partial else None
-    week_label = (lambda w: f"{w:%d/%m/%Y}" + (" (partielle)" if partial and w == weeks[0] else ""))
-    partial_caption = f" ; la première semaine n'est couverte qu'à partir du {since}, premier jour des données" if partial else ""
+    # the mart publishes only weeks wholly covered by the data (none starts before their first
+    # day): the weekly series need no 'partial week' caveat
+    week_label = (lambda w: f"{w:%d/%m/%Y}")
 
     cards = [
         {"value": fmt(all_t["n_created"]), "label": "bordereaux créés"},
@@ -185,11 +183,11 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
         "id": "hebdo", "title": "Bordereaux créés chaque semaine",
         "caption": "Bordereaux créés par semaine et par type de bordereau",
         "alt": f"Courbes hebdomadaires, semaines du lundi {weeks[0]:%d/%m/%Y} au dimanche "
-               f"{weeks[-1] + timedelta(days=6):%d/%m/%Y}" + (f" (données à partir du {since})" if partial else "")
+               f"{weeks[-1] + timedelta(days=6):%d/%m/%Y}"
                + f". Le type le plus fréquent est "
                f"{peak_type} ({fmt(totals.get(peak_type, {}).get('n_created'))} bordereaux sur la période). "
                "Les semaines sous secret statistique n'ont pas de point.",
-        "table": {"caption": "Bordereaux créés par semaine (semaine commençant le lundi) et par type" + partial_caption,
+        "table": {"caption": "Bordereaux créés par semaine (semaine commençant le lundi) et par type",
                   "header": ["Semaine", *BSD_TYPES, "Tous types"],
                   "rows": [[week_label(w), *[fmt(by.get((w, t), {}).get("n_created")) for t in (*BSD_TYPES, "ALL")]]
                            for w in weeks]},
@@ -212,7 +210,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
                f"{fmt(all_t['final_disposal_t'], 1)} t éliminées"
                + ("" if all_t["recovery_rate"] is None else f", soit un taux de valorisation de {fmt(all_t['recovery_rate'] * 100, 1)} %")
                + ". Les opérations intermédiaires (regroupement, entreposage) ne sont pas comptées.",
-        "table": {"caption": "Tonnes valorisées et éliminées par semaine (tous types de bordereaux)" + partial_caption,
+        "table": {"caption": "Tonnes valorisées et éliminées par semaine (tous types de bordereaux)",
                   "header": ["Semaine", "Valorisation finale (t)", "Élimination finale (t)"],
                   "rows": [[week_label(w), fmt(r, 2), fmt(d, 2)] for w, r, d in zip(weeks, rec, dis)]},
         "spec": _spec(fig2),
@@ -272,8 +270,7 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("stats_page.html.j2").render(
         cards=cards, charts=charts, chart_ids=json.dumps([c["id"] for c in charts]),
-        period_start=since or all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
-        first_week=f"{weeks[0]:%d/%m/%Y}" if partial else None,
+        period_start=all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
         data_as_of=_french_day(info["data_as_of"]), plotly_version=_plotlyjs_version(),
         generated_at=french_timestamp(datetime.now(timezone.utc)))
     values = sensitive_values(dsn, settings)

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..errors import TdwError
 
 # Typer reads the annotations from this module's globals (annotations are strings here).
-SpecDirOption = Annotated[Path | None, typer.Option("--spec-dir", help="Folder of the Metabase YAML (default: metabase/).")]
+SpecDirOption = Annotated[Path | None, typer.Option("--spec-dir", metavar="DIR", help="Folder of the Metabase YAML (default: metabase/).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (create/update/unchanged) and write nothing; "
                                                                 "without TDW_METABASE_URL, list what would be written and "
                                                                 "check the SQL on the warehouse.")] = False,
-        role: Annotated[str, typer.Option(help="Offline dry run: run the SQL check as this role (default: the analyst "
+        role: Annotated[str, typer.Option(metavar="ROLE", help="Offline dry run: run the SQL check as this role (default: the analyst "
                                                 "role); '' for the connecting user.")] = "<analyst>",
         spec_dir: SpecDirOption = None,
     ) -> None:
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
     @mb_app.command("check")
     def check_cmd(
-        role: Annotated[str, typer.Option(help="Run the queries as this role (default: the analyst role, "
+        role: Annotated[str, typer.Option(metavar="ROLE", help="Run the queries as this role (default: the analyst role, "
                                                 "as Metabase's read-only login); '' for the connecting user.")] = "<analyst>",
         spec_dir: SpecDirOption = None,
     ) -> None:
@@ -111,8 +111,8 @@ def register(app: typer.Typer) -> None:
 
     @mb_app.command("export-exposures")
     def export_cmd(
-        output: Annotated[Path | None, typer.Option(help="File to write (default: models/exposures/_metabase__exposures.yml).")] = None,
-        site_url: Annotated[str | None, typer.Option(envvar="TDW_METABASE_SITE_URL",
+        output: Annotated[Path | None, typer.Option(metavar="FILE", help="File to write (default: models/exposures/_metabase__exposures.yml).")] = None,
+        site_url: Annotated[str | None, typer.Option(metavar="URL", envvar="TDW_METABASE_SITE_URL",
                                                      help="Public URL of the ministry's Metabase, for the exposure links.")] = None,
         spec_dir: SpecDirOption = None,
     ) -> None:

@@ -28,12 +28,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("simulate")
     def simulate_cmd(
-        scale: Annotated[int, typer.Option(help="Number of bordereaux (all types).")] = 20000,
-        seed: Annotated[int, typer.Option(help="Random seed (same seed + scale + end date = same database).")] = 42,
-        end_date: Annotated[str | None, typer.Option("--end-date", help="Last simulated day, YYYY-MM-DD (default yesterday, the last whole day).")] = None,
-        advance_days: Annotated[int | None, typer.Option("--advance", help="Instead of (re)creating: advance the existing database by DAYS days.")] = None,
-        source: Annotated[str | None, typer.Option("--source", help="DSN of the source database (default: TDW_SOURCE_DSN, else the embedded 'trackdechets_source').")] = None,
-        out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Manifest and ICPE extract folder (default $TDW_HOME/simulator).")] = None,
+        scale: Annotated[int, typer.Option(metavar="N", help="Number of bordereaux (all types).")] = 20000,
+        seed: Annotated[int, typer.Option(metavar="N", help="Random seed (same seed + scale + end date = same database).")] = 42,
+        end_date: Annotated[str | None, typer.Option("--end-date", metavar="YYYY-MM-DD", help="Last simulated day, YYYY-MM-DD (default yesterday, the last whole day).")] = None,
+        advance_days: Annotated[int | None, typer.Option("--advance", metavar="DAYS", help="Instead of (re)creating: advance the existing database by DAYS days.")] = None,
+        source: Annotated[str | None, typer.Option("--source", metavar="DSN", help="DSN of the source database (default: TDW_SOURCE_DSN, else the embedded 'trackdechets_source').")] = None,
+        out_dir: Annotated[Path | None, typer.Option("--out-dir", metavar="DIR", help="Manifest and ICPE extract folder (default $TDW_HOME/simulator).")] = None,
     ) -> None:
         """Create the production-like Trackdéchets source database (schema "default$default"), or advance it."""
         from ..db import describe_dsn
