@@ -137,7 +137,7 @@ def run_cmd(
     ci: Annotated[bool, typer.Option("--ci", help="Small simulated source (2,000 bordereaux), for tests.")] = False,
     resimulate: Annotated[bool, typer.Option("--resimulate", help="Recreate the embedded simulated source even if it exists.")] = False,
     no_build: Annotated[bool, typer.Option("--no-build", help="Load and extract only; skip dbt build.")] = False,
-    inspection_sheets: Annotated[int, typer.Option(metavar="N", help="Inspection sheets to write (establishments with the most ICPE alerts).")] = 3,
+    inspection_sheets: Annotated[int, typer.Option(metavar="N", help="Inspection sheets to write (establishments with the most ICPE breach alerts: unit_not_comparable counts last).")] = 3,
     unit_tests: Annotated[bool | None, typer.Option("--unit-tests/--no-unit-tests", help="Also run dbt's unit tests (checks of the SQL on fixed inputs); default: with --ci only.")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild every table (automatic when the models changed since the published build).")] = False,
 ) -> None:

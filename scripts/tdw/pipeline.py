@@ -170,7 +170,7 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
             sheets.append(str(write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection")))
     console.print(f"  open data: {len(manifest['files'])} files in {out / 'open-data'}", highlight=False)
     console.print(f"  statistics page: {page}", highlight=False)
-    console.print(f"  inspection sheets ({len(sheets)} establishments with the most ICPE alerts): {out / 'inspection'}",
+    console.print(f"  inspection sheets ({len(sheets)} establishments with the most ICPE breach alerts): {out / 'inspection'}",
                   highlight=False)
     return {"open_data_files": len(manifest["files"]), "stats_page": str(page), "inspection_sheets": sheets}
 

@@ -372,14 +372,33 @@ def scan_schema(dsn: str, schema: str = "replica", values: ValueIndex | None = N
     return scanner.results()
 
 
-_FILE_SUFFIXES = (".csv", ".csv.gz", ".json", ".jsonl", ".ndjson", ".geojson", ".txt", ".md", ".tsv")
+_TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+_TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".geojson", ".txt", ".md", ".html", ".css", ".svg")
+_PARQUET_SUFFIXES = (".parquet",)
+# Files copied verbatim from a library package (the exports check them by sha256 against it).
+VENDORED_FILES = ("plotly.min.js",)
+
+
+def _scannable(path: Path) -> bool:
+    return path.name.endswith(_TABLE_SUFFIXES + _TEXT_SUFFIXES + _PARQUET_SUFFIXES)
+
+
+def files_not_scanned(folder: Path) -> list[str]:
+    """Files under ``folder`` that :func:`scan_files` cannot read (PDF, images, scripts...), as
+    paths relative to ``folder``; vendored library files are not listed."""
+    folder = Path(folder)
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and not _scannable(p) and p.name not in VENDORED_FILES)
 
 
 def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
-    """Scan export files under ``folder`` (recursively), line by line.
+    """Scan export files under ``folder`` (recursively).
 
-    CSV/TSV files (optionally gzipped) are read as rows and reported per header column; other text
-    files (JSON, JSON lines, GeoJSON, Markdown, text) per file with column ``line``.
+    CSV/TSV files (optionally gzipped) are read as rows and Parquet files batch by batch (every
+    string column), both reported per column, each distinct value of a column scanned once with
+    its number of rows; other text files (JSON, JSON lines, GeoJSON, Markdown, text, HTML, CSS,
+    SVG) line by line, reported per file with column ``line``. Files it cannot read are listed by
+    :func:`files_not_scanned` (a PDF export is checked through the HTML it was rendered from).
 
     Raises:
         InputFileError: ``folder`` does not exist, or a file is not UTF-8 (file and line named).
@@ -388,13 +407,16 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
     if not folder.exists():
         raise InputFileError(folder, None, None, "folder not found")
     scanner = Scanner(values)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(_FILE_SUFFIXES)):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and _scannable(p)):
         rel = str(path.relative_to(folder))
+        if path.name.endswith(_PARQUET_SUFFIXES):
+            _scan_parquet(path, rel, scanner)
+            continue
         opener = gzip.open if path.name.endswith(".gz") else open
         line_no = 0
         try:
             with opener(path, "rt", encoding="utf-8", newline="") as fh:
-                if path.name.endswith((".csv", ".csv.gz", ".tsv")):
+                if path.name.endswith(_TABLE_SUFFIXES):
                     reader = csv.reader(fh, delimiter="\t" if path.name.endswith(".tsv") else ",")
                     header = next(reader, [])
                     # each distinct value of a column is scanned once, with its number of rows:
@@ -414,6 +436,23 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
         except UnicodeDecodeError as exc:
             raise InputFileError(path, line_no + 1, None, f"not UTF-8 text ({exc.reason})") from exc
     return scanner.results()
+
+
+def _scan_parquet(path: Path, rel: str, scanner: Scanner) -> None:
+    """Every string column of a Parquet file, batch by batch, each distinct value once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    distinct = {name: collections.Counter() for name in names}
+    for batch in pf.iter_batches(columns=names, batch_size=10_000):
+        for name in names:
+            distinct[name].update(batch.column(name).to_pylist())
+    for name in names:
+        for value, count in distinct[name].items():
+            if value:
+                scanner.scan_text(rel, name, value, count)
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,8 +620,13 @@ def register(app) -> None:
         restricted_values(dsn, values)
         findings = scan_files(files, values) if files else scan_schema(dsn, schema, values)
         where = str(files) if files else f"schema {schema}"
+        not_scanned = files_not_scanned(files) if files else []
+        if not_scanned:
+            out.print(f"not scanned ({len(not_scanned)} file(s) not readable as text here; a PDF export is "
+                      f"checked through the HTML it was rendered from): " + ", ".join(not_scanned), highlight=False)
         if not findings:
-            out.print(f"no sensitive value found in {where} ({values.size} known values checked)")
+            out.print(f"no sensitive value found in {where}" + (" (in the files scanned)" if not_scanned else "")
+                      + f" ({values.size} known values checked)")
             return
         for f in findings:
             out.print(str(f), highlight=False)

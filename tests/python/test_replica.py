@@ -170,6 +170,27 @@ def test_leak_scan_finds_planted_values_when_masking_is_bypassed(world, tmp_path
     assert counted[("comment", "email")].count == 3 and counted[("comment", "email")].sample == PLANTED_EMAIL
 
 
+def test_file_scan_reads_html_and_parquet_and_names_what_it_cannot_read(tmp_path):
+    """`tdw privacy scan --files` and the exports' gate are one scan (privacy.scan_files): it read
+    only CSV / JSON / text files, so a user re-checking an HTML stats page or a Parquet export was
+    told "no sensitive value found" without either being read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "index.html").write_text(
+        "<p>Contact : jean.dupont@example.com</p>\n<p>06 12 34 56 78</p>\n", encoding="utf-8")
+    pq.write_table(pa.table({"siret": ["12345678900011"], "note": ["AB-123-CD"], "tonnes": [1.5]}),
+                   tmp_path / "flows.parquet")
+    (tmp_path / "sheet.pdf").write_bytes(b"%PDF-1.7 binary")
+    (tmp_path / "page" / "plotly.min.js").write_text("/* vendored */", encoding="utf-8")
+    found = {(f.table, f.column, f.kind) for f in privacy.scan_files(tmp_path)}
+    assert found == {("page/index.html", "line", "email"), ("page/index.html", "line", "phone"),
+                     ("flows.parquet", "note", "plate")}
+    # what the scan cannot read is named (the CLI prints it), vendored library files excepted
+    assert privacy.files_not_scanned(tmp_path) == ["sheet.pdf"]
+
+
 def values_of(manifest: dict, key: str) -> set[str]:
     return set(manifest["personal_values"][key])
 

@@ -8,7 +8,6 @@ export folder is left as it was.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import json
@@ -26,10 +25,6 @@ from ..config import Settings, load_settings
 from ..errors import TdwError
 
 log = logging.getLogger(__name__)
-
-# Files copied verbatim from a library package (checked by sha256 against it) are not scanned.
-VENDORED_FILES = ("plotly.min.js",)
-
 
 THIN_NBSP = "\u202f"  # thousands separator: narrow no-break space (French typography)
 
@@ -76,41 +71,11 @@ def sensitive_values(dsn: str, settings: Settings | None = None, *, restricted: 
 
 
 def scan_folder(folder: Path, values: privacy.ValueIndex) -> list[privacy.Finding]:
-    """Leak-scan every file of ``folder`` (privacy.Scanner detectors).
-
-    CSV / JSON / GeoJSON / text through :func:`tdw.privacy.scan_files`; Parquet (every string
-    column, batch by batch), HTML, CSS and SVG line by line through :class:`tdw.privacy.Scanner`.
-    Files listed in VENDORED_FILES are skipped; PDF files are scanned through the HTML they were
-    rendered from (the callers scan that HTML). Returns the findings (empty when clean).
-    """
-    findings = list(privacy.scan_files(folder, values))
-    scanner = privacy.Scanner(values)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = str(path.relative_to(folder))
-        if path.name in VENDORED_FILES:
-            continue
-        if path.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pf = pq.ParquetFile(path)
-            names = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-            if names:
-                # each distinct value of a column scanned once, with its number of rows (as
-                # privacy.scan_files does for CSV): the exports repeat codes and labels
-                distinct = {name: collections.Counter() for name in names}
-                for batch in pf.iter_batches(columns=names, batch_size=10_000):
-                    for name in names:
-                        distinct[name].update(batch.column(name).to_pylist())
-                for name in names:
-                    for value, count in distinct[name].items():
-                        if value:
-                            scanner.scan_text(rel, name, value, count)
-        elif path.suffix in (".html", ".css", ".svg"):
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    scanner.scan_text(rel, "line", line)
-    return findings + scanner.results()
+    """Leak-scan every file of ``folder`` (:func:`tdw.privacy.scan_files`: CSV, JSON, GeoJSON,
+    text, Parquet, HTML, CSS, SVG; the same scan as ``tdw privacy scan --files``). PDF files are
+    scanned through the HTML they were rendered from (the callers scan that HTML). Returns the
+    findings (empty when clean)."""
+    return privacy.scan_files(folder, values)
 
 
 def _pid_alive(pid: int) -> bool:
