@@ -38,9 +38,11 @@ def alert_summary(dsn: str) -> list[tuple]:
         One tuple per (alert kind, département) with at least one alert, ordered by the rule order
         of METRICS.md then département (unknown département last):
         ``(alert_kind: str, departement_code: str | None, n_alerts: int, n_sites: int,
-        n_bsds: int, observed_t: float)`` where ``observed_t`` is the sum of
-        ``observed_quantity_t`` in tonnes (for annual and storage alerts a peak, so the sum is
-        an order of magnitude, not a tonnage moved) and ``n_bsds`` counts distinct BSDs.
+        n_bsds: int, observed_t: float, n_authorised_zero: int)`` where ``observed_t`` is the
+        sum of ``observed_quantity_t`` in tonnes (for annual and storage alerts a peak, so the
+        sum is an order of magnitude, not a tonnage moved), ``n_bsds`` counts distinct BSDs and
+        ``n_authorised_zero`` the alerts compared with an authorised quantity of 0
+        (``is_authorised_quantity_zero``: a registry quantity probably not filled in).
 
     Raises:
         TdwError: the warehouse cannot be reached, or the alerts mart has not been built
@@ -56,7 +58,8 @@ def alert_summary(dsn: str) -> list[tuple]:
                 departement_code,
                 count(*)::int as n_alerts,
                 count(distinct siret)::int as n_sites,
-                coalesce(sum(observed_quantity_t), 0)::float8 as observed_t
+                coalesce(sum(observed_quantity_t), 0)::float8 as observed_t,
+                count(*) filter (where is_authorised_quantity_zero)::int as n_authorised_zero
             from {relation}
             group by 1, 2
         ),
@@ -72,7 +75,8 @@ def alert_summary(dsn: str) -> list[tuple]:
             per_cell.n_alerts,
             per_cell.n_sites,
             coalesce(bsds.n_bsds, 0),
-            per_cell.observed_t
+            per_cell.observed_t,
+            per_cell.n_authorised_zero
         from per_cell
         left join bsds
             on
@@ -114,12 +118,19 @@ def print_alert_summary(dsn: str, console: Console | None = None) -> None:
     table.add_column("sites", justify="right")
     table.add_column("BSDs", justify="right")
     table.add_column("observed t", justify="right")
+    table.add_column("authorised 0", justify="right")
     totals: dict[str, int] = {}
-    for kind, dep, n_alerts, n_sites, n_bsds, observed_t in rows:
-        table.add_row(kind, dep or "unknown", f"{n_alerts:,}", f"{n_sites:,}", f"{n_bsds:,}", f"{observed_t:,.1f}")
+    n_zero = 0
+    for kind, dep, n_alerts, n_sites, n_bsds, observed_t, n_authorised_zero in rows:
+        table.add_row(kind, dep or "unknown", f"{n_alerts:,}", f"{n_sites:,}", f"{n_bsds:,}", f"{observed_t:,.1f}",
+                      f"{n_authorised_zero:,}")
         totals[kind] = totals.get(kind, 0) + n_alerts
+        n_zero += n_authorised_zero
     if not rows:
-        table.add_row("(no alert)", "", "0", "0", "0", "0.0")
+        table.add_row("(no alert)", "", "0", "0", "0", "0.0", "0")
     console.print(table)
     summary = ", ".join(f"{kind} {totals.get(kind, 0):,}" for kind in ALERT_KINDS)
     console.print(f"ICPE alerts by kind: {summary}")
+    if n_zero:
+        console.print(f"  of which {n_zero:,} capacity alerts compared with an authorised quantity of 0"
+                      " (ICPE registry quantity probably not filled in: to check)")

@@ -96,19 +96,23 @@ insert into intermediate.int_icpe__authorisations values
 create table marts.mart_icpe_conformity_alerts (
     alert_id text, alert_kind text, siret text, s3ic_id text, departement_code text, alert_date date,
     period_start date, period_end date, rubrique text, authorised_quantity numeric, authorised_unit text,
-    observed_quantity_t numeric, bsd_ids text[], n_bsds integer, waste_codes text[], operation_codes text[],
-    detail text);
+    observed_quantity_t numeric, bsd_ids text[], bsd_readable_ids text[], n_bsds integer, waste_codes text[],
+    operation_codes text[], is_authorised_quantity_zero boolean, detail text);
 insert into marts.mart_icpe_conformity_alerts values
     ('al1', 'daily_capacity_exceeded', '11111111111111', '0065.00001', '77', '2024-01-10', '2024-01-10',
-     '2024-01-10', '2790', 50, 't/j', 61, '{b1,b2}', 2, '{18 01 03*}', '{R1}', 'over 50 t/j'),
+     '2024-01-10', '2790', 50, 't/j', 61, '{b1,b2}', '{BSD-20240110-B1B1B1B1B,BSD-20240110-B2B2B2B2B}', 2,
+     '{18 01 03*}', '{R1}', false, 'over 50 t/j'),
     ('al2', 'operation_not_authorised', '11111111111111', '0065.00001', '77', '2024-02-05', '2024-02-01',
-     '2024-02-29', '2760-1, 2760-2', null, null, 3, '{b4}', 1, '{16 01 04*}', '{D5}', 'D5 not authorised'),
+     '2024-02-29', '2760-1, 2760-2', null, null, 3, '{b4}', '{BSDA-20240205-B4B4B4B4B}', 1, '{16 01 04*}', '{D5}',
+     false, 'D5 not authorised'),
     ('al3', 'operation_not_authorised', '22222222222222', '0061.00002', '13', '2024-02-03', '2024-02-01',
-     '2024-02-29', '2770', null, null, 10, '{b3}', 1, '{19 12 11*}', '{D10}', 'D10 not authorised'),
+     '2024-02-29', '2770', null, null, 10, '{b3}', '{BSD-20240203-B3B3B3B3B}', 1, '{19 12 11*}', '{D10}', false,
+     'D10 not authorised'),
     ('al4', 'site_not_icpe', '44444444444444', null, '69', '2024-03-01', '2024-03-01', '2024-03-31', null, null,
-     null, 4, '{b6}', 1, '{17 06 05*}', '{D9F}', 'not an ICPE'),
+     null, 4, '{b6}', '{BSD-20240301-B6B6B6B6B}', 1, '{17 06 05*}', '{D9F}', false, 'not an ICPE'),
     ('al5', 'storage_threshold_exceeded', '55555555555555', '0065.00009', '77', '2024-03-02', '2024-03-02',
-     '2024-03-05', '2718-1', 20, 't', 25, '{b9}', 1, '{16 06 01*}', '{R13}', 'stock over 20 t');
+     '2024-03-05', '2718-1', 0, 't', 25, '{b9}', '{BSD-20240302-B9B9B9B9B}', 1, '{16 06 01*}', '{R13}', true,
+     'stock over 0 t ; quantité autorisée nulle dans le registre ICPE, probablement non renseignée : à vérifier');
 
 create table marts.mart_icpe_daily_processing (
     siret text, s3ic_id text, departement_code text, rubrique_alinea text, capacity_kind text, day date,
@@ -418,6 +422,23 @@ def test_alert_filters(client, api_db):
     assert sorted(get("date_from=2024-02-15&date_to=2024-03-01")) == ["al2", "al3", "al4"]  # periods overlapping
     r = client.get("/v1/icpe/alerts?date_from=2024-03-01&date_to=2024-02-01", headers=h)
     assert r.status_code == 422 and r.json()["error"] == "invalid_period"
+
+
+def test_alerts_give_readable_bsd_numbers_and_flag_a_zero_authorised_quantity(client, api_db):
+    """An inspector matches the API's alerts with the inspection sheet and Trackdéchets by the
+    readable BSD numbers (index for index with the internal bsd_ids), and sees which capacity
+    alerts compare with an authorised quantity of 0 (JSON, CSV and the OpenAPI description)."""
+    h = _h(api_db, "national")
+    items = {i["alert_id"]: i for i in client.get("/v1/icpe/alerts", headers=h).json()["items"]}
+    assert items["al1"]["bsd_ids"] == ["b1", "b2"]
+    assert items["al1"]["bsd_readable_ids"] == ["BSD-20240110-B1B1B1B1B", "BSD-20240110-B2B2B2B2B"]
+    assert items["al1"]["is_authorised_quantity_zero"] is False
+    assert items["al5"]["is_authorised_quantity_zero"] is True and "à vérifier" in items["al5"]["detail"]
+    one = client.get(f"/v1/establishments/{S77}/icpe-alerts?format=csv", headers=h)
+    rows = {r["alert_id"]: r for r in csv.DictReader(io.StringIO(one.text))}
+    assert rows["al1"]["bsd_readable_ids"] == "BSD-20240110-B1B1B1B1B|BSD-20240110-B2B2B2B2B"
+    fields = client.get("/openapi.json").json()["components"]["schemas"]["IcpeAlert"]["properties"]
+    assert "BSD-" in fields["bsd_readable_ids"]["description"] and "is_authorised_quantity_zero" in fields
 
 
 def test_region_client_may_ask_for_its_departements(client, api_db):

@@ -367,6 +367,42 @@ def test_late_processing_counts_bordereaux_not_movements(wh, monkeypatch):
     assert late["note"] == late_note(n_bsds, n_movements) and late["note"].startswith(f"{n_bsds} bordereau")
 
 
+def test_inspection_sheet_alerts_give_bsd_numbers_and_flag_a_zero_authorised_quantity(wh):
+    """The alerts section lists the readable BSD numbers the mart gives (bsd_readable_ids, the
+    same as the API and Metabase), never the internal ids of BSDDs; a capacity alert compared
+    with an authorised quantity of 0 is marked in the Autorisé column and counted in the note."""
+    from tdw.exports.inspection import ZERO_QUANTITY_MARK, alerts_note, inspection_data, sections
+
+    assert alerts_note([]) == "Aucune alerte sur la période."
+    assert alerts_note([{"is_authorised_quantity_zero": False}]) is None
+    note = alerts_note([{"is_authorised_quantity_zero": True}] * 2 + [{"is_authorised_quantity_zero": False}])
+    assert note.startswith("2 alertes comparées à une quantité autorisée nulle") and "à vérifier" in note
+    row = query(wh, """select alert_id, siret, bsd_ids[1], bsd_readable_ids[1] from marts.mart_icpe_conformity_alerts
+                       where bsd_ids[1] <> bsd_readable_ids[1] and alert_kind like '%%exceeded'
+                       order by alert_id limit 1""")
+    if not row:
+        row = query(wh, """select alert_id, siret, bsd_ids[1], bsd_readable_ids[1] from marts.mart_icpe_conformity_alerts
+                           where bsd_ids[1] <> bsd_readable_ids[1] order by alert_id limit 1""")
+    assert row, "no alert with a BSDD in the simulated source"
+    alert_id, siret, internal, readable = row[0]
+    assert readable == query(wh, "select readable_id from marts.fct_bordereaux where bsd_id = %s", (internal,))[0][0]
+    # the same alert flagged as compared with a quantity of 0 (as the real registry's « 0.000 t/j »)
+    old = query(wh, """select authorised_quantity, is_authorised_quantity_zero from marts.mart_icpe_conformity_alerts
+                       where alert_id = %s""", (alert_id,))[0]
+    update = """update marts.mart_icpe_conformity_alerts set authorised_quantity = %s, is_authorised_quantity_zero = %s
+                where alert_id = %s"""
+    query(wh, update, (0, True, alert_id))
+    try:
+        sec = next(s for s in sections(inspection_data(wh, siret)) if s["title"] == "Alertes de conformité ICPE")
+    finally:
+        query(wh, update, (*old, alert_id))
+    flagged = [r for r in sec["rows"] if readable in r[8].split(", ")]
+    assert flagged and all(internal not in r[8] for r in sec["rows"])
+    assert any(r[4] == f"0,000 {ZERO_QUANTITY_MARK}" for r in flagged)
+    assert sec["note"] == alerts_note([{"is_authorised_quantity_zero": True}] * sum(
+        1 for r in sec["rows"] if r[4].endswith(ZERO_QUANTITY_MARK)))
+
+
 class _DataGouv(BaseHTTPRequestHandler):
     """Local stand-in for the data.gouv.fr API: GET dataset, POST resource upload (multipart 'file')."""
 

@@ -303,5 +303,56 @@ def test_alert_summary_adds_up(built):
     rows = alert_summary(wh)
     total = query(wh, "select count(*) from marts.mart_icpe_conformity_alerts")[0][0]
     assert sum(r[2] for r in rows) == total
+    flagged = query(wh, "select count(*) from marts.mart_icpe_conformity_alerts where is_authorised_quantity_zero")[0][0]
+    assert sum(r[6] for r in rows) == flagged
     assert {r[0] for r in rows} == set(ALERT_KINDS)
     assert [r[0] for r in rows] == sorted((r[0] for r in rows), key=ALERT_KINDS.index)
+
+
+def test_alert_bsds_are_given_by_their_readable_number(built):
+    """bsd_readable_ids lists, index for index with bsd_ids, the number Trackdéchets users know:
+    Form.readableId for a BSDD (bsd_ids holds its cuid), the id itself for the other types."""
+    wh, _ = built
+    wrong = query(
+        wh,
+        """select a.alert_id, b.bsd_id, b.readable, f."readableId"
+           from marts.mart_icpe_conformity_alerts as a
+           cross join lateral unnest(a.bsd_ids, a.bsd_readable_ids) as b(bsd_id, readable)
+           left join raw_trackdechets."Form" as f on f.id = b.bsd_id
+           where b.readable is distinct from coalesce(f."readableId", b.bsd_id)
+              or cardinality(a.bsd_readable_ids) <> cardinality(a.bsd_ids)
+           limit 5""",
+    )
+    assert wrong == []
+    (n_bsdd,) = query(wh, """select count(*) from marts.mart_icpe_conformity_alerts
+                             where exists (select 1 from unnest(bsd_readable_ids) as r where r like 'BSD-%%')""")[0]
+    assert n_bsdd > 0
+
+
+def test_capacity_alerts_against_a_zero_authorised_quantity_are_kept_and_flagged(built):
+    """A rubrique in force with an authorised quantity of 0 (the real IDF registry has « 0.000 t/j »
+    lines: most likely not filled in) still raises its capacity alerts (METRICS.md: never silently
+    skipped), flagged is_authorised_quantity_zero with a caveat in the detail; no other alert is."""
+    wh, _ = built
+    flags = query(
+        wh,
+        """select alert_kind, is_authorised_quantity_zero, count(*),
+                  count(*) filter (where detail like '%%quantité autorisée nulle dans le registre ICPE%%à vérifier')
+           from marts.mart_icpe_conformity_alerts
+           group by 1, 2""",
+    )
+    capacity = ("daily_capacity_exceeded", "annual_capacity_exceeded", "storage_threshold_exceeded")
+    for kind, flagged, n, n_caveat in flags:
+        assert flagged is not None
+        assert n_caveat == (n if flagged else 0), (kind, flagged, n, n_caveat)
+        assert not flagged or kind in capacity, kind
+    assert not query(wh, """select 1 from marts.mart_icpe_conformity_alerts
+                            where is_authorised_quantity_zero <> (alert_kind like '%%exceeded' and authorised_quantity = 0)""")
+    # every site-day over a daily quantity of 0 has its alert: none dropped
+    expected = query(wh, """select siret, rubrique_alinea, day from marts.mart_icpe_daily_processing
+                            where is_daily_capacity_exceeded and authorised_quantity = 0 order by 1, 2, 3""")
+    flagged_daily = query(wh, """select siret, rubrique, alert_date from marts.mart_icpe_conformity_alerts
+                                 where alert_kind = 'daily_capacity_exceeded' and is_authorised_quantity_zero
+                                 order by 1, 2, 3""")
+    assert flagged_daily == expected
+    assert expected, "no daily rubrique authorised at 0 t/j with activity in the simulated source"

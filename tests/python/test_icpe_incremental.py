@@ -330,3 +330,26 @@ def test_changed_authorisation_rewrites_whole_and_equals_full_refresh(built, set
     _build(settings, wh)
     written = _rows_affected(settings)
     assert written[COVERAGE] == 0 and written[DAILY] == 0 and written[ALERTS] == 0, written
+
+
+def test_changed_readable_id_reaches_the_alerts_and_equals_full_refresh(built, settings):
+    """The alerts carry each BSD's readable id (bsd_readable_ids, from fct_bordereaux), which an
+    alert kept by an incremental run would carry stale if it could change unseen. Trackdéchets
+    fixes it at creation; should a source row change it anyway, the Form is re-extracted, its
+    movement re-read by the coverage, and its site's alerts recomputed: the alert gives the new
+    number, and the marts equal a full refresh."""
+    wh = built["warehouse"]
+    alert_id, bsd, old_readable = query(wh, f"""
+        select a.alert_id, b.bsd_id, b.readable from marts.{ALERTS} as a
+        cross join lateral unnest(a.bsd_ids, a.bsd_readable_ids) as b (bsd_id, readable)
+        where b.readable like 'BSD-%%' and a.alert_kind <> 'storage_threshold_exceeded'
+        order by a.period_start, a.alert_id limit 1""")[0]
+    new_readable = old_readable[:-9] + "ZZZZZZZZZ"
+    query(built["source"], f'update {SRC}."Form" set "readableId" = %s, "updatedAt" = now() where id = %s',
+          (new_readable, bsd))
+    extract(built["source"], wh)
+    _build(settings, wh)
+    (readable,) = query(wh, f"""select bsd_readable_ids[array_position(bsd_ids, %s)] from marts.{ALERTS}
+                                where alert_id = %s""", (bsd, alert_id))[0]
+    assert readable == new_readable
+    _assert_no_diff(_diff_with_full_refresh(settings, wh))

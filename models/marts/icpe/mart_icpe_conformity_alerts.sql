@@ -12,7 +12,10 @@
       theoretical stock above the authorised quantity;
     - unit_not_comparable: site x rubrique x month in which covered waste was handled while the
       version in force has a unit the rule cannot compare with tonnes (no check made).
-    Tonnes are accepted tonnes, outliers excluded. bsd_ids lists the BSDs involved.
+    Tonnes are accepted tonnes, outliers excluded. bsd_ids lists the BSDs involved (internal ids,
+    the join key), bsd_readable_ids the same BSDs by their readable id (fct_bordereaux), in the
+    same order. is_authorised_quantity_zero flags the capacity alerts compared with an authorised
+    quantity of 0 (the detail then says it is probably not filled in the registry).
 
     Incremental by site and period (macros/icpe_incremental.sql): for each SIRET with a from day
     (the earliest local day changed since this table's latest _tdw_built_at: in the coverage,
@@ -406,7 +409,7 @@ unit_not_comparable as (
             and not_comparable_groups.month_start = not_comparable_bsds.month_start
 ),
 
-alerts as (
+unioned as (
     select * from site_not_icpe
     union all
     select * from operation_not_authorised
@@ -418,6 +421,19 @@ alerts as (
     select * from storage_threshold
     union all
     select * from unit_not_comparable
+),
+
+-- a capacity compared with an authorised quantity of 0 (in the registry, most likely a quantity
+-- never filled in): the alert stays (METRICS.md: never silently skipped), flagged
+alerts as (
+    select
+        *,
+        coalesce(
+            alert_kind in ('daily_capacity_exceeded', 'annual_capacity_exceeded', 'storage_threshold_exceeded')
+            and authorised_quantity = 0,
+            false
+        ) as is_authorised_quantity_zero
+    from unioned
 ),
 
 final as (
@@ -439,10 +455,26 @@ final as (
         authorised_unit::text as authorised_unit,
         observed_quantity_t::numeric as observed_quantity_t,
         bsd_ids::text[] as bsd_ids,
+        -- the BSD numbers users know (Trackdéchets' readable id, fixed at creation), index for
+        -- index with bsd_ids; the internal id when a BSD has none
+        array(
+            select coalesce(bordereaux.readable_id, ids.bsd_id)
+            from unnest(alerts.bsd_ids) with ordinality as ids (bsd_id, n)
+            left join {{ ref('fct_bordereaux') }} as bordereaux on ids.bsd_id = bordereaux.bsd_id
+            order by ids.n
+        )::text[] as bsd_readable_ids,
         cardinality(bsd_ids)::integer as n_bsds,
         waste_codes::text[] as waste_codes,
         operation_codes::text[] as operation_codes,
-        detail::text as detail,
+        is_authorised_quantity_zero::boolean as is_authorised_quantity_zero,
+        (
+            detail
+            || case
+                when is_authorised_quantity_zero
+                    then ' ; quantité autorisée nulle dans le registre ICPE, probablement non renseignée : à vérifier'
+                else ''
+            end
+        )::text as detail,
         {{ built_at() }} as _tdw_built_at
     from alerts
 )

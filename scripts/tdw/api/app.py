@@ -186,11 +186,16 @@ Alert = _item_model("IcpeAlert", "Alerte de conformité ICPE (METRICS.md § ICPE
     ("authorised_quantity", float, "Quantité autorisée."),
     ("authorised_unit", str, "Unité de la quantité autorisée."),
     ("observed_quantity_t", float, "Tonnes observées."),
-    ("bsd_ids", list[str], "Bordereaux en cause."),
+    ("bsd_ids", list[str], "Bordereaux en cause, par identifiant interne (clé de jointure ; pour un BSDD, "
+                           "l'identifiant technique, pas le numéro BSD-…)."),
+    ("bsd_readable_ids", list[str], "Les mêmes bordereaux, dans le même ordre, par leur numéro Trackdéchets "
+                                    "(« BSD-20250102-7EF28EM4Z », « BSDA-… ») : celui de la fiche d'inspection."),
     ("n_bsds", int, "Nombre de bordereaux."),
     ("waste_codes", list[str], "Codes déchet de ces bordereaux."),
     ("operation_codes", list[str], "Codes d'opération de ces bordereaux."),
-    ("detail", str, "Une phrase pour l'inspecteur."),
+    ("is_authorised_quantity_zero", bool, "Alerte de capacité comparée à une quantité autorisée nulle dans le "
+                                          "registre ICPE, probablement non renseignée : à vérifier."),
+    ("detail", str, "Une phrase pour l'inspecteur (signale aussi une quantité autorisée nulle)."),
 ])
 
 DailyProcessing = _item_model("IcpeDailyProcessing", "Tonnes traitées, reçues et stockées par jour et rubrique ICPE.", [

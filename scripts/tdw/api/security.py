@@ -90,8 +90,8 @@ _AUTHORISATION_COLUMNS = (
 )
 _ALERT_COLUMNS = (
     "alert_id", "alert_kind", "siret", "s3ic_id", "departement_code", "alert_date", "period_start", "period_end",
-    "rubrique", "authorised_quantity", "authorised_unit", "observed_quantity_t", "bsd_ids", "n_bsds",
-    "waste_codes", "operation_codes", "detail",
+    "rubrique", "authorised_quantity", "authorised_unit", "observed_quantity_t", "bsd_ids", "bsd_readable_ids",
+    "n_bsds", "waste_codes", "operation_codes", "is_authorised_quantity_zero", "detail",
 )
 _DAILY_COLUMNS = (
     "siret", "s3ic_id", "departement_code", "rubrique_alinea", "capacity_kind", "day", "processed_t",

@@ -82,13 +82,6 @@ def _shorten(text: str | None, limit: int = WASTE_LABEL_CHARS) -> str:
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;") + "…"
 
 
-def _readable_ids(ids_sql: str) -> str:
-    """SQL giving the BSD numbers (readable_id, e.g. BSD-20240101-ABC) of an array of bsd_id,
-    comma-separated in the array's order; the internal id when a BSD has no readable id."""
-    return (f"(select string_agg(coalesce(b.readable_id, u.id), ', ' order by u.n) from unnest({ids_sql})"
-            " with ordinality as u (id, n) left join marts.fct_bordereaux as b on b.bsd_id = u.id)")
-
-
 def validate_siret(siret: str) -> str:
     """Return the SIRET without spaces, or raise TdwError.
 
@@ -220,7 +213,8 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
         data["late"] = late
         data["alerts"] = _rows(cur, """
             select alert_kind, alert_date, period_start, period_end, rubrique, authorised_quantity, authorised_unit,
-                   observed_quantity_t, n_bsds, """ + _readable_ids("bsd_ids") + """ as bsd_ids, detail
+                   observed_quantity_t, n_bsds, array_to_string(bsd_readable_ids, ', ') as bsd_numbers,
+                   is_authorised_quantity_zero, detail
             from marts.mart_icpe_conformity_alerts
             where siret = %(siret)s and period_end >= %(d0)s and period_start <= %(d1)s
             order by alert_date, alert_kind""", p)
@@ -291,6 +285,24 @@ def late_note(n_bsds: int, n_movements: int) -> str:
     return note + "."
 
 
+ZERO_QUANTITY_MARK = "(à vérifier)"
+
+
+def alerts_note(alerts: list[dict]) -> str | None:
+    """The note of the alerts section: « Aucune alerte sur la période. » when there is none; when
+    some capacity alerts compare with an authorised quantity of 0 (is_authorised_quantity_zero),
+    a caveat counting them, e.g. « 2 alertes comparées à une quantité autorisée nulle dans le
+    registre ICPE, probablement non renseignée : à vérifier (marquées « (à vérifier) ») »; else None."""
+    if not alerts:
+        return "Aucune alerte sur la période."
+    n_zero = sum(1 for r in alerts if r.get("is_authorised_quantity_zero"))
+    if not n_zero:
+        return None
+    return (f"{_plural(n_zero, 'alerte comparée', 'alertes comparées')} à une quantité autorisée nulle dans le"
+            f" registre ICPE, probablement non renseignée : à vérifier (marquées « {ZERO_QUANTITY_MARK} »"
+            " dans la colonne Autorisé).")
+
+
 def _section(title: str, note: str | None, header: list[str], rows: list[list[str]], numeric: tuple[int, ...] = ()) -> dict:
     return {"title": title, "note": note, "header": header, "rows": rows,
             "align": ["R" if i in numeric else "L" for i in range(len(header))]}
@@ -348,12 +360,13 @@ def sections(data: dict) -> list[dict]:
         ["Département", "Reçu (t)", "BSD", "Établissements d'origine (SIRET)"],
         [[r["departement"], _t(r["t"]), fmt(r["n_bsd"]), fmt(r["n_origins"])] for r in data["origins"]], numeric=(1, 2, 3)))
     out.append(_section(
-        "Alertes de conformité ICPE", None if data["alerts"] else "Aucune alerte sur la période.",
+        "Alertes de conformité ICPE", alerts_note(data["alerts"]),
         ["Alerte", "Date", "Période", "Rubrique", "Autorisé", "Unité", "Observé (t)", "BSD", "BSD concernés", "Détail"],
         [[ALERT_LABELS.get(r["alert_kind"], r["alert_kind"]), fmt(r["alert_date"]),
           f"{fmt(r['period_start'])} – {fmt(r['period_end'])}", r["rubrique"] or "—",
-          fmt(r["authorised_quantity"], TONNE_DECIMALS), r["authorised_unit"] or "—", _t(r["observed_quantity_t"]),
-          fmt(r["n_bsds"]), r["bsd_ids"] or "", r["detail"] or ""] for r in data["alerts"]], numeric=(4, 6, 7)))
+          fmt(r["authorised_quantity"], TONNE_DECIMALS) + (f" {ZERO_QUANTITY_MARK}" if r["is_authorised_quantity_zero"] else ""),
+          r["authorised_unit"] or "—", _t(r["observed_quantity_t"]),
+          fmt(r["n_bsds"]), r["bsd_numbers"] or "", r["detail"] or ""] for r in data["alerts"]], numeric=(4, 6, 7)))
     out.append(_section(
         "Anomalies de qualité des données", None if data["quality"] else "Aucune anomalie détectée.",
         ["Anomalie", "BSD", "Exemples"], [[q["label"], fmt(q["n"]), q["bsd_ids"]] for q in data["quality"]], numeric=(1,)))
