@@ -564,7 +564,7 @@ def test_committed_exposures_are_up_to_date(spec):
     assert set(by_name) == {f"metabase_{k}" for k in spec.dashboards}
     icpe = by_name["metabase_icpe_conformity"]
     assert icpe["type"] == "dashboard" and icpe["owner"]["name"] and icpe["url"].startswith("http")
-    assert icpe["depends_on"] == ["ref('dim_establishments')", "ref('fct_bordereaux')", "ref('mart_icpe_conformity_alerts')"]
+    assert icpe["depends_on"] == ["ref('dim_complete_periods')", "ref('dim_establishments')", "ref('mart_icpe_conformity_alerts')"]
     assert "ref('mart_recovery_rates')" in by_name["metabase_national_overview"]["depends_on"]
 
 
