@@ -27,8 +27,15 @@
         and the post-hook deleting vanished rows both go through `delete`); jsonb_populate_record gives the old
         rows back typed, so the same period expression serves old and new rows;
       * for marts publishing complete quarters only (period_plan argument `cutoff`, a select of
-        the first unpublished quarter: od_published_quarters_end), the quarters between the
-        cutoff of the mark and today's (a quarter that became published, or unpublished). With
+        the first unpublished quarter: od_published_quarters_end; and `cutoff_from`, a select of
+        the first published quarter: od_published_quarters_start, the quarter after the one the
+        data start in unless they start on its first day, macros/complete_periods.sql), the
+        quarters between the cutoff of the mark and today's and between the cutoff_from of the
+        mark and today's (a quarter that became published, or unpublished: the latest load date
+        moved on, or the data's first day moved, e.g. a backdated bordereau arrived and the
+        quarter it falls in, or the one after, becomes or stops being the first complete one).
+        The published quarters are [cutoff_from, cutoff): what changed between two such windows
+        lies between their lower bounds or between their upper bounds. With
         composite keys (period_key_type='text'), argument `cutoff_keys` ({'fact': the quarter of
         a fact row, 'mart': the quarter of a mart row}, date expressions) turns those quarters
         into keys: every key of the fact rows of those quarters and every key of the mart rows
@@ -97,6 +104,7 @@
                 built_through timestamptz,
                 log_position bigint not null,
                 cutoff date,
+                cutoff_from date,
                 logic_md5 text not null,
                 mode text not null,
                 reason text not null,
@@ -116,6 +124,21 @@
     end
     $fn$
     {%- endif %}
+{%- endmacro %}
+
+{#- on-run-start hook: add meta.period_marks.cutoff_from to a table created before it existed.
+    Not in period_bookkeeping_ddl: an `alter table` in a post-hook would wait, holding the
+    advisory lock, for the marks read by the plans of models building in parallel (their
+    transactions keep that lock to their end), which wait for the advisory lock: a deadlock. -#}
+{% macro period_marks_migrate() -%}
+    do $migrate$ begin
+        if to_regclass('meta.period_marks') is not null and not exists (
+            select 1 from pg_attribute
+            where attrelid = to_regclass('meta.period_marks') and attname = 'cutoff_from' and not attisdropped
+        ) then
+            alter table meta.period_marks add column cutoff_from date;
+        end if;
+    end $migrate$
 {%- endmacro %}
 
 {#- Post-hook of a fact read by period-incremental marts (fct_movements, fct_bordereaux): ensure the change-log
@@ -139,22 +162,26 @@
 {#- The plan of the open-data marts built by published reception quarter (od_waste_flows,
     od_distances, od_int_departement_sides): `keys`, the composite key expression(s) over
     fct_movements (text keys starting with the reception quarter; config period_key_type='text'),
-    and the quarters the publication cutoff crossed since the mark, as the keys of their fact rows
-    (reception quarter, Europe/Paris as received_date) and of their mart rows (quarter_start). -#}
+    and the quarters the publication window (its cutoff and cutoff_from) crossed since the mark,
+    as the keys of their fact rows (reception quarter, Europe/Paris as received_date) and of their
+    mart rows (quarter_start). -#}
 {% macro od_published_quarter_plan(keys) -%}
     {{ return(period_plan(
         ref('fct_movements'), keys,
         cutoff=od_published_quarters_end(ref('fct_bordereaux')), also_reads=['fct_bordereaux'],
+        cutoff_from=od_published_quarters_start(ref('fct_bordereaux')),
         cutoff_keys={'fact': "date_trunc('quarter', received_date)::date", 'mart': 'quarter_start'}
     )) }}
 {%- endmacro %}
 
 {#- What the select of an od_* model reads of `plan` (od_published_quarter_plan, text keys
-    '<YYYY-MM>|<part>|<part>...'): the keys of published quarters, before the plan's cutoff
-    (od_int_published_movements has no later row; the delete still clears every key of `plan`). -#}
+    '<YYYY-MM>|<part>|<part>...'): the keys of published quarters, from the plan's cutoff_from
+    and before its cutoff (od_int_published_movements has no other row; the delete still clears
+    every key of `plan`). -#}
 {% macro od_published_read_plan(plan) -%}
     {%- set periods = [] -%}
-    {%- for p in plan.periods or [] if plan.cutoff is none or p[:7] < plan.cutoff[:7] -%}
+    {%- for p in plan.periods or [] if (plan.cutoff is none or p[:7] < plan.cutoff[:7])
+                                      and (plan.cutoff_from is none or p[:7] >= plan.cutoff_from[:7]) -%}
         {%- do periods.append(p) -%}
     {%- endfor -%}
     {{ return(dict(plan, periods=periods)) }}
@@ -173,14 +200,20 @@
 {%- endmacro %}
 
 {#- First quarter NOT published by the open-data marts: the quarter of the data's latest load
-    date (latest loaded_at of fct_bordereaux, Europe/Paris), as in od_int_published_movements. -#}
+    date (macros/complete_periods.sql), as in od_int_published_movements. -#}
 {% macro od_published_quarters_end(fct_bordereaux) -%}
-    select date_trunc('quarter', (max(loaded_at) at time zone '{{ var("tdw_time_zone") }}')::date)::date
-    from {{ fct_bordereaux }}
+    select {{ complete_periods_end('quarter', '(' ~ data_as_of_date(fct_bordereaux) ~ ')') }}
+{%- endmacro %}
+
+{#- First quarter published by the open-data marts: the first quarter starting on or after the
+    data's first day (macros/complete_periods.sql), as in od_int_published_movements. -#}
+{% macro od_published_quarters_start(fct_bordereaux) -%}
+    select {{ first_complete_period('quarter', '(' ~ data_first_day(fct_bordereaux) ~ ')') }}
 {%- endmacro %}
 
 {#- The build plan of a period-incremental mart (a dict), at compile time; see the header. -#}
-{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}, cutoff_keys=none, row_values=none) -%}
+{% macro period_plan(fact, period, cutoff=none, also_reads=[], stale_keys={}, cutoff_keys=none, row_values=none,
+                     cutoff_from=none) -%}
     {%- set key_expressions = [period] if period is string else period -%}
     {%- if row_values and row_values['columns'] | length != key_expressions | length -%}
         {{ exceptions.raise_compiler_error(this ~ ': row_values needs one list of columns per key expression') }}
@@ -188,8 +221,11 @@
     {%- if cutoff and period_key_type() != 'date' and not cutoff_keys -%}
         {{ exceptions.raise_compiler_error(this ~ ': a cutoff over composite keys needs cutoff_keys (the quarter of a fact row and of a mart row)') }}
     {%- endif -%}
+    {%- if cutoff_from and not cutoff -%}
+        {{ exceptions.raise_compiler_error(this ~ ': cutoff_from needs a cutoff') }}
+    {%- endif -%}
     {%- set plan = {'mode': 'full', 'reason': 'full build', 'periods': none, 'fact_relid': none,
-                    'built_through': none, 'log_position': 0, 'cutoff': none} -%}
+                    'built_through': none, 'log_position': 0, 'cutoff': none, 'cutoff_from': none} -%}
     {%- if not execute -%}{{ return(plan) }}{%- endif -%}
     {%- do period_check_inputs([fact.identifier] + also_reads + stale_keys.keys() | list) -%}
     {#- no DDL here: compile-time queries share the model's transaction, a lock would last the whole build -#}
@@ -199,10 +235,12 @@
         select '{{ fact }}'::regclass::oid::text,
             (select max(_tdw_built_at)::text from {{ fact }}),
             {% if ready %}(select coalesce(max(log_position), 0) from meta.period_change_log){% else %}0{% endif %},
-            {% if cutoff %}({{ cutoff }})::text{% else %}null{% endif %}
+            {% if cutoff %}({{ cutoff }})::text{% else %}null{% endif %},
+            {% if cutoff_from %}({{ cutoff_from }})::text{% else %}null{% endif %}
     {%- endset -%}
     {%- set now = run_query(q).rows[0] -%}
-    {%- do plan.update({'fact_relid': now[0], 'built_through': now[1], 'log_position': now[2], 'cutoff': now[3]}) -%}
+    {%- do plan.update({'fact_relid': now[0], 'built_through': now[1], 'log_position': now[2], 'cutoff': now[3],
+                        'cutoff_from': now[4]}) -%}
     {%- if not is_incremental() -%}
         {{ return(plan) }}
     {%- elif not ready -%}
@@ -210,7 +248,10 @@
         {{ return(plan) }}
     {%- endif -%}
     {%- set q -%}
-        select m.fact_relid::text, m.built_through::text, m.log_position, m.cutoff::text
+        {#- cutoff_from through to_jsonb: null in a marks table from before the column (added by
+            the on-run-start hook period_marks_migrate) -#}
+        select m.fact_relid::text, m.built_through::text, m.log_position, m.cutoff::text,
+            to_jsonb(m) ->> 'cutoff_from'
         from meta.period_marks as m
         where m.relid = '{{ this }}'::regclass
     {%- endset -%}
@@ -223,12 +264,18 @@
         {%- do plan.update({'reason': 'change log behind the mark'}) -%}
     {%- else -%}
         {%- set m = mark[0] -%}
-        {#- the quarters the publication cutoff crossed since the mark (composite keys) -#}
+        {#- the ranges of quarters the publication window crossed since the mark: between the
+            mark's and today's cutoff, between the mark's and today's cutoff_from; [crossed_from,
+            crossed_to), a row per bound that moved -#}
+        {%- set bounds = [(m[3], plan.cutoff), (m[4], plan.cutoff_from)] -%}
+        {%- set crossed_rows = [] -%}
+        {%- for then, now in bounds if then != now -%}
+            {%- do crossed_rows.append("(least('" ~ then ~ "'::date, '" ~ now ~ "'::date), greatest('"
+                                       ~ then ~ "'::date, '" ~ now ~ "'::date))") -%}
+        {%- endfor -%}
         {%- set crossed -%}
-            (select least(old.q, new.q) as cutoff_from, greatest(old.q, new.q) as cutoff_to
-             from (select {{ "'" ~ m[3] ~ "'::date" if m[3] is not none else 'null::date' }} as q) as old,
-                (select {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff is not none else 'null::date' }} as q) as new
-             where old.q is distinct from new.q) as crossed
+            (values {{ crossed_rows | join(', ') if crossed_rows else '(null::date, null::date)' }})
+                as crossed (crossed_from, crossed_to)
         {%- endset -%}
         {%- set q -%}
             with
@@ -289,27 +336,25 @@
                 {%- endfor %}
                 {%- if cutoff and not cutoff_keys %}
                 union
-                select generate_series(least(old.q, new.q), greatest(old.q, new.q) - interval '1 day',
+                select generate_series(crossed.crossed_from, crossed.crossed_to - interval '1 day',
                                        interval '3 months')::date
-                from (select {{ "'" ~ m[3] ~ "'::date" if m[3] is not none else 'null::date' }} as q) as old,
-                    (select {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff is not none else 'null::date' }} as q) as new
-                where old.q is distinct from new.q
+                from {{ crossed }}
                 {%- elif cutoff %}
                 {#- the keys of the quarters crossed: of the fact rows (a quarter now published) and
                     of the mart rows (a quarter no longer published) -#}
                 {%- for expression in key_expressions %}
                 union
                 select ({{ expression }})::{{ period_key_type() }} from {{ fact }}, {{ crossed }}
-                where ({{ cutoff_keys.fact }}) >= crossed.cutoff_from and ({{ cutoff_keys.fact }}) < crossed.cutoff_to
+                where ({{ cutoff_keys.fact }}) >= crossed.crossed_from and ({{ cutoff_keys.fact }}) < crossed.crossed_to
                 {%- endfor %}
                 union
                 select ({{ period_of_row() }})::{{ period_key_type() }} from {{ this }}, {{ crossed }}
-                where ({{ cutoff_keys.mart }}) >= crossed.cutoff_from and ({{ cutoff_keys.mart }}) < crossed.cutoff_to
+                where ({{ cutoff_keys.mart }}) >= crossed.crossed_from and ({{ cutoff_keys.mart }}) < crossed.crossed_to
                 {%- endif %}
             )
             select coalesce(jsonb_agg(p::text order by p), '[]'::jsonb)::text from periods where p is not null
         {%- endset -%}
-        {%- if cutoff and (m[3] is none) != (plan.cutoff is none) -%}
+        {%- if cutoff and ((m[3] is none) != (plan.cutoff is none) or (m[4] is none) != (plan.cutoff_from is none)) -%}
             {%- do plan.update({'reason': 'cutoff appeared or vanished'}) -%}
         {%- else -%}
             {%- do plan.update({'mode': 'incremental', 'reason': 'periods changed since the mark',
@@ -423,10 +468,11 @@
         {{ period_bookkeeping_ddl() }};
         delete from meta.period_marks as m where not exists (select 1 from pg_class as c where c.oid = m.relid);
         insert into meta.period_marks as m (relid, schema_name, table_name, fact_relid, built_through,
-            log_position, cutoff, logic_md5, mode, reason, periods, built_at)
+            log_position, cutoff, cutoff_from, logic_md5, mode, reason, periods, built_at)
         select '{{ this }}'::regclass, '{{ this.schema }}', '{{ this.identifier }}',
             {{ plan.fact_relid }}, {{ "'" ~ plan.built_through ~ "'::timestamptz" if plan.built_through else 'null' }},
             {{ plan.log_position }}, {{ "'" ~ plan.cutoff ~ "'::date" if plan.cutoff else 'null' }},
+            {{ "'" ~ plan.cutoff_from ~ "'::date" if plan.cutoff_from else 'null' }},
             '{{ local_md5(full_sql) }}',
             -- an incremental plan rewrites whole when the logic changed (strategy `period`)
             case when '{{ plan.mode }}' = 'incremental' and m0.logic_md5 is distinct from '{{ local_md5(full_sql) }}'
@@ -439,6 +485,7 @@
         on conflict (relid) do update set
             schema_name = excluded.schema_name, table_name = excluded.table_name, fact_relid = excluded.fact_relid,
             built_through = excluded.built_through, log_position = excluded.log_position, cutoff = excluded.cutoff,
+            cutoff_from = excluded.cutoff_from,
             logic_md5 = excluded.logic_md5, mode = excluded.mode, reason = excluded.reason,
             periods = case when excluded.mode = 'incremental' then excluded.periods end, built_at = excluded.built_at;
         -- entries of a fact gone, or consumed by every mark of their fact

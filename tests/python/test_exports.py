@@ -158,6 +158,38 @@ def test_weekly_stats_publish_only_weeks_wholly_covered(wh, open_data):
     assert min(weeks) == first_week and len(weeks) == n_weeks
 
 
+def test_open_data_publishes_only_periods_wholly_covered(wh, open_data):
+    """METRICS.md: a published series only contains complete periods. The quarter, the month and
+    the year the data start in (covered from their first day only) are not published: no row of a
+    quarterly or monthly / yearly dataset starts before the data's first day, and the first row is
+    the first period starting on or after it. The simulated history starts on today's date two
+    years back: the first quarter and year are partial unless that is 1 January."""
+    import csv
+
+    def read(name):
+        with open(out / f"{name}.csv", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    def first_period(months):  # the first period of `months` months starting on or after first_day
+        start = dt.date(first_day.year, (first_day.month - 1) // months * months + 1, 1)
+        if start == first_day:
+            return start
+        month = start.month - 1 + months
+        return dt.date(start.year + month // 12, month % 12 + 1, 1)
+
+    out, _ = open_data
+    first_day = query(wh, "select min(created_date) from marts.fct_bordereaux")[0][0]
+    for name in ("flux-entre-departements", "distances"):
+        quarters = {dt.date.fromisoformat(r["quarter_start"]) for r in read(name)}
+        assert min(quarters) == first_period(3), (name, min(quarters), first_day)
+    departements = {dt.date.fromisoformat(r["period_start"]) for r in read("flux-par-departement")}
+    assert departements == {first_period(3)}, (departements, first_day)
+    rates = read("taux-de-valorisation")
+    for period_type, months in (("month", 1), ("year", 12)):
+        starts = {dt.date.fromisoformat(r["period_start"]) for r in rates if r["period_type"] == period_type}
+        assert starts and min(starts) >= first_period(months), (period_type, min(starts), first_day)
+
+
 def test_reads_as_french_flags_english_descriptions():
     french = ["Lundi de la semaine ISO.", "Nom du département.", "Arrondi à 1 décimale.",
               "Motif : « fewer_than_min_establishments » (moins de 3 établissements) ; vide quand publié.",

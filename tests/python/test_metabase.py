@@ -564,7 +564,7 @@ def test_committed_exposures_are_up_to_date(spec):
     assert set(by_name) == {f"metabase_{k}" for k in spec.dashboards}
     icpe = by_name["metabase_icpe_conformity"]
     assert icpe["type"] == "dashboard" and icpe["owner"]["name"] and icpe["url"].startswith("http")
-    assert icpe["depends_on"] == ["ref('dim_establishments')", "ref('fct_bordereaux')", "ref('mart_icpe_conformity_alerts')"]
+    assert icpe["depends_on"] == ["ref('dim_complete_periods')", "ref('dim_establishments')", "ref('mart_icpe_conformity_alerts')"]
     assert "ref('mart_recovery_rates')" in by_name["metabase_national_overview"]["depends_on"]
 
 
@@ -798,18 +798,26 @@ def test_filters_narrow_the_results(marts, spec):
     (n_2760,) = query(marts, "select count(*) from marts.mart_icpe_conformity_alerts where rubrique like '%2760%'")[0]
     assert results["icpe_alerts_list"].rows == n_2760
     (n_months,) = query(marts, f"select count(distinct month_start) from marts.mart_waste_flows "
-                               f"where bsd_type = 'BSDA' and month_start + interval '1 month' <= ({_AS_OF})")[0]
+                               f"where bsd_type = 'BSDA' and month_start + interval '1 month' <= ({_AS_OF})"
+                               f" and month_start >= ({_FIRST_MONTH})")[0]
     assert results["national_tonnage_monthly"].rows == n_months
 
 
 # The data's latest load date, as the od_* marts and mart_public_weekly_stats compute it.
 _AS_OF = "select (max(loaded_at) at time zone 'Europe/Paris')::date from marts.fct_bordereaux"
+# The first complete month: that of the data's first day if they start on its 1st, else the next.
+_FIRST_MONTH = ("select (date_trunc('month', min(created_date) + interval '1 month' - interval '1 day'))::date"
+                " from marts.fct_bordereaux")
 
 
 @pytest.mark.slow
 def test_series_cards_show_complete_periods_only(marts, spec):
-    """METRICS.md § Units and dates: a published monthly or weekly series holds complete periods only."""
+    """METRICS.md § Units and dates: a published monthly or weekly series holds complete periods
+    only: none ends on or after the data's latest load date, none starts before their first day
+    (the first valid creation date): the month the data start in is left out unless they start on
+    its first day."""
     (as_of,) = query(marts, _AS_OF)[0]
+    (first_day,) = query(marts, "select min(created_date) from marts.fct_bordereaux")[0]
     series = [c for c in spec.cards.values() if c.columns[0] in ("month_start", "iso_week_start")]
     assert {"national_tonnage_monthly", "national_recovery_rate_monthly", "national_weekly_activity",
             "flows_intra_inter_monthly", "icpe_alerts_monthly", "dq_defects_monthly",
@@ -822,15 +830,19 @@ def test_series_cards_show_complete_periods_only(marts, spec):
         assert None not in starts, card.key
         if not starts:
             continue
-        last = max(starts)
+        first, last = min(starts), max(starts)
+        assert first >= first_day, f"{card.key}: first period {first} starts before the data ({first_day})"
         end = last + dt.timedelta(days=7) if card.columns[0] == "iso_week_start" else \
             (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
         assert end <= as_of, f"{card.key}: last period {last} is not complete on {as_of}"
-    # the tonnage card has every complete month of the mart and none of the current one
+    # the tonnage card has every complete month of the mart, not the first (partial) one nor the current one
     shown = {r[0] for r in query(marts, *render_sql(spec.cards["national_tonnage_monthly"]))}
     months = {r[0] for r in query(marts, "select distinct month_start from marts.mart_waste_flows")}
     current = as_of.replace(day=1)
-    assert shown == {m for m in months if m < current}
+    first_month = first_day if first_day.day == 1 else (first_day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    assert shown == {m for m in months if first_month <= m < current}
+    if first_day.day > 1:  # the data start within a month: that month has data, left out
+        assert first_day.replace(day=1) in months and first_day.replace(day=1) not in shown
     if as_of.day > 1:  # the simulated history ends yesterday: the current month has data, left out
         assert current in months and current not in shown
 

@@ -3,8 +3,11 @@
 mart_waste_flows (month x origin x destination département), mart_distances (month x origin x
 destination région), mart_recovery_rates (year x BSD type x waste chapter x hazardous),
 od_waste_flows, od_distances and od_int_departement_sides (quarter of reception, published
-quarters only) rewrite only the keys (periods) of the movements fct_movements wrote, replaced or
-deleted since their mark, plus the quarters the publication cutoff crossed; od_departement_flows
+quarters only: complete ones, from the first starting on or after the data's first day to the
+last ended before their latest load date) rewrite only the keys (periods) of the movements
+fct_movements wrote, replaced or deleted since their mark, plus the quarters the publication
+window crossed (its end: the latest load date moved; its start: the data's first day moved);
+od_departement_flows
 is rebuilt whole from od_int_departement_sides.
 mart_establishment_monthly_tonnage rewrites only the (SIRET, month) keys of those movements (both
 sides: origin with the pick-up month, destination with the reception month), plus every month of
@@ -250,6 +253,9 @@ def test_full_build_writes_marks(built):
     marks = _marks(built["warehouse"])
     assert set(marks) == set(PERIOD_MARTS)
     assert all(mode == "full" for mode, _, _ in marks.values())
+    # the od_* marks hold the publication window: first published quarter, first unpublished one
+    assert query(built["warehouse"], """select count(*) from meta.period_marks where schema_name = 'marts'
+        and table_name = any(%s) and cutoff_from < cutoff""", (OD_MARTS,))[0][0] == len(OD_MARTS)
     # the change-log trigger is on fct_movements and fct_bordereaux
     assert query(built["warehouse"], """select count(*) from pg_trigger
         where tgrelid in ('marts.fct_movements'::regclass, 'marts.fct_bordereaux'::regclass)
@@ -515,3 +521,55 @@ def test_quarter_unpublished(built, settings):
     assert monday in marks["public_int_weekly_tonnes"][2]
     assert f"received|{monday}" in marks["public_int_weekly_events"][2]
     _assert_same(_compare(settings, wh))
+
+
+def _first_bsdd(wh) -> tuple[str, dt.date]:
+    """(id, creation day) of the BSDD created first (the data's first day when it is the first bordereau)."""
+    return query(wh, "select bsd_id, created_date from marts.fct_bordereaux where bsd_type = 'BSDD'"
+                     " and created_date is not null order by created_date, bsd_id limit 1")[0]
+
+
+def test_first_day_moves_a_quarter_becomes_then_stops_being_published(built, settings):
+    """(9) METRICS.md: a published series only contains complete periods, so the od_* marts leave
+    out the quarter the data start in (covered from their first day only). A backdated bordereau
+    arrives, created on that quarter's first day: the data's first day moves back, that quarter is
+    now complete, hence published, and written whole (its movements are not new: the publication
+    window's cutoff_from moved). Then the bordereau's creation moves a day later: the quarter is
+    partial again and deleted whole. Each run equals a full refresh."""
+    wh = built["warehouse"]
+    first_day = query(wh, "select min(created_date) from marts.fct_bordereaux")[0][0]
+    quarter = dt.date(first_day.year, 3 * ((first_day.month - 1) // 3) + 1, 1)
+    if first_day == quarter:
+        pytest.skip(f"the simulated data start on a quarter's first day ({first_day}): no partial quarter")
+    # the first, partial quarter is not published; the next one is, from the mark's window on
+    assert query(wh, "select count(*) from marts.fct_movements where date_trunc('quarter', received_date) = %s",
+                 (quarter,))[0][0] > 0
+    for mart in OD_MARTS:
+        assert query(wh, f"select count(*) from marts.{mart} where quarter_start <= %s", (quarter,))[0][0] == 0, mart
+    assert query(wh, "select min(period_start) from marts.od_departement_flows")[0][0] > quarter
+    bsd, created = _first_bsdd(wh)
+    moves = [(f"{quarter} 12:00:00+01", quarter, True), (f"{quarter + dt.timedelta(days=1)} 12:00:00+01", None, False)]
+    for created_at, expected_first_day, published in moves:
+        before = {m: _row_versions(wh, m) for m in OD_MARTS}
+        _source(built, f'update {SRC}."Form" set "createdAt" = %s, "updatedAt" = now() where id = %s', (created_at, bsd))
+        extract(built["source"], wh)
+        diffs, marks = _incremental_then_compare(settings, wh)
+        _assert_same(diffs)
+        if expected_first_day:
+            assert query(wh, "select min(created_date) from marts.fct_bordereaux")[0][0] == expected_first_day
+        for mart in OD_MARTS:
+            mode, reason, periods = marks[mart]
+            assert mode == "incremental", (mart, reason)
+            keys = {k for (k,) in query(wh, f"select distinct {PERIOD_MARTS[mart]} from marts.{mart}"
+                                            " where quarter_start = %s", (quarter,))}
+            if published:
+                # the quarter is written whole: every key of it (as the full refresh writes it) in scope
+                assert keys and keys <= set(periods), (mart, sorted(keys - set(periods))[:5])
+            else:
+                # every key it had is in scope (deleted), and nothing of it is left
+                assert not keys and set(before[mart]) & set(periods), mart
+                assert {k for k in before[mart] if k.startswith(quarter.strftime("%Y-%m"))} <= set(periods), mart
+            # the later quarters keep the keys the day left alone
+            assert set(before[mart]) - set(periods), (mart, "every key in scope: nothing to tell")
+        start = query(wh, "select min(period_start) from marts.od_departement_flows")[0][0]
+        assert (start == quarter) if published else (start > quarter), start

@@ -11,7 +11,9 @@
     run and a full refresh give the same table. The index on loaded_at serves the data's latest
     load date (max(loaded_at): the open-data publication cutoff, read by the od_* marts and their
     plans, mart_public_weekly_stats, od_recovery_rates) from the index end instead of a scan of the
-    table (0.3-0.5 s each at 1 M). The index on _tdw_built_at serves this model's own
+    table (0.3-0.5 s each at 1 M); the index on created_date serves the data's first day
+    (min(created_date): the start of the complete periods, macros/complete_periods.sql) the same
+    way. The index on _tdw_built_at serves this model's own
     incremental_since (six max() subqueries per run) and the row-local data tests of `tdw run`,
     which read the rows written since the last tested build (macros/tests_scope.sql): 0.7 s each
     at 1 M as a scan, milliseconds through the index. The rows deleted or replaced are logged
@@ -25,7 +27,7 @@
         on_schema_change='append_new_columns',
         post_hook=[
             "{{ ensure_indexes(this, [{'columns': ['destination_siret']}, {'columns': ['emitter_siret']},"
-            ~ " {'columns': ['loaded_at']}, {'columns': ['_tdw_built_at']}]) }}",
+            ~ " {'columns': ['loaded_at']}, {'columns': ['created_date']}, {'columns': ['_tdw_built_at']}]) }}",
             "delete from {{ this }} as fct where {{ built_incrementally() }} and not exists (select 1 from {{ ref('int_bordereaux__unioned') }}"
             ~ " as src where src.bsd_id = fct.bsd_id)",
             "{{ period_change_log_trigger(this) }}",

@@ -1,16 +1,17 @@
 {#- Ephemeral: the movements the open-data flows and distances publish (METRICS.md § Waste
     flows, § Distances, § Units and dates). Outliers and movements without a valid reception date
     or quantity are left out (as in mart_waste_flows / mart_distances); movements are bucketed by
-    their reception quarter (Europe/Paris) and only complete quarters are kept: a quarter is
-    published when it ended before the data's latest load date (the latest loaded_at of
-    fct_bordereaux, as in mart_public_weekly_stats). -#}
+    their reception quarter (Europe/Paris) and only complete quarters are kept
+    (macros/complete_periods.sql): a quarter is published when it ended before the data's latest
+    load date (the latest loaded_at of fct_bordereaux, as in mart_public_weekly_stats) and started
+    on or after the data's first day (the first valid creation date), so the quarter the data start
+    in is left out unless they start on its first day. -#}
 {{ config(materialized='ephemeral') }}
 
 with
 
 as_of as (
-    select (max(loaded_at) at time zone '{{ var("tdw_time_zone") }}')::date as data_as_of_date
-    from {{ ref('fct_bordereaux') }}
+    select ({{ data_as_of_date(ref('fct_bordereaux')) }}) as data_as_of_date
 ),
 
 movements as (
@@ -27,5 +28,8 @@ select
     as_of.data_as_of_date
 from movements
 cross join as_of
--- the first unpublished quarter, as the period-incremental marts compute their cutoff
-where date_trunc('quarter', movements.received_date) < ({{ od_published_quarters_end(ref('fct_bordereaux')) }})
+-- the published quarters, as the period-incremental marts compute their window
+-- (od_published_quarters_start / od_published_quarters_end)
+where
+    date_trunc('quarter', movements.received_date) >= ({{ od_published_quarters_start(ref('fct_bordereaux')) }})
+    and date_trunc('quarter', movements.received_date) < ({{ od_published_quarters_end(ref('fct_bordereaux')) }})

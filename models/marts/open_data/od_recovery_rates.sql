@@ -1,24 +1,30 @@
 {#- Open data: recovery rates (METRICS.md § Recovery rate) from mart_recovery_rates, complete
-    periods only (a month or year is published when it ended before the data's latest load date,
-    METRICS.md § Units and dates). Secret statistique (METRICS.md): where mart_recovery_rates
-    suppresses the rate, the tonnes it is computed from are withheld too (null), so the rate cannot
-    be recomputed; the dominant establishment's share is not published. -#}
+    periods only (macros/complete_periods.sql, METRICS.md § Units and dates): a month or year is
+    published when it ended before the data's latest load date and started on or after the data's
+    first day (the first valid creation date), so the month and the year the data start in are
+    left out unless they start on their first day. Secret statistique (METRICS.md): where
+    mart_recovery_rates suppresses the rate, the tonnes it is computed from are withheld too
+    (null), so the rate cannot be recomputed; the dominant establishment's share is not
+    published. -#}
 with
 
-as_of as (
-    select (max(loaded_at) at time zone '{{ var("tdw_time_zone") }}')::date as data_as_of_date
-    from {{ ref('fct_bordereaux') }}
+bounds as (
+    select
+        ({{ data_first_day(ref('fct_bordereaux')) }}) as first_day,
+        ({{ data_as_of_date(ref('fct_bordereaux')) }}) as as_of_date
 ),
 
 rates as (
     select rates.*
     from {{ ref('mart_recovery_rates') }} as rates
-    cross join as_of
+    cross join bounds
     where
-        (
-            rates.period_start + case when rates.period_type = 'year' then interval '1 year' else interval '1 month' end
-        )::date
-        <= as_of.data_as_of_date
+        case rates.period_type
+            when 'year'
+                then {{ is_complete_period('year', 'rates.period_start', 'bounds.first_day', 'bounds.as_of_date') }}
+            when 'month'
+                then {{ is_complete_period('month', 'rates.period_start', 'bounds.first_day', 'bounds.as_of_date') }}
+        end
 )
 
 select

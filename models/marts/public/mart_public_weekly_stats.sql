@@ -6,7 +6,8 @@
     latest load date (the latest loaded_at of fct_bordereaux, i.e. when the warehouse last loaded
     a BSD from the source) and started on or after the data's first day (the first valid creation
     date): the week the data start in is left out unless they start on its Monday, so that no
-    week covered only in part looks like a whole one. Weeks without activity are present with zeros.
+    week covered only in part looks like a whole one (macros/complete_periods.sql, the rule every
+    public output applies). Weeks without activity are present with zeros.
 
     Counts: BSDs created / emitted (signed by the producer) / received at the final destination /
     processed at the final destination in the week. Tonnes (outliers left out), bucketed by the
@@ -41,26 +42,19 @@ tonnes as (
     select * from {{ ref('public_int_weekly_tonnes') }}
 ),
 
+-- the data's first day and latest load date (macros/complete_periods.sql): from the index ends of
+-- fct_bordereaux (created_date, loaded_at)
 as_of as (
     select
-        -- the data's latest load date: from the index end of fct_bordereaux (loaded_at)
-        (
-            select (max(loaded_at) at time zone '{{ var("tdw_time_zone") }}')::date
-            from {{ ref('fct_bordereaux') }}
-        ) as data_as_of_date,
-        (
-            select min(first_event_date) from event_counts
-            where event_kind = 'created' and bsd_type = 'ALL'
-        ) as first_created_date
+        ({{ data_first_day(ref('fct_bordereaux')) }}) as first_day,
+        ({{ data_as_of_date(ref('fct_bordereaux')) }}) as data_as_of_date
 ),
 
 weeks as (
     select distinct dim_date.iso_week_start
     from {{ ref('dim_date') }} as dim_date
     cross join as_of
-    where
-        dim_date.iso_week_start >= as_of.first_created_date
-        and dim_date.iso_week_end < as_of.data_as_of_date
+    where {{ is_complete_period('week', 'dim_date.iso_week_start', 'as_of.first_day', 'as_of.data_as_of_date') }}
 ),
 
 types as (

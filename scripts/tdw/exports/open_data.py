@@ -48,21 +48,25 @@ DATASETS: dict[str, tuple[str, str, str, str]] = {
     "flux-entre-departements": (
         "od_waste_flows", "quarter_start, origin_code_departement nulls last, destination_code_departement nulls last",
         "Flux de déchets entre départements",
-        "Tonnes acceptées par trimestre, département d'origine et de destination."),
+        "Tonnes acceptées par trimestre, département d'origine et de destination ; "
+        "seuls les trimestres entièrement couverts par les données sont publiés."),
     "flux-par-departement": (
         "od_departement_flows", "code_departement, direction",
         "Tonnes entrantes et sortantes par département",
-        "Tonnes entrantes (site de destination) et sortantes (site d'origine) par département."),
+        "Tonnes entrantes (site de destination) et sortantes (site d'origine) par département, "
+        "sur les trimestres entièrement couverts par les données."),
     "taux-de-valorisation": (
         "od_recovery_rates",
         "period_type, period_start, geo_level, code_region nulls first, code_departement nulls first, bsd_type, "
         "waste_chapter_code nulls first, is_hazardous",
         "Taux de valorisation",
-        "Valorisation finale / (valorisation + élimination finales), par période, territoire, type et chapitre."),
+        "Valorisation finale / (valorisation + élimination finales), par période, territoire, type et chapitre ; "
+        "seuls les mois et années entièrement couverts par les données sont publiés."),
     "distances": (
         "od_distances", "quarter_start, bsd_type, origin_code_region nulls last, destination_code_region nulls last",
         "Distances parcourues par les déchets",
-        "Tonnes transportées, tonnes-km et distance moyenne pondérée par trimestre, type et régions."),
+        "Tonnes transportées, tonnes-km et distance moyenne pondérée par trimestre, type et régions ; "
+        "seuls les trimestres entièrement couverts par les données sont publiés."),
     "etablissements": (
         "od_establishments", "siret",
         "Établissements inscrits sur Trackdéchets",

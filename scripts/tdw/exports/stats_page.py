@@ -107,15 +107,6 @@ def load_departements_geojson(geo_dir: Path) -> dict:
 _GEO_PLACEHOLDER = "tdw:departements.geojson"
 
 
-def _first_day(cur) -> date | None:
-    """The data's first day: the first day a bordereau was created (invalid dates left out), as
-    mart_public_weekly_stats reads it to start on the first week wholly covered by the data; None
-    when unknown."""
-    cur.execute("select min(first_event_date) from marts.public_int_weekly_events "
-                "where event_kind = 'created' and bsd_type = 'ALL'")
-    return cur.fetchone()[0]
-
-
 def _french_day(iso: str | None) -> str:
     """'2026-11-29T...' -> '29/11/2026' (the page writes every date this way); '' when unknown."""
     return f"{iso[8:10]}/{iso[5:7]}/{iso[:4]}" if iso else ""
@@ -152,7 +143,6 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
             weekly = _fetch(cur, "select * from marts.mart_public_weekly_stats order by iso_week_start, bsd_type")
             flows = _fetch(cur, "select * from marts.od_departement_flows where direction = 'incoming' "
                                 "order by code_departement")
-            first_day = _first_day(cur)
         except Exception as exc:
             raise TdwError(f"the public marts are not built ({str(exc).splitlines()[0]}); run 'tdw run' first") from exc
     if "ALL" not in totals or not weekly:
@@ -258,7 +248,6 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
                    if top else "Aucun département ne peut être publié.")),
         "table": {"caption": f"Tonnes reçues par département, trimestres publiés du {flows[0]['period_start']:%d/%m/%Y} au "
                              f"{flows[0]['period_end']:%d/%m/%Y}"
-                             + (f" (données à partir du {first_day:%d/%m/%Y})" if first_day and first_day > flows[0]["period_start"] else "")
                              if flows else "Tonnes reçues par département",
                   "header": ["Département", "Tonnes reçues", "Établissements destinataires"],
                   "rows": [[f"{f['code_departement']} {f['nom_departement'] or ''}".strip(), fmt(f["quantity_accepted_t"], 1),
