@@ -3,7 +3,7 @@
     periods), the one definition every public output applies (mart_public_weekly_stats and
     od_public_totals by ISO week, the od_* flows and distances by quarter through
     od_int_published_movements and their period plan, od_recovery_rates by month and year, the
-    Metabase monthly series through marts.complete_periods):
+    Metabase monthly series through marts.dim_complete_periods):
 
     a period of a grain ('week', 'month', 'quarter', 'year'; weeks are ISO weeks, Monday start) is
     complete, hence published, when it started on or after the data's first day and ended before
