@@ -375,7 +375,7 @@ def scan_schema(dsn: str, schema: str = "replica", values: ValueIndex | None = N
 _TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 _TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".geojson", ".txt", ".md", ".html", ".css", ".svg")
 _PARQUET_SUFFIXES = (".parquet",)
-# Files copied verbatim from a library package (the exports check them by sha256 against it).
+# Files the exports copy verbatim from a library package (plotly's bundle): not scanned.
 VENDORED_FILES = ("plotly.min.js",)
 
 
@@ -383,16 +383,30 @@ def _scannable(path: Path) -> bool:
     return path.name.endswith(_TABLE_SUFFIXES + _TEXT_SUFFIXES + _PARQUET_SUFFIXES)
 
 
-def files_not_scanned(folder: Path) -> list[str]:
-    """Files under ``folder`` that :func:`scan_files` cannot read (PDF, images, scripts...), as
-    paths relative to ``folder``; vendored library files are not listed."""
+def _files(folder: Path) -> list[Path]:
+    """The files under ``folder`` (recursively), or ``folder`` itself when it is a file."""
+    return [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _rel(path: Path, folder: Path) -> str:
+    return path.name if folder.is_file() else str(path.relative_to(folder))
+
+
+def files_scanned(folder: Path) -> list[str]:
+    """Files under ``folder`` (or ``folder`` itself, a file) that :func:`scan_files` reads."""
     folder = Path(folder)
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and not _scannable(p) and p.name not in VENDORED_FILES)
+    return [_rel(p, folder) for p in _files(folder) if _scannable(p)]
+
+
+def files_not_scanned(folder: Path) -> list[str]:
+    """Files under ``folder`` (or ``folder`` itself, a file) that :func:`scan_files` cannot read
+    (PDF, images, scripts...); vendored library files are not listed."""
+    folder = Path(folder)
+    return [_rel(p, folder) for p in _files(folder) if not _scannable(p) and p.name not in VENDORED_FILES]
 
 
 def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
-    """Scan export files under ``folder`` (recursively).
+    """Scan export files under ``folder`` (recursively; or ``folder`` itself, a file).
 
     CSV/TSV files (optionally gzipped) are read as rows and Parquet files batch by batch (every
     string column), both reported per column, each distinct value of a column scanned once with
@@ -401,14 +415,15 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
     :func:`files_not_scanned` (a PDF export is checked through the HTML it was rendered from).
 
     Raises:
-        InputFileError: ``folder`` does not exist, or a file is not UTF-8 (file and line named).
+        InputFileError: ``folder`` does not exist, a file is not UTF-8 (file and line named) or a
+            Parquet file cannot be read (file named).
     """
     folder = Path(folder)
     if not folder.exists():
         raise InputFileError(folder, None, None, "folder not found")
     scanner = Scanner(values)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and _scannable(p)):
-        rel = str(path.relative_to(folder))
+    for path in (p for p in _files(folder) if _scannable(p)):
+        rel = _rel(path, folder)
         if path.name.endswith(_PARQUET_SUFFIXES):
             _scan_parquet(path, rel, scanner)
             continue
@@ -439,16 +454,33 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
 
 
 def _scan_parquet(path: Path, rel: str, scanner: Scanner) -> None:
-    """Every string column of a Parquet file, batch by batch, each distinct value once."""
+    """Every column of a Parquet file holding strings (plain, dictionary-encoded, or inside lists
+    and structs: the column's values as text), batch by batch, each distinct value once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
-    names = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    distinct = {name: collections.Counter() for name in names}
-    for batch in pf.iter_batches(columns=names, batch_size=10_000):
-        for name in names:
-            distinct[name].update(batch.column(name).to_pylist())
+    def holds_text(t) -> bool:
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return True
+        if pa.types.is_dictionary(t):
+            return holds_text(t.value_type)
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return holds_text(t.value_type)
+        if pa.types.is_struct(t):
+            return any(holds_text(t.field(i).type) for i in range(t.num_fields))
+        return False
+
+    try:
+        pf = pq.ParquetFile(path)
+        names = [f.name for f in pf.schema_arrow if holds_text(f.type)]
+        distinct = {name: collections.Counter() for name in names}
+        for batch in pf.iter_batches(columns=names, batch_size=10_000):
+            for name in names:
+                # strings as they are (dictionary-encoded ones decoded), lists and structs as JSON
+                distinct[name].update(v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+                                      for v in batch.column(name).to_pylist())
+    except (pa.ArrowException, OSError) as exc:
+        raise InputFileError(path, None, None, f"not a readable Parquet file ({exc})") from exc
     for name in names:
         for value, count in distinct[name].items():
             if value:
@@ -621,6 +653,8 @@ def register(app) -> None:
         findings = scan_files(files, values) if files else scan_schema(dsn, schema, values)
         where = str(files) if files else f"schema {schema}"
         not_scanned = files_not_scanned(files) if files else []
+        if files:
+            out.print(f"{len(files_scanned(files))} file(s) scanned in {files}", highlight=False)
         if not_scanned:
             out.print(f"not scanned ({len(not_scanned)} file(s) not readable as text here; a PDF export is "
                       f"checked through the HTML it was rendered from): " + ", ".join(not_scanned), highlight=False)

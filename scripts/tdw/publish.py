@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 
 from psycopg2 import sql
@@ -28,6 +29,12 @@ from .errors import TdwError
 PUBLISHED = ("marts", "replica")
 SUFFIX = "__next"
 _RUN_LOCK_KEY = 0x7464775F72756E  # "tdw_run"
+
+# The swap waits at most this long for a lock (readers of the tables a full refresh drops), then
+# rolls back and tries again, SWAP_ATTEMPTS times in all: a queued DROP would otherwise make every
+# new reader of the published schemas wait behind it for as long as the oldest reader runs.
+SWAP_LOCK_TIMEOUT_S = 10
+SWAP_ATTEMPTS = 6
 
 # status: 'running' while the run goes on; 'succeeded' / 'failed' when it closed its row; 'interrupted'
 # when the process ended without closing it (killed), as the next run finds it (see RunLog.__enter__).
@@ -110,13 +117,39 @@ def swap(dsn: str, settings: Settings, *, drop_previous: bool = False) -> None:
     ``drop_previous`` (after a full refresh): the previously published copy, now ``X__next``, is
     emptied in the same transaction (dropped and recreated), so the next build writes it whole
     instead of updating rows written by older code (:func:`tdw.tests_scope.full_refresh_reason`).
+    That drop needs every table of the old copy to itself: a reader still in a transaction that
+    read it holds it, and a waiting DROP would queue every new reader of the published schemas
+    behind it. So each lock is waited for at most SWAP_LOCK_TIMEOUT_S, then the whole swap rolls
+    back and is tried again (SWAP_ATTEMPTS tries, a pause between them); readers wait at most that
+    long.
 
     Raises:
-        TdwError: a build schema is missing (nothing was built), nothing is changed.
+        TdwError: a build schema is missing (nothing was built), or the locks were still held after
+            the last try (the sessions holding them are named); in both cases nothing is changed.
     """
+    import psycopg2.errors
+
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            _swap_once(dsn, settings, drop_previous)
+            return
+        except psycopg2.errors.LockNotAvailable as exc:
+            if attempt == SWAP_ATTEMPTS:
+                raise TdwError(
+                    f"publish gave up after {SWAP_ATTEMPTS} tries of {SWAP_LOCK_TIMEOUT_S} s: sessions hold locks on "
+                    f"the tables it must drop ({_lock_holders(dsn)}); nothing was published, the previous marts "
+                    "and replica are still served; run again when they have ended"
+                ) from exc
+            time.sleep(min(2 * attempt, 10))
+
+
+def _swap_once(dsn: str, settings: Settings, drop_previous: bool) -> None:
+    """One attempt of :func:`swap`, in one transaction whose lock waits end after
+    SWAP_LOCK_TIMEOUT_S (psycopg2.errors.LockNotAvailable, everything rolled back)."""
     analyst, public = settings.role("analyst"), settings.role("public")
     readers = {"marts": (analyst, public), "replica": (public,)}
     with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("select set_config('lock_timeout', %s, true)", (f"{SWAP_LOCK_TIMEOUT_S}s",))
         cur.execute("select rolname from pg_roles where rolname in (%s, %s)", (analyst, public))
         present = {r[0] for r in cur.fetchall()}
         for name in PUBLISHED:
@@ -136,6 +169,28 @@ def swap(dsn: str, settings: Settings, *, drop_previous: bool = False) -> None:
                 if role in present:
                     cur.execute(sql.SQL("grant usage on schema {} to {}").format(ident(name), ident(role)))
                     cur.execute(sql.SQL("revoke all on schema {} from {}").format(ident(nxt), ident(role)))
+
+
+def _lock_holders(dsn: str) -> str:
+    """The other sessions holding locks on tables of the published or build schemas: 'pid N
+    (user, since HH:MM:SS: query...)', for the error message."""
+    schemas = list(PUBLISHED) + [build_schema(n) for n in PUBLISHED]
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            select distinct a.pid, a.usename, to_char(a.xact_start, 'HH24:MI:SS'), left(a.query, 60)
+            from pg_locks as l
+            join pg_class as c on c.oid = l.relation
+            join pg_namespace as n on n.oid = c.relnamespace
+            join pg_stat_activity as a on a.pid = l.pid
+            where l.granted and n.nspname = any(%s) and a.pid <> pg_backend_pid()
+            order by 1
+            """,
+            (schemas,),
+        )
+        rows = cur.fetchall()
+    return "; ".join(f"pid {pid} ({user}, in a transaction since {since}: {query!r})"
+                     for pid, user, since, query in rows[:5]) or "none left"
 
 
 @dataclass

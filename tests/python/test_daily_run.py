@@ -8,6 +8,7 @@ first run is whole; the later ones leave out the steps their test reads nothing 
 from __future__ import annotations
 
 import contextlib
+import time
 
 import psycopg2
 import pytest
@@ -298,3 +299,32 @@ def test_changed_models_make_the_build_a_full_refresh(first_run, monkeypatch):
                           "where n.nspname = %s", (publish.build_schema(schema),)) == [(0,)]
     # a published table without its copy: the next build's row-local tests read every row
     assert tests_scope.rows_tested_since(dsn, tests_scope.project_fingerprint()) is None
+
+
+def test_publish_gives_up_on_locks_held_by_a_reader_instead_of_queueing_every_reader(first_run, monkeypatch):
+    """A full refresh's publish drops the previously published copy; a reader still in a
+    transaction holds its tables. Without a lock timeout the DROP waited for that reader and
+    queued every new reader of the published schemas behind it (found by session 9's breaker).
+    Now the swap waits SWAP_LOCK_TIMEOUT_S per try, rolls back, and after SWAP_ATTEMPTS tries
+    fails naming the reader; nothing is published or dropped."""
+    dsn = first_run.warehouse_dsn
+    monkeypatch.setattr(publish, "SWAP_LOCK_TIMEOUT_S", 1)
+    monkeypatch.setattr(publish, "SWAP_ATTEMPTS", 2)
+    before = _published_fingerprint(dsn)
+    assert before, "the published schemas hold tables"
+    reader = psycopg2.connect(dsn)
+    try:
+        with reader.cursor() as cur:  # a transaction left open after reading a published table
+            cur.execute("select count(*) from marts.dim_date")
+            reader_pid = reader.get_backend_pid()
+        started = time.monotonic()
+        with pytest.raises(TdwError, match="nothing was published") as failure:
+            publish.swap(dsn, first_run, drop_previous=True)
+        assert f"pid {reader_pid}" in str(failure.value) and "nothing was published" in str(failure.value)
+        assert time.monotonic() - started < 30
+        # another reader is served meanwhile, and the publication is what it was
+        assert query(dsn, "select count(*) > 0 from marts.dim_date") == [(True,)]
+        assert _published_fingerprint(dsn) == before
+    finally:
+        reader.rollback()
+        reader.close()

@@ -20,6 +20,7 @@ import yaml
 from tdw import db, privacy
 from tdw.config import REPO_ROOT
 from tdw.dbt import environment
+from tdw.errors import InputFileError
 
 from conftest import _new_database, query
 
@@ -189,6 +190,17 @@ def test_file_scan_reads_html_and_parquet_and_names_what_it_cannot_read(tmp_path
                      ("flows.parquet", "note", "plate")}
     # what the scan cannot read is named (the CLI prints it), vendored library files excepted
     assert privacy.files_not_scanned(tmp_path) == ["sheet.pdf"]
+    # a file given instead of a folder is read (it was reported clean unread), dictionary-encoded
+    # and nested string columns too, and a broken Parquet file is named
+    nested = pa.table({"city": pa.array(["Lille", "06 12 34 56 78"]).dictionary_encode(),
+                       "contacts": [["jean.dupont@example.com"], []]})
+    pq.write_table(nested, tmp_path / "nested.parquet")
+    assert {(f.column, f.kind) for f in privacy.scan_files(tmp_path / "nested.parquet")} == {
+        ("city", "phone"), ("contacts", "email")}
+    assert privacy.files_scanned(tmp_path / "nested.parquet") == ["nested.parquet"]
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputFileError, match="broken.parquet.*not a readable Parquet file"):
+        privacy.scan_files(tmp_path / "broken.parquet")
 
 
 def values_of(manifest: dict, key: str) -> set[str]:
