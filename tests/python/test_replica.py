@@ -36,6 +36,7 @@ def _copy_project(dest: Path) -> Path:
     (dest / "macros").mkdir()
     shutil.copy(REPO_ROOT / "macros" / "generate_schema_name.sql", dest / "macros")
     shutil.copy(REPO_ROOT / "macros" / "analyze_built_table.sql", dest / "macros")  # dbt_project.yml post-hook
+    shutil.copy(REPO_ROOT / "macros" / "period_incremental.sql", dest / "macros")  # on-run-start: period_marks_migrate
     shutil.copytree(REPO_ROOT / "macros" / "privacy", dest / "macros" / "privacy")
     shutil.copytree(REPO_ROOT / "models" / "replica", dest / "models" / "replica")
     (dest / "models" / "staging" / "trackdechets").mkdir(parents=True)
