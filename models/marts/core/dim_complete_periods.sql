@@ -13,34 +13,13 @@ bounds as (
         ({{ data_as_of_date(ref('fct_bordereaux')) }}) as data_as_of_date
 )
 
-select
-    'week'::text as grain,
-    bounds.data_first_day::date as data_first_day,
-    bounds.data_as_of_date::date as data_as_of_date,
-    {{ first_complete_period('week', 'bounds.data_first_day') }} as first_period_start,
-    {{ complete_periods_end('week', 'bounds.data_as_of_date') }} as periods_end
-from bounds
-union all
-select
-    'month'::text as grain,
-    bounds.data_first_day::date as data_first_day,
-    bounds.data_as_of_date::date as data_as_of_date,
-    {{ first_complete_period('month', 'bounds.data_first_day') }} as first_period_start,
-    {{ complete_periods_end('month', 'bounds.data_as_of_date') }} as periods_end
-from bounds
-union all
-select
-    'quarter'::text as grain,
-    bounds.data_first_day::date as data_first_day,
-    bounds.data_as_of_date::date as data_as_of_date,
-    {{ first_complete_period('quarter', 'bounds.data_first_day') }} as first_period_start,
-    {{ complete_periods_end('quarter', 'bounds.data_as_of_date') }} as periods_end
-from bounds
-union all
-select
-    'year'::text as grain,
-    bounds.data_first_day::date as data_first_day,
-    bounds.data_as_of_date::date as data_as_of_date,
-    {{ first_complete_period('year', 'bounds.data_first_day') }} as first_period_start,
-    {{ complete_periods_end('year', 'bounds.data_as_of_date') }} as periods_end
-from bounds
+{% for grain in ['week', 'month', 'quarter', 'year'] %}
+    select
+        '{{ grain }}'::text as grain,
+        bounds.data_first_day::date as data_first_day,
+        bounds.data_as_of_date::date as data_as_of_date,
+        {{ first_complete_period(grain, 'bounds.data_first_day') }} as first_period_start,
+        {{ complete_periods_end(grain, 'bounds.data_as_of_date') }} as periods_end
+    from bounds
+    {% if not loop.last %}union all{% endif %}
+{% endfor %}
