@@ -185,10 +185,12 @@ class ExtractReport:
         return lines
 
     def _clock_line(self, source_is_simulated: bool) -> str | None:
-        ahead = [t for t in self.tables if t.ahead_of_clock is not None]
+        # furthest ahead first ('infinity', unreadable as a time, furthest of all): the culprit
+        ahead = sorted((t for t in self.tables if t.ahead_of_clock is not None), reverse=True,
+                       key=lambda t: _parse_pg_time(t.ahead_of_clock) or datetime.max.replace(tzinfo=timezone.utc))
         if not ahead:
             return None
-        latest = max(ahead, key=lambda t: _parse_pg_time(t.ahead_of_clock) or datetime.min.replace(tzinfo=timezone.utc))
+        latest = ahead[0]
         now, last = _parse_pg_time(self.source_now), _parse_pg_time(latest.ahead_of_clock)
         clock = f"{now:%Y-%m-%d %H:%M:%S} UTC" if now else self.source_now
         until = f"up to {_duration(last - now)} later" if now and last else f"up to {latest.ahead_of_clock}"
