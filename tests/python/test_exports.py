@@ -633,3 +633,25 @@ def test_leftovers_of_a_killed_export_are_tidied(tmp_path):
     with publish_folder(target, None) as tmp:
         (tmp / "new.csv").write_text("a\n2\n")
     assert sorted(p.name for p in target.iterdir()) == ["new.csv"] and not stale.exists()
+
+
+def test_unwritable_export_folder_and_failed_writes_are_clear_errors(tmp_path):
+    """An export folder under a file, or a write failing inside the block (ENOSPC when the disk is
+    full), gave 'unexpected error: FileExistsError' / 'OSError' without a path (session 9's
+    breaker): now a TdwError naming the folder, the previous publication kept."""
+    import errno
+
+    from tdw.exports.common import publish_folder
+
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(TdwError, match="cannot write the export folder .*a-file/open-data"):
+        with publish_folder(tmp_path / "a-file" / "open-data", None):
+            pass
+    target = tmp_path / "open-data"
+    with publish_folder(target, None) as tmp:
+        (tmp / "kept.csv").write_text("a\n1\n")
+    with pytest.raises(TdwError, match="open-data was not published .*No space left on device.*previous one is kept"):
+        with publish_folder(target, None) as tmp:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "big.csv"))
+    assert sorted(p.name for p in target.iterdir()) == ["kept.csv"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".open-data")] == []

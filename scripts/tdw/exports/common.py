@@ -118,16 +118,21 @@ def publish_folder(target: Path, values: privacy.ValueIndex | None,
     On leaving the block without error: every file is leak-scanned (``values``; None skips the
     known-value part but keeps the e-mail / phone / plate patterns), then ``target`` is replaced by
     the temporary folder in two renames (the old folder is removed afterwards). On any error
-    (including findings, raised as :class:`TdwError` naming the file and column) the temporary
-    folder is deleted and ``target`` is untouched. What a killed export left behind is tidied
+    (including findings, raised as :class:`TdwError` naming the file and column, and a full disk
+    or an unwritable folder, raised as :class:`TdwError` naming the path) the temporary folder is
+    deleted and ``target`` is untouched. What a killed export left behind is tidied
     first (:func:`_recover_leftovers`).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _recover_leftovers(target)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = target.parent / f".{target.name}.tmp-{tag}"
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _recover_leftovers(target)
+        tmp.mkdir()
+    except OSError as exc:  # a file where a folder should be, no permission, no space
+        raise TdwError(f"cannot write the export folder {target}: {exc.strerror or exc} "
+                       f"({exc.filename or target.parent})") from exc
     try:
         yield tmp
         if progress:
@@ -146,6 +151,9 @@ def publish_folder(target: Path, values: privacy.ValueIndex | None,
                 old.rename(target)
             raise
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # e.g. the disk filled up while the files were written
+        raise TdwError(f"the export {target} was not published ({exc.strerror or exc}: {exc.filename or tmp}); "
+                       "the previous one is kept") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
