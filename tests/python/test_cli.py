@@ -176,3 +176,29 @@ def test_help_shows_no_type_placeholders_and_flags_take_no_value():
                     assert re.search(rf"│ +{re.escape(long)} +{re.escape(p.metavar)} ", lines[long]), lines[long]
         seen += 1
     assert seen > 20
+
+
+def test_simulate_advance_into_the_future_warns(monkeypatch):
+    """`tdw simulate --advance 1` twice on one day moved the simulated source after today without a
+    word, and the next run published bordereaux created tomorrow (session 9's breaker)."""
+    import datetime as dt
+
+    from typer.testing import CliRunner
+
+    import tdw.simulator
+    from tdw.cli import app
+
+    def fake_advance(dsn, days, out_dir=None):
+        return {"clock_from": str(dt.date.today()), "clock_to": str(dt.date.today() + dt.timedelta(days=days)),
+                "updated": {}, "inserted": {}, "revisions": 0, "counts": {}}
+
+    monkeypatch.setattr(tdw.simulator, "advance", fake_advance)
+    runner = CliRunner()
+    args = ["simulate", "--advance", "1", "--source", "postgresql://nobody@/nowhere"]
+    res = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "is now after today" in res.output
+    monkeypatch.setattr(tdw.simulator, "advance", lambda dsn, days, out_dir=None: {
+        **fake_advance(dsn, 0), "clock_from": str(dt.date.today() - dt.timedelta(days=2))})
+    res = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "after today" not in res.output, res.output

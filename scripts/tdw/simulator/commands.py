@@ -46,6 +46,11 @@ def register(app: typer.Typer) -> None:
                       f"{sum(result['updated'].values())} rows progressed, {sum(result['inserted'].values())} inserted, "
                       f"{result['revisions']} revisions")
             _summary(result["counts"])
+            clock_to = dt.datetime.fromisoformat(result["clock_to"])
+            now = dt.datetime.now(clock_to.tzinfo) if clock_to.tzinfo else dt.datetime.now()
+            if clock_to.date() > now.date():
+                out.print(f"[yellow]warning:[/yellow] the simulated source's clock ({clock_to:%Y-%m-%d %H:%M}) is now after "
+                          f"today: runs will load bordereaux dated in the future (the extract reports them)")
             return
         try:
             end = dt.date.fromisoformat(end_date) if end_date else None
