@@ -311,9 +311,12 @@ def read_rows(spec: TableSpec, path: Path) -> Iterable[list[str | None]]:
             positions.append(pos)
         if missing:
             found = ", ".join(h.replace("\t", "\\t") for h in header)  # a tab shown as \t
+            if len(found) > 200:  # a whole line read as one column: the hint first, then its start
+                found = found[:200] + "…"
             raise InputFileError(
                 path, 1, None,
-                f"missing column(s) {', '.join(missing)} in header (found: {found})" + _delimiter_hint(header, spec.delimiter),
+                f"missing column(s) {', '.join(missing)} in header" + _delimiter_hint(header, spec.delimiter)
+                + f" (found: {found})",
             )
         unique_idx = [i for i, c in enumerate(spec.columns) if c.name in spec.unique]
         line = 1

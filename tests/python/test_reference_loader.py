@@ -185,6 +185,8 @@ def test_file_with_another_delimiter_says_so(tmp_path, delimiter, named):
     assert info.value.line == 1 and str(info.value).startswith(f"{path}, line 1: missing column(s) REG")
     assert f"the header is one column containing {named}: the file seems delimited by {named}" in str(info.value)
     assert "must be delimited by ','" in str(info.value) and "\t" not in str(info.value)
+    # the hint comes before the echo of the header, which is cut (a whole line read as one column)
+    assert str(info.value).index("seems delimited") < str(info.value).index("(found: ")
     # a header that is merely wrong gets no delimiter hint
     path.write_text("REG,CHEFLIEU,TNCC,NCC,NCCENR,LABEL\n", encoding="utf-8")
     with pytest.raises(InputFileError) as info:
