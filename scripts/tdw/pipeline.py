@@ -30,6 +30,7 @@ from rich.table import Table
 from . import db, tests_scope
 from .config import Settings
 from .dbt import run_dbt
+from .errors import TdwError
 from .loading import file_sha256
 from .reference import load_reference
 
@@ -143,18 +144,35 @@ def extract_step(source: str, dsn: str, *, simulated_source: bool = False) -> di
 
 def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dict:
     """Open data, the statistics page and the inspection sheets of the establishments with the
-    most ICPE alerts other than unit_not_comparable (breaches, not checks left undone), each folder written aside, leak-scanned and renamed into place: a failing
-    export leaves the previously published folder as it was."""
+    most ICPE alerts other than unit_not_comparable (breaches, not checks left undone), each folder
+    written aside, leak-scanned and renamed into place: a failing export leaves the previously
+    published folder as it was, and the other exports are still written (each is scanned on its
+    own).
+
+    Returns ``{"open_data_files", "stats_page", "inspection_sheets"}`` (None / [] for those not
+    refreshed).
+
+    Raises:
+        TdwError: one or more exports failed; the message names each, why, and what was refreshed.
+    """
     from .exports.inspection import write_inspection_sheet
     from .exports.open_data import export_open_data
     from .exports.stats_page import build_stats_page
 
     out = settings.export_dir
+    failed: list[str] = []
+    manifest, page, sheets = None, None, []
     with step(f"Exports into {out}") as status:
         status.update("open data")
-        manifest = export_open_data(dsn, out / "open-data", settings=settings)
+        try:
+            manifest = export_open_data(dsn, out / "open-data", settings=settings)
+        except TdwError as exc:
+            failed.append(f"open data ({exc})")
         status.update("statistics page")
-        page = build_stats_page(dsn, out / "stats", settings.geo_dir, settings=settings)
+        try:
+            page = build_stats_page(dsn, out / "stats", settings.geo_dir, settings=settings)
+        except TdwError as exc:
+            failed.append(f"statistics page ({exc})")
         with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
             # ranked on breaches: unit_not_comparable only says that no capacity check could be made
             cur.execute(
@@ -164,14 +182,23 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
                 (inspection_sheets,),
             )
             sirets = [r[0] for r in cur.fetchall()]
-        sheets = []
         for siret in sirets:
             status.update(f"inspection sheet {siret}")
-            sheets.append(str(write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection")))
-    console.print(f"  open data: {len(manifest['files'])} files in {out / 'open-data'}", highlight=False)
-    console.print(f"  statistics page: {page}", highlight=False)
+            try:
+                sheets.append(str(write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection")))
+            except TdwError as exc:
+                failed.append(f"inspection sheet {siret} ({exc})")
+    if manifest is not None:
+        console.print(f"  open data: {len(manifest['files'])} files in {out / 'open-data'}", highlight=False)
+    if page is not None:
+        console.print(f"  statistics page: {page}", highlight=False)
     console.print(f"  inspection sheets ({len(sheets)} establishments with the most ICPE breach alerts): {out / 'inspection'}",
                   highlight=False)
+    if failed:
+        refreshed = [name for name, done in (("open data", manifest is not None), ("statistics page", page is not None))
+                     if done] + ([f"{len(sheets)} inspection sheet(s)"] if sheets else [])
+        raise TdwError(f"{len(failed)} export(s) not refreshed, their previous version kept: " + "; ".join(failed)
+                       + f". Refreshed: {', '.join(refreshed) or 'nothing'}")
     return {"open_data_files": len(manifest["files"]), "stats_page": str(page), "inspection_sheets": sheets}
 
 

@@ -328,3 +328,25 @@ def test_publish_gives_up_on_locks_held_by_a_reader_instead_of_queueing_every_re
     finally:
         reader.rollback()
         reader.close()
+
+
+def test_a_failing_export_does_not_stop_the_others(first_run, monkeypatch):
+    """The open data refused by its leak scan stopped the exports step there: the statistics page
+    and the inspection sheets were not refreshed and nothing said so (session 9's breaker). Each
+    export is gated on its own, so the others are still written and the error names what was not
+    refreshed and what was."""
+    from tdw import pipeline
+    from tdw.exports import open_data
+
+    def refused(*args, **kwargs):
+        raise TdwError("the export was not published: the leak scan found sensitive values (planted)")
+
+    monkeypatch.setattr(open_data, "export_open_data", refused)
+    stats = first_run.export_dir / "stats" / "index.html"
+    before = stats.stat().st_mtime_ns if stats.exists() else None
+    with pytest.raises(TdwError) as failure:
+        pipeline.exports_step(first_run, first_run.warehouse_dsn, inspection_sheets=1)
+    message = str(failure.value)
+    assert message.startswith("1 export(s) not refreshed") and "open data (the export was not published" in message
+    assert "Refreshed: statistics page, 1 inspection sheet(s)" in message
+    assert stats.exists() and stats.stat().st_mtime_ns != before
