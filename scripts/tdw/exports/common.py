@@ -70,14 +70,6 @@ def sensitive_values(dsn: str, settings: Settings | None = None, *, restricted: 
     return values
 
 
-def scan_folder(folder: Path, values: privacy.ValueIndex) -> list[privacy.Finding]:
-    """Leak-scan every file of ``folder`` (:func:`tdw.privacy.scan_files`: CSV, JSON, GeoJSON,
-    text, Parquet, HTML, CSS, SVG; the same scan as ``tdw privacy scan --files``). PDF files are
-    scanned through the HTML they were rendered from (the callers scan that HTML). Returns the
-    findings (empty when clean)."""
-    return privacy.scan_files(folder, values)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -137,7 +129,7 @@ def publish_folder(target: Path, values: privacy.ValueIndex | None,
         yield tmp
         if progress:
             progress("leak scan")
-        findings = scan_folder(tmp, values if values is not None else privacy.ValueIndex())
+        findings = privacy.scan_files(tmp, values if values is not None else privacy.ValueIndex())
         if findings:
             listed = "; ".join(str(f) for f in findings[:5])
             raise TdwError(f"the export was not published: the leak scan found sensitive values ({listed})")

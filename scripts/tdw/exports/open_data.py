@@ -3,7 +3,7 @@
 Every dataset is one table of the ``marts`` schema built by dbt with the secret statistique
 already applied (METRICS.md § Secret statistique; ``models/marts/open_data/``); this module only
 streams rows to files. Non-diffusible establishments are left out by the models and the leak scan
-(:func:`tdw.exports.common.scan_folder`) checks every file before publication.
+(:func:`tdw.privacy.scan_files`, from :func:`tdw.exports.common.publish_folder`) checks every file before publication.
 
 Numbers are published at a fixed precision (:func:`decimals_of`), in the CSV and the Parquet
 files alike, so that two runs on the same data write byte-identical files: a sum of floating-point
