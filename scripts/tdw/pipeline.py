@@ -161,18 +161,19 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
 
     out = settings.export_dir
     failed: list[str] = []
-    manifest, page, sheets = None, None, []
+
+    def attempt(name: str, export):
+        """``export()``, or None when it failed (its error kept for the step's message)."""
+        status.update(name)
+        try:
+            return export()
+        except TdwError as exc:
+            failed.append(f"{name} ({exc})")
+            return None
+
     with step(f"Exports into {out}") as status:
-        status.update("open data")
-        try:
-            manifest = export_open_data(dsn, out / "open-data", settings=settings)
-        except TdwError as exc:
-            failed.append(f"open data ({exc})")
-        status.update("statistics page")
-        try:
-            page = build_stats_page(dsn, out / "stats", settings.geo_dir, settings=settings)
-        except TdwError as exc:
-            failed.append(f"statistics page ({exc})")
+        manifest = attempt("open data", lambda: export_open_data(dsn, out / "open-data", settings=settings))
+        page = attempt("statistics page", lambda: build_stats_page(dsn, out / "stats", settings.geo_dir, settings=settings))
         with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
             # ranked on breaches: unit_not_comparable only says that no capacity check could be made
             cur.execute(
@@ -182,12 +183,12 @@ def exports_step(settings: Settings, dsn: str, *, inspection_sheets: int) -> dic
                 (inspection_sheets,),
             )
             sirets = [r[0] for r in cur.fetchall()]
+        sheets = []
         for siret in sirets:
-            status.update(f"inspection sheet {siret}")
-            try:
-                sheets.append(str(write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection")))
-            except TdwError as exc:
-                failed.append(f"inspection sheet {siret} ({exc})")
+            sheet = attempt(f"inspection sheet {siret}",
+                            lambda: write_inspection_sheet(dsn, settings, siret, out_dir=out / "inspection"))
+            if sheet is not None:
+                sheets.append(str(sheet))
     if manifest is not None:
         console.print(f"  open data: {len(manifest['files'])} files in {out / 'open-data'}", highlight=False)
     if page is not None:
