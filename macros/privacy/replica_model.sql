@@ -14,6 +14,10 @@
                    | code + commune found at the end of the address (`generalise_to`); else the raw value
       pseudonymise | md5(TDW_PSEUDONYM_SALT || value); refuses to compile without the salt
 
+    Every kept or generalised text value (text, varchar, text[], json; not IDENT columns) then has
+    the e-mails, phone numbers and licence plates typed inside it replaced by '[masqué]'
+    (macros/privacy/mask_personal_text.sql: the leak scan's own detectors).
+
     Then any column with `nd_keys` is masked when one of those columns holds a SIRET / VAT number /
     orgId listed in AnonymousCompany (non-diffusible establishments): text[] columns lose those
     elements, names become 'non diffusible', other values null.
@@ -74,10 +78,11 @@
         {{ exceptions.raise_compiler_error("relation " ~ raw ~ " does not exist or has no column: run 'tdw extract' first") }}
     {%- endif -%}
     {%- set exprs = [] -%}
+    {%- set probes = [] -%}
     {%- for rc in raw_columns -%}
         {%- set column = node.columns.get(rc.name) -%}
         {%- if column is not none -%}
-            {%- set e = replica_column_expression(table_name, rc, privacy_column_meta(column), raw_columns) -%}
+            {%- set e = replica_column_expression(table_name, rc, privacy_column_meta(column), raw_columns, probes) -%}
             {%- if e -%}
                 {%- do exprs.append(e ~ ' as ' ~ adapter.quote(rc.name)) -%}
             {%- endif -%}
@@ -93,10 +98,14 @@ with non_diffusible as (
 select
     {{ exprs | join(',\n    ') }}
 from {{ raw }} as src
+{%- if probes | length > 0 %}
+cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect) as personal_probe
+{%- endif %}
 {%- endmacro %}
 
 {#- SQL expression of one replica column, or '' when the column is dropped. -#}
-{% macro replica_column_expression(table_name, rc, meta, raw_columns) -%}
+{#- `probes`: a list to which the column's text to probe for personal values is appended. -#}
+{% macro replica_column_expression(table_name, rc, meta, raw_columns, probes) -%}
     {%- set where = 'column "' ~ table_name ~ '"."' ~ rc.name ~ '"' -%}
     {%- set privacy = meta.get('privacy') -%}
     {%- set treatment = meta.get('treatment') -%}
@@ -140,6 +149,12 @@ from {{ raw }} as src
         {%- set expr = 'case when coalesce((' ~ cond ~ '), false) then ' ~ general ~ ' else ' ~ col ~ ' end' -%}
     {%- else -%}
         {%- set expr = col -%}
+    {%- endif -%}
+    {%- if treatment in ['keep', 'generalise'] and privacy != 'IDENT' and mask_personal_is_text_type(rc.type) -%}
+        {#- an e-mail, phone number or plate typed inside kept text (mask_personal_text.sql); the
+            row is probed once over all such columns (personal_probe, replica_select) -#}
+        {%- do probes.append(mask_personal_probe_text(expr, rc.type)) -%}
+        {%- set expr = mask_personal_text(expr, rc.type, suspect='personal_probe.suspect') -%}
     {%- endif -%}
     {%- set keys = meta.get('nd_keys') or [] -%}
     {%- if keys | length > 0 -%}

@@ -87,9 +87,45 @@ def world(pg_base_uri, settings, tmp_path_factory) -> Env:
     project = _copy_project(tmp_path_factory.mktemp("project") / "p")
     env = Env(settings, warehouse, source, project, manifest, out_dir)
     env.nd_siret, env.nd_name = siret, name
+    env.typed = _plant_personal_values_in_kept_text(warehouse, siret)
     proc = env.build()
     assert proc.returncode == 0, proc.stdout[-3000:]
     return env
+
+
+# Personal values typed by users inside columns the replica keeps (names, addresses, waste
+# descriptions, packagings, identification numbers): (table, column, raw value, replica value).
+TYPED_IN_KEPT_TEXT = [
+    ("Company", "name", "Garage Martin - jean.martin@gmail.com",
+     "Garage Martin - [masqué]"),
+    ("Form", "wasteDetailsName", "Huiles du camion AB-123-CD, appeler le +33 6 11 22 33 44",
+     "Huiles du camion [masqué], appeler le [masqué]"),
+    ("Form", "emitterCompanyAddress", "12 rue des Lilas 75001 Paris tél. 01.23.45.67.89",
+     "12 rue des Lilas 75001 Paris tél. [masqué]"),
+    ("Bsda", "packagings", [{"type": "OTHER", "other": "sacs remis par marie@exemple.fr", "quantity": 2}],
+     [{"type": "OTHER", "other": "sacs remis par [masqué]", "quantity": 2}]),
+    ("Bsdasri", "identificationNumbers", ["CONT-1", "EF-456-GH", None, "CONT-3"],
+     ["CONT-1", "[masqué]", None, "CONT-3"]),
+]
+
+
+def _plant_personal_values_in_kept_text(dsn: str, nd_siret: str) -> dict[tuple[str, str], str]:
+    """Write TYPED_IN_KEPT_TEXT into one raw row each (not the non-diffusible one); returns the ids."""
+    import json
+
+    ids = {}
+    with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+        for table, column, raw_value, _ in TYPED_IN_KEPT_TEXT:
+            key = "siret" if table == "Company" else "id"
+            cur.execute(f'select min({key}) from raw_trackdechets."{table}" where {key} is distinct from %s',
+                        (nd_siret,))
+            ident = cur.fetchone()[0]
+            value = json.dumps(raw_value) if isinstance(raw_value, dict | list) and table == "Bsda" else raw_value
+            cur.execute(f'update raw_trackdechets."{table}" set "{column}" = %s where {key} = %s', (value, ident))
+            assert cur.rowcount >= 1
+            ids[(table, column)] = (key, ident)
+        conn.commit()
+    return ids
 
 
 def _replica_columns(dsn: str) -> dict[str, set[str]]:
@@ -223,6 +259,50 @@ def test_detectors_recognise_french_formats_and_ignore_codes():
     idx.add("name", "Michelle Verdier")
     assert list(idx.find("Signé: MICHELLE VERDIER.")) == [("name", "Michelle Verdier")]
     assert list(idx.find("12 rue Michelle Verdier 75001 Paris")) == []
+
+
+def test_personal_values_typed_in_kept_text_are_masked(world):
+    """An e-mail, a phone number or a plate typed inside a kept column (a name, an address, a
+    waste description, a JSON packaging, an array of ids) reached the replica: the gate checks
+    columns, not values. Each is replaced by « [masqué] », the rest of the value kept."""
+    for table, column, _, expected in TYPED_IN_KEPT_TEXT:
+        key, ident = world.typed[(table, column)]
+        got = query(world.dsn, f'select "{column}" from replica."{table}" where {key} = %s', (ident,))
+        assert got == [(expected,)], (table, column)
+    # and the leak scan, run over the tables holding them, finds nothing left
+    tables = sorted({t for t, *_ in TYPED_IN_KEPT_TEXT})
+    assert privacy.scan_schema(world.dsn, "replica", privacy.ValueIndex(), tables=tables) == []
+
+
+# Strings the SQL masking and the Python leak scan must treat alike: personal values to mask and
+# look-alikes to keep (SIRET, VAT number, waste code, postcode, decimal, BSD number, dates).
+DETECTOR_CASES = [
+    "jean.dupont@example.com", "écrire à a.b-c@sous.domaine.fr svp", "06 12 34 56 78", "0612345678",
+    "06.12.34.56.78", "06-12-34-56-78", "tel:+33 6 12 34 56 78.", "+33612345678", "0033 1 23 45 67 89",
+    "AB-123-CD", "camion AB 123 CD", "123-ABC-75", "ancienne 1234 AB 2A", "12 ABC 971",
+    "12345678901234", "FR12345678901", "16 01 04*", "75001 Paris", "12.0415513981", "0415513981,25",
+    "06123456789", "BSD-20240101-N3264VEFZ", "25 AV DU 8 MAI 1945 91100 Corbeil-Essonnes", "R 13", "D 9 F",
+    "2024-03-01 10:00", "lot 0612345678A", "A1 123 BC", "", "Société Générale",
+]
+
+
+def test_sql_masking_and_the_leak_scan_agree(world):
+    """macros/privacy/mask_personal_text.sql copies privacy.py's three detectors in PostgreSQL's
+    dialect, behind a cheap pre-filter: on each case the SQL gives what Python's substitution
+    gives, so the pre-filter lets no match through and the copies have not drifted."""
+    import json
+    import re
+
+    values = ", ".join("(%d, '%s')" % (i, v.replace("'", "''")) for i, v in enumerate(DETECTOR_CASES))
+    inline = f"select i, {{{{ mask_personal_text('v', 'text') }}}} as masked from (values {values}) as t (i, v) order by i"
+    proc = world.dbt("compile", "--inline", inline, "--output", "json", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    sql = json.loads(proc.stdout[proc.stdout.index("{"):])["compiled"]
+    got = [m for _, m in query(world.dsn, sql)]
+    combined = re.compile("|".join(p.pattern for p in (privacy.EMAIL_RE, privacy.PHONE_RE, privacy.PLATE_RE)))
+    expected = [combined.sub("[masqué]", v) for v in DETECTOR_CASES]
+    assert got == expected
+    assert sum(g != v for g, v in zip(got, DETECTOR_CASES)) == 14  # the personal values above
 
 
 def test_non_diffusible_siret_appears_nowhere_in_replica(world):

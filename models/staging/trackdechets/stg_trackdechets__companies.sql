@@ -12,9 +12,10 @@ renamed as (
         nullif(trim("orgId"), '') as org_id,
         nullif(trim("vatNumber"), '') as vat_number,
 
-        -- labels (public: SIRENE)
-        name,
-        nullif(trim("givenName"), '') as given_name,
+        -- labels (public: SIRENE); an e-mail, phone or plate typed inside is masked
+        -- (macros/privacy/mask_personal_text.sql)
+        {{ mask_personal_text('name', 'text') }} as name,
+        {{ mask_personal_text('nullif(trim("givenName"), \'\')', 'text') }} as given_name,
         nullif(trim("codeNaf"), '') as code_naf,
         "companyTypes"::text[] as company_types,
 
