@@ -25,10 +25,18 @@
 -#}
 {% macro mask_personal_token() -%}[masqué]{%- endmacro %}
 
+{#- Python's \s in a str pattern, inside a PostgreSQL bracket expression: [[:space:]] alone is
+    ASCII only and would let « 06 12 34 56 78 » typed with no-break spaces through. -#}
+{% macro mask_personal_space() -%}
+    {{- return("[:space:]\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000") -}}
+{%- endmacro %}
+
 {#- The three detectors as one PostgreSQL (ARE) alternation; same patterns as privacy.py. -#}
 {% macro mask_personal_pattern() -%}
+    {%- set sp = mask_personal_space() -%}
     {%- set email = "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}" -%}
-    {%- set phone = "(?<![[:alnum:]_+])(?<![0-9][.,])(?:(?:\\+|00)33[[:space:].-]?[1-9]|0[1-9])(?:[[:space:].-]?[0-9]{2}){4}(?![[:alnum:]_])(?![.,][0-9])" -%}
+    {%- set phone = "(?<![[:alnum:]_+])(?<![0-9][.,])(?:(?:\\+|00)33[" ~ sp ~ ".-]?[1-9]|0[1-9])(?:[" ~ sp
+        ~ ".-]?[0-9]{2}){4}(?![[:alnum:]_])(?![.,][0-9])" -%}
     {%- set letters = "A-HJ-NP-TV-Z" -%}
     {%- set plate = "(?<![[:alnum:]_-])(?:[" ~ letters ~ "]{2}[- ][0-9]{3}[- ][" ~ letters ~ "]{2}"
         ~ "|[0-9]{1,4}[- ][A-Z]{1,3}[- ](?:0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-6]))(?![[:alnum:]_-])" -%}
@@ -39,7 +47,8 @@
     every text the detectors match: an '@', nine or more digits shaped like a phone number
     not inside a longer number, or plate-shaped letters and digits. -#}
 {% macro mask_personal_prefilter() -%}
-    {{- return("@|(^|[^0-9])(0|(\\+|00)33[[:space:].-]?)[1-9]([[:space:].-]?[0-9]{2}){4}([^0-9]|$)"
+    {%- set sp = mask_personal_space() -%}
+    {{- return("@|(^|[^0-9])(0|(\\+|00)33[" ~ sp ~ ".-]?)[1-9]([" ~ sp ~ ".-]?[0-9]{2}){4}([^0-9]|$)"
         ~ "|[0-9][- ][A-Z]{1,3}[- ][0-9]|[A-HJ-NP-TV-Z]{2}[- ][0-9]{3}[- ][A-HJ-NP-TV-Z]{2}") -}}
 {%- endmacro %}
 
