@@ -24,6 +24,7 @@ import collections
 import contextlib
 import csv
 import gzip
+import html.parser
 import io
 import json
 import re
@@ -379,6 +380,42 @@ _PARQUET_SUFFIXES = (".parquet",)
 VENDORED_FILES = ("plotly.min.js",)
 
 
+_MARKUP_SUFFIXES = (".html", ".svg")
+# Column names of the findings in CSV cells outside the columns: the header row itself, and the
+# fields of a row longer than the header (a malformed file must not hide values from the scan).
+HEADER, BEYOND_HEADER = "(header)", "(beyond the header)"
+
+
+class _MarkupTexts(html.parser.HTMLParser):
+    """Text nodes and attribute values of an HTML or SVG document, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.texts.extend(v for _, v in attrs if v)
+
+    handle_startendtag = handle_starttag
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def _markup_texts(text: str) -> Iterator[str]:
+    """The texts a reader of an HTML / SVG page sees or a tool can pick up (text nodes, attribute
+    values such as title or href), entities decoded (« jean&#64;x.fr » is an e-mail), each text
+    node alone so that a known name in a table cell (``<td>Peintures Lille</td>``) is a whole
+    value, and each line of a long node (a script's data) alone."""
+    parser = _MarkupTexts()
+    parser.feed(text)
+    parser.close()
+    for node in parser.texts:
+        for line in node.splitlines():
+            if line.strip():
+                yield line.strip()
+
+
 def _scannable(path: Path) -> bool:
     return path.name.endswith(_TABLE_SUFFIXES + _TEXT_SUFFIXES + _PARQUET_SUFFIXES)
 
@@ -410,8 +447,10 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
 
     CSV/TSV files (optionally gzipped) are read as rows and Parquet files batch by batch (every
     string column), both reported per column, each distinct value of a column scanned once with
-    its number of rows; other text files (JSON, JSON lines, GeoJSON, Markdown, text, HTML, CSS,
-    SVG) line by line, reported per file with column ``line``. Files it cannot read are listed by
+    its number of rows (the header row and the fields of rows longer than the header too, as
+    columns ``(header)`` and ``(beyond the header)``); HTML and SVG files as the texts a reader
+    sees (text nodes, attribute values, entities decoded); other text files (JSON, JSON lines,
+    GeoJSON, Markdown, text, CSS) line by line; both reported per file with column ``line``. Files it cannot read are listed by
     :func:`files_not_scanned` (a PDF export is checked through the HTML it was rendered from).
 
     Raises:
@@ -427,6 +466,9 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
         if path.name.endswith(_PARQUET_SUFFIXES):
             _scan_parquet(path, rel, scanner)
             continue
+        if path.name.endswith(_MARKUP_SUFFIXES):
+            _scan_markup(path, rel, scanner)
+            continue
         opener = gzip.open if path.name.endswith(".gz") else open
         line_no = 0
         try:
@@ -437,11 +479,14 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
                     # each distinct value of a column is scanned once, with its number of rows:
                     # exports repeat codes, dates and labels on most rows
                     distinct: list[collections.Counter] = [collections.Counter() for _ in header]
+                    beyond: collections.Counter = collections.Counter()  # fields of rows longer than the header
                     for row in reader:
                         line_no = reader.line_num
                         for values, value in zip(distinct, row):
                             values[value] += 1
-                    for name, values in zip(header, distinct):
+                        for value in row[len(header):]:
+                            beyond[value] += 1
+                    for name, values in [*zip(header, distinct), (BEYOND_HEADER, beyond), (HEADER, collections.Counter(header))]:
                         for value, count in values.items():
                             if value:
                                 scanner.scan_text(rel, name, value, count)
@@ -451,6 +496,16 @@ def scan_files(folder: Path, values: ValueIndex | None = None) -> list[Finding]:
         except UnicodeDecodeError as exc:
             raise InputFileError(path, line_no + 1, None, f"not UTF-8 text ({exc.reason})") from exc
     return scanner.results()
+
+
+def _scan_markup(path: Path, rel: str, scanner: Scanner) -> None:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, raw[:exc.start].count(b"\n") + 1, None, f"not UTF-8 text ({exc.reason})") from exc
+    for segment in _markup_texts(text):
+        scanner.scan_text(rel, "line", segment)
 
 
 def _scan_parquet(path: Path, rel: str, scanner: Scanner) -> None:

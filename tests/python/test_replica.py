@@ -240,6 +240,30 @@ def test_file_scan_reads_html_and_parquet_and_names_what_it_cannot_read(tmp_path
         privacy.scan_files(tmp_path / "broken.parquet")
 
 
+def test_file_scan_reads_html_as_texts_and_csv_cells_outside_the_columns(tmp_path):
+    """The scan read HTML line by line: a known name in a table cell (« <td>Peintures Lille</td> »,
+    matched only as a whole value) and an e-mail written with an entity (« jean&#64;dupont.fr »)
+    went through, and a CSV row longer than its header had its extra fields skipped."""
+    (tmp_path / "sheet.html").write_text(
+        '<table><tr><td>Peintures Lille</td><td title="06 12 34 56 78">voir</td></tr></table>\n'
+        "<p>écrire à jean&#64;dupont.fr</p>\n", encoding="utf-8")
+    (tmp_path / "flows.csv").write_text("siret,tonnes\n12345678900011,1.5\n12345678900012,2,marie@exemple.fr\n",
+                                        encoding="utf-8")
+    values = privacy.ValueIndex()
+    values.add("non-diffusible name", "Peintures Lille", whole=True)
+    found = {(f.table, f.column, f.kind): f.sample for f in privacy.scan_files(tmp_path, values)}
+    assert found == {
+        ("sheet.html", "line", "known non-diffusible name"): "Peintures Lille",
+        ("sheet.html", "line", "phone"): "06 12 34 56 78",
+        ("sheet.html", "line", "email"): "jean@dupont.fr",
+        ("flows.csv", privacy.BEYOND_HEADER, "email"): "marie@exemple.fr",
+    }
+    # a byte that is not UTF-8 in a page is named with its real line
+    (tmp_path / "sheet.html").write_bytes(b"<p>a</p>\n<p>b</p>\n<p>\xff</p>\n")
+    with pytest.raises(InputFileError, match=r"sheet.html, line 3: not UTF-8"):
+        privacy.scan_files(tmp_path)
+
+
 def values_of(manifest: dict, key: str) -> set[str]:
     return set(manifest["personal_values"][key])
 
