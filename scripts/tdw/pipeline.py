@@ -261,6 +261,13 @@ def run(settings: Settings, *, scale: int = DEFAULT_SCALE, resimulate: bool = Fa
         console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
     with publish.RunLog(dsn) as runlog:
         console.print(f"  run {runlog.run_id} (log: meta.pipeline_runs)", highlight=False)
+        for run_id, started_at, failed_step in runlog.interrupted:
+            console.print(
+                f"  [yellow]note:[/yellow] run {run_id}, started {started_at:%Y-%m-%d %H:%M:%S %Z}, ended without "
+                f"closing its log (killed{' during step ' + failed_step if failed_step else ''}?): marked "
+                "'interrupted'; what it had not published was never swapped in.",
+                highlight=False,
+            )
         with runlog.step("load_reference") as detail:
             detail.update(load_reference_step(settings, dsn))
         with runlog.step("source") as detail:

@@ -209,6 +209,9 @@ class RunLog:
 
     dsn: str
     run_id: int | None = None
+    # runs found 'running' when the lock was taken, now marked 'interrupted':
+    # (run_id, started_at, failed_step)
+    interrupted: list[tuple] = field(default_factory=list)
     _conn: object = field(default=None, repr=False)
 
     def __enter__(self) -> RunLog:
@@ -239,8 +242,10 @@ class RunLog:
                         order by s.started_at desc limit 1)),
                     error = coalesce(r.error, 'interrupted: the process ended without closing the run (killed?)')
                 where r.status = 'running'
+                returning r.run_id, r.started_at, r.failed_step
                 """
             )
+            self.interrupted = sorted(cur.fetchall())
             cur.execute(
                 "insert into meta.pipeline_runs (host, pid) values (%s, %s) returning run_id",
                 (socket.gethostname(), os.getpid()),

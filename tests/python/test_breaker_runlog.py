@@ -68,6 +68,8 @@ def test_killed_run_is_marked_interrupted_by_the_next_run(warehouse):
         steps = query(warehouse, "select step, status, ended_at is not null from meta.pipeline_run_steps where run_id = %s",
                       (killed,))
         assert steps == [("extract", "interrupted", True)]
+        # the run that noticed says so (tdw run prints it)
+        assert [(r, step) for r, _, step in log.interrupted] == [(killed, "extract")]
         assert query(warehouse, "select status from meta.pipeline_runs where run_id = %s", (log.run_id,)) == [("running",)]
     finally:
         log.__exit__(None, None, None)
