@@ -99,7 +99,9 @@ select
     {{ exprs | join(',\n    ') }}
 from {{ raw }} as src
 {%- if probes | length > 0 %}
-cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect) as personal_probe
+{# offset 0 keeps the subquery as it is: pulled up, its expression would be copied into every
+   masked column and evaluated once per column instead of once per row #}
+cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect offset 0) as personal_probe
 {%- endif %}
 {%- endmacro %}
 
