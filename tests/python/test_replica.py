@@ -211,6 +211,24 @@ def test_leak_scan_finds_planted_values_when_masking_is_bypassed(world, tmp_path
     assert counted[("comment", "email")].count == 3 and counted[("comment", "email")].sample == PLANTED_EMAIL
 
 
+def test_leak_scan_reads_the_strings_of_json_values(world):
+    r"""A jsonb value is scanned as its text and as its decoded strings: in the text a « \n » is a
+    backslash and a letter, so « tel\n0612345678 » and « 06\t12\t34\t56\t78 » went unseen."""
+    import json
+
+    docs = {1: [{"other": "tel\n0612345678"}], 2: {"k": ["06\t12\t34\t56\t78"]}, 3: {"rappel\nAB-123-CD": 1},
+            4: [{"other": "lot\n12345678901234", "quantity": 2}], 5: "06", 6: 12}
+    with contextlib.closing(psycopg2.connect(world.dsn)) as conn, conn.cursor() as cur:
+        cur.execute("drop schema if exists leaky_json cascade; create schema leaky_json")
+        cur.execute("create table leaky_json.t (i int, j jsonb)")
+        for i, d in docs.items():
+            cur.execute("insert into leaky_json.t values (%s, %s::jsonb)", (i, json.dumps(d)))
+        conn.commit()
+    got = {(f.kind, f.count) for f in privacy.scan_schema(world.dsn, "leaky_json", privacy.ValueIndex())}
+    assert got == {("phone", 2), ("plate", 1)}
+    query_exec(world.dsn, "drop schema leaky_json cascade")
+
+
 def test_file_scan_reads_html_and_parquet_and_names_what_it_cannot_read(tmp_path):
     """`tdw privacy scan --files` and the exports' gate are one scan (privacy.scan_files): it read
     only CSV / JSON / text files, so a user re-checking an HTML stats page or a Parquet export was
