@@ -64,13 +64,22 @@
         or base.startswith('character(')) -}}
 {%- endmacro %}
 
-{#- The value as one text to probe: arrays joined by a space, json as its text. -#}
+{#- JSON's escapes of the white space that Python's \s knows below U+0020 (\t, \n, \f, \r,
+    \u000b, \u001c-\u001f): in a JSON text « 06\n12… » is a backslash and a letter, not a separator. -#}
+{% macro mask_personal_json_space_escape() -%}
+    {{- return("\\\\(?:[tnfr]|u00(?:0[bB]|1[c-fC-F]))") -}}
+{%- endmacro %}
+
+{#- The value as one text to probe: arrays joined by a space, json as its text with its white-space
+    escapes turned into spaces (only when it holds a backslash: most do not), so that the
+    pre-filter sees the separators the detectors see in the decoded strings. -#}
 {% macro mask_personal_probe_text(expr, type) -%}
     {%- set t = type | lower -%}
     {%- if t.endswith('[]') -%}
         {{- return('array_to_string(' ~ expr ~ ", ' ')") -}}
     {%- elif t in ['json', 'jsonb'] -%}
-        {{- return('(' ~ expr ~ ')::text') -}}
+        {{- return('(case when strpos((' ~ expr ~ ")::text, '\\') > 0 then regexp_replace((" ~ expr ~ ')::text, '
+            ~ mask_personal_literal(mask_personal_json_space_escape()) ~ ", ' ', 'g') else (" ~ expr ~ ')::text end)') -}}
     {%- endif -%}
     {{- return(expr) -}}
 {%- endmacro %}
@@ -80,6 +89,12 @@
 {% macro mask_personal_suspect(probes) -%}
     {{- return('(concat_ws(chr(1), ' ~ probes | join(', ') ~ ') ~ '
         ~ mask_personal_literal(mask_personal_prefilter()) ~ ')') -}}
+{%- endmacro %}
+
+{#- A JSON text cut into its strings (group 1, quotes and escapes included) and what lies between
+    them (group 2). -#}
+{% macro mask_personal_json_string() -%}
+    {{- return('("(?:[^"\\\\]|\\\\.)*")|([^"]+)') -}}
 {%- endmacro %}
 
 {#- The masked value, rewritten unconditionally (null stays null). -#}
@@ -92,9 +107,14 @@
             ~ token ~ ", 'g') from unnest(" ~ expr ~ ') with ordinality as u (e, i) order by u.i)::'
             ~ type ~ ' end)') -}}
     {%- elif t in ['json', 'jsonb'] -%}
-        {#- the token holds no quote nor backslash and no detector matches across a quote: the
-            rewritten text is still valid JSON -#}
-        {{- return('regexp_replace((' ~ expr ~ ')::text, ' ~ pattern ~ ', ' ~ token ~ ", 'g')::" ~ type) -}}
+        {#- each JSON string (values and keys) is decoded, masked and encoded again, the rest of the
+            text kept: masking the JSON text itself read « \njean@… » as the e-mail « njean@… » and
+            left « \[masqué] », an invalid escape that failed the build, and missed a phone number
+            or plate after a \n (the letter n before it) -#}
+        {{- return('(select string_agg(case when m.a[1] is null then m.a[2] else to_jsonb(regexp_replace(m.a[1]::'
+            ~ t ~ " #>> '{}', " ~ pattern ~ ', ' ~ token ~ ", 'g'))::text end, '' order by m.n) from regexp_matches(("
+            ~ expr ~ ")::text, " ~ mask_personal_literal(mask_personal_json_string()) ~ ", 'g') with ordinality as m (a, n))::"
+            ~ type) -}}
     {%- endif -%}
     {{- return('regexp_replace(' ~ expr ~ ', ' ~ pattern ~ ', ' ~ token ~ ", 'g')::" ~ type) -}}
 {%- endmacro %}

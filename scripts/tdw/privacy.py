@@ -346,7 +346,7 @@ def scan_schema(dsn: str, schema: str = "replica", values: ValueIndex | None = N
         with conn.cursor() as cur:
             cur.execute(
                 """
-                select c.relname::text, a.attname::text
+                select c.relname::text, a.attname::text, t.typname in ('json', 'jsonb')
                 from pg_attribute a
                 join pg_class c on c.oid = a.attrelid
                 join pg_namespace n on n.oid = c.relnamespace
@@ -361,16 +361,40 @@ def scan_schema(dsn: str, schema: str = "replica", values: ValueIndex | None = N
                 (schema,),
             )
             columns = [r for r in cur.fetchall() if tables is None or r[0] in set(tables)]
-        for table, column in columns:
+        for table, column, is_json in columns:
             q = sql.SQL("select {c}::text from {s}.{t} where {c} is not null").format(
                 c=sql.Identifier(column), s=sql.Identifier(schema), t=sql.Identifier(table))
             with conn.cursor(name="tdw_privacy_scan") as cur:
                 cur.itersize = itersize
                 cur.execute(q)
                 for (text,) in cur:
-                    scanner.scan_text(f"{schema}.{table}", column, text)
+                    scanner.scan_text(f"{schema}.{table}", column, _with_json_strings(text) if is_json else text)
             conn.commit()
     return scanner.results()
+
+
+def _json_strings(value) -> Iterator[str]:
+    """Every string (keys included) of a decoded JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _json_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _json_strings(v)
+
+
+def _with_json_strings(text: str) -> str:
+    """A JSON text followed by its decoded strings, separated by \\x01 (no detector matches across
+    it): in the text « 06\\n12 34 56 78 » or « tel\\n0612345678 » a \\n is a backslash and a
+    letter, which hid those phone numbers from the detectors."""
+    try:
+        strings = list(_json_strings(json.loads(text)))
+    except ValueError:
+        return text
+    return "\x01".join([text, *strings]) if strings else text
 
 
 _TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv")

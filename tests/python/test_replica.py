@@ -102,8 +102,11 @@ TYPED_IN_KEPT_TEXT = [
      "Huiles du camion [masqué], appeler le [masqué]"),
     ("Form", "emitterCompanyAddress", "12 rue des Lilas 75001 Paris tél. 01.23.45.67.89",
      "12 rue des Lilas 75001 Paris tél. [masqué]"),
-    ("Bsda", "packagings", [{"type": "OTHER", "other": "sacs remis par marie@exemple.fr", "quantity": 2}],
-     [{"type": "OTHER", "other": "sacs remis par [masqué]", "quantity": 2}]),
+    # a multi-line JSON string: « \nmarie@… » once became « \[masqué] » (invalid JSON, failed build)
+    ("Bsda", "packagings", [{"type": "OTHER", "other": "sacs remis par marie@exemple.fr", "quantity": 2},
+                            {"type": "OTHER", "other": "rappeler au\n06 12 34 56 78\nou\tpaul@exemple.fr"}],
+     [{"type": "OTHER", "other": "sacs remis par [masqué]", "quantity": 2},
+      {"type": "OTHER", "other": "rappeler au\n[masqué]\nou\t[masqué]"}]),
     ("Bsdasri", "identificationNumbers", ["CONT-1", "EF-456-GH", None, "CONT-3"],
      ["CONT-1", "[masqué]", None, "CONT-3"]),
 ]
@@ -206,6 +209,24 @@ def test_leak_scan_finds_planted_values_when_masking_is_bypassed(world, tmp_path
     counted = {(f.column, f.kind): f for f in privacy.scan_files(tmp_path, values)}
     assert set(counted) == {("comment", "email")}
     assert counted[("comment", "email")].count == 3 and counted[("comment", "email")].sample == PLANTED_EMAIL
+
+
+def test_leak_scan_reads_the_strings_of_json_values(world):
+    r"""A jsonb value is scanned as its text and as its decoded strings: in the text a « \n » is a
+    backslash and a letter, so « tel\n0612345678 » and « 06\t12\t34\t56\t78 » went unseen."""
+    import json
+
+    docs = {1: [{"other": "tel\n0612345678"}], 2: {"k": ["06\t12\t34\t56\t78"]}, 3: {"rappel\nAB-123-CD": 1},
+            4: [{"other": "lot\n12345678901234", "quantity": 2}], 5: "06", 6: 12}
+    with contextlib.closing(psycopg2.connect(world.dsn)) as conn, conn.cursor() as cur:
+        cur.execute("drop schema if exists leaky_json cascade; create schema leaky_json")
+        cur.execute("create table leaky_json.t (i int, j jsonb)")
+        for i, d in docs.items():
+            cur.execute("insert into leaky_json.t values (%s, %s::jsonb)", (i, json.dumps(d)))
+        conn.commit()
+    got = {(f.kind, f.count) for f in privacy.scan_schema(world.dsn, "leaky_json", privacy.ValueIndex())}
+    assert got == {("phone", 2), ("plate", 1)}
+    query_exec(world.dsn, "drop schema leaky_json cascade")
 
 
 def test_file_scan_reads_html_and_parquet_and_names_what_it_cannot_read(tmp_path):
@@ -328,6 +349,42 @@ def test_sql_masking_and_the_leak_scan_agree(world):
     expected = [combined.sub("[masqué]", v) for v in DETECTOR_CASES]
     assert got == expected
     assert sum(g != v for g, v in zip(got, DETECTOR_CASES)) == 16  # the personal values above
+
+
+# Strings typed in JSON values: separators JSON escapes (\n, \t, \r, \u000b) around or inside a
+# personal value, quotes and backslashes next to one, a key holding one.
+JSON_CASES = [
+    "remis à\njean.martin@gmail.com", "tel\n0612345678", "ligne 1\r\nAB-123-CD", "06\t12\t34\t56\t78",
+    "06\u000b12 34 56 78", "06\u001f12 34 56 78", 'dit "AB-123-CD"', "C:\\0612345678", "x\\\"06 12 34 56 78",
+    "\\n0612345678", "lot\n12345678901234", "16 01 04*\nR 13", "", "é\u00a0ü 🙂",
+]
+
+
+def test_sql_masking_of_json_strings_agrees_with_the_leak_scan(world):
+    r"""A jsonb value (packagings) is masked string by string: each decoded string gives what
+    Python's substitution gives on it, the other values and keys are kept, the result is valid
+    JSON. Masking the JSON text instead read « \njean@… » as « njean@… » and wrote « \[masqué] »
+    (an invalid escape: the replica's build failed), and kept a phone number after a « \n »."""
+    import json
+    import re
+
+    combined = re.compile("|".join(p.pattern for p in (privacy.EMAIL_RE, privacy.PHONE_RE, privacy.PLATE_RE)))
+    cases = DETECTOR_CASES + JSON_CASES
+    docs = [[{"type": "OTHER", "other": v, "quantity": 1.5, "ids": [v, None]}] for v in cases]
+    docs.append({"rappel\n06 12 34 56 78": None})  # a key
+    values = ", ".join("(%d, '%s'::jsonb)" % (i, json.dumps(d).replace("'", "''")) for i, d in enumerate(docs))
+    inline = (f"select i, {{{{ mask_personal_text('j', 'jsonb') }}}}::text as masked "
+              f"from (values {values}, ({len(docs)}, null)) as t (i, j) order by i")
+    proc = world.dbt("compile", "--inline", inline, "--output", "json", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    sql = json.loads(proc.stdout[proc.stdout.index("{"):])["compiled"]
+    got = [m for _, m in query(world.dsn, sql)]
+    assert got[-1] is None
+    expected = [[{"type": "OTHER", "other": combined.sub("[masqué]", v), "quantity": 1.5,
+                  "ids": [combined.sub("[masqué]", v), None]}] for v in cases]
+    expected.append({"rappel\n[masqué]": None})
+    assert [json.loads(g) for g in got[:-1]] == expected
+    assert sum(combined.search(v) is not None for v in JSON_CASES) == 9  # the personal values above
 
 
 def test_non_diffusible_siret_appears_nowhere_in_replica(world):
