@@ -572,6 +572,36 @@ def test_inspection_sheet_numbers_are_french_and_uniform_per_column(wh):
     assert render_pdf(empty).startswith(b"%PDF")
 
 
+def test_inspection_sheet_says_in_force_on_a_day_not_the_installation_state(wh):
+    """« En vigueur » showed is_in_force, the installation's state, so a version that ended in 2014
+    read « oui » (seen on the real ICPE file). It is now in force on the period's last day (today
+    at the latest): the state AND that day within [valid_from, valid_to), as in METRICS.md."""
+    from datetime import date
+
+    from tdw.exports.inspection import inspection_data, sections
+
+    siret = _busiest_receiver(wh)
+    versions = [  # (rubrique_alinea, valid_from, valid_to): an old version and its successor
+        ("2760-2-b", date(2010, 1, 1), date(2014, 3, 13)), ("2760-2-b", date(2014, 3, 13), None)]
+    rows = ", ".join(f"('TEST.{i}', '{siret}', '{r}', 'En fonctionnement', true, '{f}', "
+                     + (f"'{t}'" if t else "null") + ")" for i, (r, f, t) in enumerate(versions))
+    query(wh, "insert into intermediate.int_icpe__authorisations (s3ic_id, siret, rubrique_alinea, rubrique_state, "
+              f"is_in_force, valid_from, valid_to) values {rows}")
+    try:
+        def column(day):
+            table = next(sec for sec in sections(inspection_data(wh, siret, date_to=day))
+                         if sec["title"].startswith("Rubriques ICPE"))
+            j = next(i for i, h in enumerate(table["header"]) if h.startswith("En vigueur"))
+            assert table["header"][j] == f"En vigueur le {day:%d/%m/%Y}"
+            return [r[j] for r in table["rows"] if r[0].startswith("TEST.")]
+
+        assert column(date(2014, 3, 12)) == ["oui"]  # the old version before its end (the new one not yet listed)
+        assert column(date(2014, 3, 13)) == ["non", "oui"]  # valid_to is exclusive
+        assert column(date(2025, 6, 30)) == ["non", "oui"]  # the ended version is listed, not in force
+    finally:
+        query(wh, "delete from intermediate.int_icpe__authorisations where s3ic_id like 'TEST.%%'")
+
+
 def test_write_inspection_sheet_reads_the_data_once(wh, tmp_path, monkeypatch, settings):
     from tdw.exports import inspection
 

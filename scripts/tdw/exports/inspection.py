@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -128,8 +129,11 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
     siret = validate_siret(siret)
     if date_from and date_to and date_from > date_to:
         raise TdwError(f"the period is empty: --from {date_from} is after --to {date_to}")
+    # the day the « en vigueur » column is read on: the period's last day, today at the latest
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    in_force_on = min(date_to, today) if date_to else today
     p = {"siret": siret, "d0": date_from or date(1900, 1, 1), "d1": date_to or date(9999, 12, 31),
-         "late": LATE_PROCESSING_DAYS, "lim": MAX_LISTED}
+         "late": LATE_PROCESSING_DAYS, "lim": MAX_LISTED, "in_force_on": in_force_on}
     with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
         try:
             ident = _rows(cur, "select * from marts.dim_establishments where siret = %(siret)s", p)
@@ -137,9 +141,15 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
             raise TdwError(f"the marts are not built ({str(exc).splitlines()[0]}); run 'tdw run' first") from exc
         if not ident:
             raise TdwError(f"SIRET {siret} is unknown to the warehouse (no establishment, no BSD names it)")
-        data: dict = {"siret": siret, "identity": ident[0], "date_from": date_from, "date_to": date_to}
+        data: dict = {"siret": siret, "identity": ident[0], "date_from": date_from, "date_to": date_to,
+                      "in_force_on": in_force_on}
+        # in force on a day (METRICS.md, int_icpe__authorisations): an in-force state AND the day
+        # within [valid_from, valid_to); is_in_force alone is the state, true for expired versions
         data["rubriques"] = _rows(cur, """
-            select s3ic_id, rubrique_alinea, rubrique_state, is_in_force, authorised_quantity, unit,
+            select s3ic_id, rubrique_alinea, rubrique_state,
+                   is_in_force and (valid_from is null or valid_from <= %(in_force_on)s)
+                       and (valid_to is null or valid_to > %(in_force_on)s) as is_in_force_on,
+                   authorised_quantity, unit,
                    authorised_quantity_raw, unit_raw, unit_not_comparable_reason, valid_from, valid_to
             from intermediate.int_icpe__authorisations
             where siret = %(siret)s and (valid_to is null or valid_to > %(d0)s) and (valid_from is null or valid_from <= %(d1)s)
@@ -326,8 +336,9 @@ def sections(data: dict) -> list[dict]:
     ])]
     out.append(_section(
         "Rubriques ICPE et quantités autorisées", None if data["rubriques"] else "Aucune installation ICPE liée à ce SIRET.",
-        ["Installation", "Rubrique", "État", "En vigueur", "Quantité autorisée", "Unité", "Du", "Au"],
-        [[r["s3ic_id"], r["rubrique_alinea"], r["rubrique_state"], fmt(r["is_in_force"]),
+        ["Installation", "Rubrique", "État", f"En vigueur le {fmt(data['in_force_on'])}", "Quantité autorisée",
+         "Unité", "Du", "Au"],
+        [[r["s3ic_id"], r["rubrique_alinea"], r["rubrique_state"], fmt(r["is_in_force_on"]),
           fmt(r["authorised_quantity"] if r["authorised_quantity"] is not None else r["authorised_quantity_raw"], TONNE_DECIMALS),
           r["unit"] if r["unit"] != "not_comparable" else f"{r['unit_raw'] or '—'} (non comparable)",
           fmt(r["valid_from"]), fmt(r["valid_to"])] for r in data["rubriques"]], numeric=(4,)))
