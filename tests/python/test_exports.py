@@ -307,6 +307,10 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     # dates on the time axes are French and numeric, never plotly's English month names
     ticks = re.findall(r'class="xtick"[^>]*>.*?>([^<]+)</text>', dom.stdout)
     assert ticks and all(re.fullmatch(r"\d{2}/\d{2}/\d{4}", t) for t in ticks[:3]), ticks[:10]
+    # the charts' toolbar speaks French too (it said "Download plot as a PNG", "Lasso Select"...)
+    titles = set(re.findall(r'data-title="([^"]+)"', dom.stdout))
+    assert "Télécharger le graphique (PNG)" in titles and "Zoom avant" in titles, titles
+    assert not titles & {"Download plot as a PNG", "Zoom in", "Box Select", "Lasso Select", "Share chart..."}, titles
     shot = tmp_path / "stats.png"
     subprocess.run([*base, f"--user-data-dir={tmp_path / 'u2'}", "--window-size=1280,2600", f"--screenshot={shot}",
                     index.as_uri()], capture_output=True, timeout=120)

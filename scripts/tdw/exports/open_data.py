@@ -269,7 +269,7 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, da
                 resources.append(export_dataset(conn, name, tmp))
         package = {
             "name": "trackdechets-dechets-dangereux",
-            "title": "Traçabilité des déchets dangereux (Trackdéchets) — statistiques publiques",
+            "title": "Traçabilité des déchets (Trackdéchets) — statistiques publiques",
             "description": "Jeux de données agrégés issus des bordereaux de suivi de déchets. Secret statistique : "
                            "une cellule issue de moins de 3 établissements, ou dont un établissement représente plus "
                            "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée) ; dans les tables par "
