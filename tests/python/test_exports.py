@@ -290,6 +290,12 @@ def test_stats_page_renders_in_headless_chromium(wh, tmp_path):
     spec = json.loads(re.search(r'id="carte-data"[^>]*>(.*?)</script>', html, re.S).group(1))
     drawn = [c for trace in spec["data"] for c in trace["locations"]]
     assert sorted(drawn) == sorted(codes), set(drawn) ^ codes
+    # hovering any département names it (a secret or empty one showed only its code, « 78 »)
+    names = {str(f["properties"]["code"]): f["properties"]["nom"]
+             for f in load_departements_geojson(DATA_DIR / "geo")["features"]}
+    for trace in spec["data"]:
+        assert trace["hovertemplate"].startswith("%{text} : "), trace["hovertemplate"]
+        assert trace["text"] == [f"{names[c]} ({c})" for c in trace["locations"]], trace["text"][:3]
     # the map's visible caption gives its own period (published quarters), which differs from the lead's weeks
     q0, q1 = query(wh, "select min(period_start), max(period_end) from marts.od_departement_flows")[0]
     assert (f"<figcaption>Tonnes de déchets reçues par les sites de chaque département, du {q0:%d/%m/%Y} au "

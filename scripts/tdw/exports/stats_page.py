@@ -215,23 +215,32 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
     # every département is drawn: those no destination site of the published quarters lies in
     # are a pale grey of their own, so that the map has no holes
     without = sorted({str(g["properties"]["code"]) for g in geo["features"]} - {f["code_departement"] for f in flows})
+    # hover labels name the département (the file's « nom », else the flows'), not only its code
+    names = {str(g["properties"]["code"]): g["properties"].get("nom") for g in geo["features"]}
+    names.update({f["code_departement"]: f["nom_departement"] for f in flows if f["nom_departement"]})
+
+    def label(code: str) -> str:
+        return f"{names.get(code) or code} ({code})"
+
     if without:
         fig3.add_trace(go.Choropleth(geojson=_GEO_PLACEHOLDER, featureidkey="properties.code", locations=without,
+                                     text=[label(c) for c in without],
                                      z=[0] * len(without), colorscale=[[0, "#f6f6f6"], [1, "#f6f6f6"]],
-                                     showscale=False, hovertemplate="%{location} : aucun site destinataire<extra></extra>",
+                                     showscale=False, hovertemplate="%{text} : aucun site destinataire<extra></extra>",
                                      marker_line_color="#ddd", marker_line_width=0.5, name="aucun site"))
     fig3.add_trace(go.Choropleth(
         geojson=_GEO_PLACEHOLDER, featureidkey="properties.code",
         locations=[f["code_departement"] for f in published],
         z=[float(f["quantity_accepted_t"]) for f in published],
-        text=[f["nom_departement"] or f["code_departement"] for f in published],
+        text=[label(f["code_departement"]) for f in published],
         colorscale=[[0, "#e3e3fd"], [1, "#000091"]], marker_line_color="#fff", marker_line_width=0.5,
         colorbar=dict(title="tonnes", len=0.75, y=0.45), hovertemplate="%{text} : %{z:,.1f} t<extra></extra>", name="tonnes reçues"))
     secret_codes = [f["code_departement"] for f in flows if f["is_suppressed"]]
     if secret_codes:
         fig3.add_trace(go.Choropleth(geojson=_GEO_PLACEHOLDER, featureidkey="properties.code", locations=secret_codes,
+                                     text=[label(c) for c in secret_codes],
                                      z=[0] * len(secret_codes), colorscale=[[0, "#cccccc"], [1, "#cccccc"]],
-                                     showscale=False, hovertemplate="%{location} : secret statistique<extra></extra>",
+                                     showscale=False, hovertemplate="%{text} : secret statistique<extra></extra>",
                                      marker_line_color="#fff", marker_line_width=0.5, name="secret"))
     top = sorted(published, key=lambda f: f["quantity_accepted_t"], reverse=True)[:3]
     chart3 = {
