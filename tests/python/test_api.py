@@ -681,3 +681,44 @@ def test_schemathesis_finds_no_server_error(app, api_db, monkeypatch):
         run()
     assert len(calls) > 100 and any(c == 200 for c in calls)
     assert not failures, failures
+
+
+# --- the documentation pages work with no network ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def docs_client(settings):
+    """The app alone: the documentation pages need no database (none is reached: nothing listens there)."""
+    application = create_app("postgresql://127.0.0.1:1/nowhere", settings)
+    return TestClient(application)
+
+
+def _page_urls(html: str) -> list[str]:
+    """Every URL a browser would load or follow from the page: src, href, spec-url, and the
+    OpenAPI url given to Swagger UI."""
+    import re
+
+    urls = re.findall(r'(?:src|href|spec-url)\s*=\s*"([^"]*)"', html)
+    urls += re.findall(r"\burl:\s*'([^']*)'", html)
+    return urls
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_documentation_pages_load_nothing_from_outside(docs_client, page):
+    """/docs was blank offline: FastAPI's page loads Swagger UI from cdn.jsdelivr.net and its icon
+    from fastapi.tiangolo.com. Every script, style sheet and icon must come from the API itself."""
+    r = docs_client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html, html
+    urls = _page_urls(html)
+    scripts = [u for u in urls if u.endswith(".js")]
+    assert scripts and any(u.endswith(".css") for u in urls) == (page == "/docs"), urls
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = docs_client.get(url)
+        assert asset.status_code == 200, (url, asset.status_code)
+        assert len(asset.content) > 100, url
+    for url in scripts:
+        assert "javascript" in docs_client.get(url).headers["content-type"], url
+    if page == "/docs":
+        assert '<html lang="fr">' in html and '"validatorUrl": null' in html  # no call to validator.swagger.io

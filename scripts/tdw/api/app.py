@@ -508,6 +508,77 @@ périmètre. Chaque appel est journalisé.
 """
 
 
+DOCS_ASSETS_URL = "/docs-assets"
+# Swagger UI's options: no call to the online validator (validator.swagger.io), French-friendly defaults
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "docExpansion": "list", "defaultModelsExpandDepth": 0,
+                         "persistAuthorization": True}
+
+
+def _docs_assets_dir():
+    """The folder of Swagger UI's and ReDoc's files shipped by the ``fastapi-offline`` package
+    (a project dependency, pyproject.toml), or None when it is not installed."""
+    import importlib.util
+    from pathlib import Path as _Path
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = _Path(next(iter(spec.submodule_search_locations))) / "static"
+    needed = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+    return folder if all((folder / n).is_file() for n in needed) else None
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with every script, style sheet and icon served by the
+    API itself under ``/docs-assets``: the pages work with no Internet access (a ministry network,
+    this machine) and load nothing from a CDN. The files come from the ``fastapi-offline`` package
+    (Swagger UI: Apache-2.0, ReDoc: MIT, package: MIT). Without it the two pages answer 503 with a
+    message saying what to install, never a page pointing at a CDN."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = _docs_assets_dir()
+    if assets is not None:
+        app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    def unavailable() -> HTMLResponse:
+        return HTMLResponse(
+            "<!DOCTYPE html><html lang=\"fr\"><meta charset=\"utf-8\"><title>Documentation indisponible</title>"
+            "<p>La documentation interactive a besoin du paquet Python <code>fastapi-offline</code> "
+            "(dépendance du projet : <code>make install</code>). La description OpenAPI reste disponible : "
+            "<a href=\"openapi.json\">openapi.json</a>.</p></html>", status_code=503)
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        if assets is None:
+            return unavailable()
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — documentation",
+            oauth2_redirect_url=f"{root}{app.swagger_ui_oauth2_redirect_url}",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters=SWAGGER_UI_PARAMETERS)
+        # the descriptions are French (Swagger UI's own buttons stay English: it has no translations)
+        return HTMLResponse(page.body.decode("utf-8").replace("<html>", '<html lang="fr">', 1))
+
+    @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        if assets is None:
+            return unavailable()
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — documentation",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png", with_google_fonts=False)
+
+
 def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None,
                limiter: RateLimiter | None = None, maxconn: int = 10) -> FastAPI:
     """Build the API application.
@@ -533,6 +604,10 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         title="API Trackdéchets — agents de l'État",
         version="1.0.0",
         description=DESCRIPTION,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: replaced below by pages
+        # whose assets are served by the API itself (_add_offline_docs)
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "établissements", "description": "Un établissement par SIRET : identité, tonnages, ICPE, fiche d'inspection."},
             {"name": "icpe", "description": "Alertes de conformité ICPE."},
@@ -542,6 +617,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
     )
     app.state.database = database
     app.state.limiter = limiter
+    _add_offline_docs(app)
     app.add_middleware(AuditMiddleware, database=database)
 
     @app.exception_handler(ApiError)
