@@ -549,6 +549,81 @@ def test_pagination(client, api_db):
     assert [i for p in pages for i in p["items"]] == full["items"]
 
 
+@pytest.fixture
+def many_flows(api_db, settings):
+    """250 more flow rows (Corse-du-Sud, 2030) in the marts and the API tables, removed afterwards."""
+    dsn = api_db["dsn"]
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("""insert into marts.mart_waste_flows
+            select ('2030-01-01'::date + (i % 12) * interval '1 month')::date, 'BSDD', '13', '93', '2A', '94', false,
+                   false, '16 01 ' || lpad((i % 100)::text, 2, '0'), '16', true, 'final_recovery', 1, 1, i, i
+            from generate_series(1, 250) as i""")
+    security.refresh(dsn, settings)
+    yield 250
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("delete from marts.mart_waste_flows where destination_code_departement = '2A'")
+    security.refresh(dsn, settings)
+
+
+def test_csv_download_holds_every_row(client, api_db, many_flows, monkeypatch):
+    """docs/api.md's `…/v1/flows?departement=77&side=destination&format=csv > flux_77.csv` gave the
+    first 100 rows of 4,124, with nothing in the file saying so. A CSV asked for without `limit`
+    holds every row in scope, streamed through a server-side cursor (batches forced small here,
+    so the stream needs the request's transaction open across several fetches)."""
+    from tdw.api import app as app_module
+
+    monkeypatch.setattr(app_module, "CSV_FETCH_ROWS", 40, raising=False)
+    h = _h(api_db, "national")
+    query = "departement=2A&side=destination&date_from=2030-01-01"
+    r = client.get(f"/v1/flows?{query}&format=csv", headers=h)
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == many_flows == int(r.headers["X-Total-Count"]), (len(rows), r.headers["X-Total-Count"])
+    assert r.headers["X-Row-Count"] == "250"
+    assert 'filename="flux_dechets.csv"' in r.headers["Content-Disposition"]
+    # the same rows, in the same order, as the JSON pages
+    pages = [client.get(f"/v1/flows?{query}&limit=100&offset={o}", headers=h).json()["items"] for o in (0, 100, 200)]
+    assert [(x["month_start"], x["waste_code"], x["quantity_received_t"]) for p in pages for x in p] == \
+        [(x["month_start"], x["waste_code"], float(x["quantity_received_t"])) for x in rows]
+    # Accept: text/csv and an offset: the rest from there
+    rest = client.get(f"/v1/flows?{query}&offset=200", headers={**h, "Accept": "text/csv"})
+    assert len(list(csv.DictReader(io.StringIO(rest.text)))) == 50 and rest.headers["X-Total-Count"] == "250"
+
+
+def test_csv_page_says_it_is_partial(client, api_db, many_flows):
+    """With an explicit `limit`, a CSV is one page: its file name and Link header say which rows it
+    holds and where the next page is; following the links gives every row once."""
+    h = _h(api_db, "national")
+    url = "/v1/flows?departement=2A&format=csv&limit=100"
+    seen, names = [], []
+    while url:
+        r = client.get(url, headers=h)
+        assert r.status_code == 200 and r.headers["X-Total-Count"] == "250"
+        seen += list(csv.DictReader(io.StringIO(r.text)))
+        names.append(r.headers["Content-Disposition"])
+        links = dict((rel, target) for target, rel in
+                     (re_link.groups() for re_link in __import__("re").finditer(r'<([^>]+)>; rel="(\w+)"', r.headers["Link"])))
+        assert links["first"].endswith("offset=0") and "departement=2A" in links["last"]
+        url = links.get("next")
+    assert len(seen) == 250 and len({tuple(x.values()) for x in seen}) == 250
+    assert 'filename="flux_dechets_lignes_1-100_sur_250.csv"' in names[0]
+    assert 'filename="flux_dechets_lignes_201-250_sur_250.csv"' in names[-1]
+    # a JSON page carries the same Link header; a page holding everything has none
+    assert 'rel="next"' in client.get("/v1/flows?departement=2A&limit=100", headers=h).headers["Link"]
+    assert "Link" not in client.get("/v1/flows?departement=77", headers=h).headers
+
+
+def test_csv_download_above_the_cap_is_refused(client, api_db, many_flows, monkeypatch):
+    from tdw.api import app as app_module
+
+    monkeypatch.setattr(app_module, "CSV_MAX_ROWS", 200, raising=False)
+    h = _h(api_db, "national")
+    r = client.get("/v1/flows?departement=2A&format=csv", headers=h)
+    assert r.status_code == 422 and r.json()["error"] == "too_many_rows" and "limit" in r.json()["message_fr"]
+    assert client.get("/v1/flows?departement=2A&date_from=2030-07-01&format=csv", headers=h).status_code == 200
+    assert client.get("/v1/flows?departement=2A&format=csv&limit=1000", headers=h).status_code == 200  # a page
+
+
 def test_audit_log_records_each_call(client, api_db, settings):
     dsn = api_db["dsn"]
     before = _rows(dsn, "select coalesce(max(audit_id), 0) from api_admin.audit_log")[0][0]
