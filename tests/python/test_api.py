@@ -797,3 +797,36 @@ def test_documentation_pages_load_nothing_from_outside(docs_client, page):
         assert "javascript" in docs_client.get(url).headers["content-type"], url
     if page == "/docs":
         assert '<html lang="fr">' in html and '"validatorUrl": null' in html  # no call to validator.swagger.io
+
+
+def test_simulated_data_is_said_on_every_answer(client, api_db, settings):
+    """With the simulator as the warehouse's source (recorded by tdw extract in meta.extract_runs,
+    copied by the API refresh), every /v1 answer (JSON and CSV) carries X-Simulated-Data and
+    /v1/me and /health say so; with a real source, nothing."""
+    from tdw.extract import ensure_meta_tables
+
+    dsn = api_db["dsn"]
+    h = _h(api_db, "national")
+    assert "X-Simulated-Data" not in client.get("/v1/flows", headers=h).headers
+    assert client.get("/v1/me", headers=h).json()["simulated_data"] is False
+    with contextlib.closing(psycopg2.connect(dsn)) as conn:
+        ensure_meta_tables(conn)
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("""insert into meta.extract_runs (extract_id, table_name, source_schema, mode, rows_read,
+                           rows_upserted, rows_deleted, started_at, finished_at, duration_s, source_is_simulated)
+                       values (1, 'Form', 'default$default', 'full', 1, 1, 0, now(), now(), 0, true)""")
+    security.refresh(dsn, settings)
+    try:
+        for path in ("/v1/flows", "/v1/flows?format=csv", f"/v1/establishments/{S77}/tonnages?format=csv&limit=1",
+                     f"/v1/establishments/{S77}"):
+            r = client.get(path, headers=h)
+            assert r.status_code == 200 and r.headers["X-Simulated-Data"] == "true", path
+            assert "ne pas utiliser" in r.headers["X-Simulated-Data-Warning"]
+        me = client.get("/v1/me", headers=h).json()
+        assert me["simulated_data"] is True and me["warning"].startswith("Données simulées")
+        assert client.get("/health").json()["simulated_data"] is True
+    finally:
+        with db.transaction(dsn) as conn, conn.cursor() as cur:
+            cur.execute("delete from meta.extract_runs where extract_id = 1")
+        security.refresh(dsn, settings)
+    assert "X-Simulated-Data" not in client.get("/v1/flows", headers=h).headers

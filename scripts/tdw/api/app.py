@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
 from ..errors import TdwError
+from ..exports.common import SIMULATED_BANNER
 from ..exports.inspection import validate_siret
 from .auth import Client, RateLimiter, hash_token
 from .db import ApiDatabase
@@ -273,6 +274,9 @@ class Me(BaseModel):
     rate_limit_per_minute: int
     token_expires_at: datetime
     data_refreshed_at: datetime | None = Field(description="Dernière mise à jour des données de l'API.")
+    simulated_data: bool = Field(False, description="Données produites par le simulateur du projet, pas par "
+                                                    "Trackdéchets : ne pas les utiliser (en-tête X-Simulated-Data).")
+    warning: str | None = Field(None, description="Avertissement à lire avant toute utilisation des données.")
 
 
 class Health(BaseModel):
@@ -280,6 +284,8 @@ class Health(BaseModel):
 
     status: str
     data_refreshed_at: datetime | None
+    simulated_data: bool = Field(False, description="Données simulées (voir /v1/me).")
+    warning: str | None = None
 
 
 class AlertKind(str, Enum):
@@ -556,6 +562,8 @@ class AuditMiddleware:
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                if scope.get("tdw.simulated"):  # set by the token check from api.refresh_info
+                    message = {**message, "headers": [*message.get("headers", []), *SIMULATED_HEADERS]}
             await send(message)
 
         try:
@@ -580,6 +588,12 @@ class AuditMiddleware:
         with self.database.transaction(read_only=False) as cur:
             cur.execute("select api.log_request(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         (*row[:5], Json(row[5]), list(row[6]), *row[7:]))
+
+
+# on every /v1 answer when the data comes from the simulator (ASCII: HTTP header values are Latin-1)
+SIMULATED_HEADERS = [(b"x-simulated-data", b"true"),
+                     (b"x-simulated-data-warning",
+                      "Donnees simulees - ne pas utiliser (simulateur du projet, pas Trackdechets)".encode("ascii"))]
 
 
 def _query_pairs(scope) -> Iterator[tuple[str, str]]:
@@ -779,6 +793,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
             client = Client(client_id, token_id, name, scope_kind, tuple(regions), tuple(departements),
                             tuple(families), rate, expires_at)
+            cur.execute("select coalesce(bool_or(source_is_simulated), false) from api.refresh_info")
+            request.scope["tdw.simulated"] = cur.fetchone()[0]
             wait = limiter.check(client_id, rate)
             if wait is not None:
                 retry = RateLimiter.retry_after_header(wait)
@@ -808,19 +824,23 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
              description="Sans authentification : le service répond et la date de dernière mise à jour des données.")
     def health() -> dict:
         with database.transaction() as cur:
-            cur.execute("select max(refreshed_at) from api.refresh_info")
-            return {"status": "ok", "data_refreshed_at": cur.fetchone()[0]}
+            cur.execute("select max(refreshed_at), coalesce(bool_or(source_is_simulated), false) from api.refresh_info")
+            refreshed, simulated = cur.fetchone()
+            return {"status": "ok", "data_refreshed_at": refreshed, "simulated_data": simulated,
+                    "warning": SIMULATED_BANNER if simulated else None}
 
     @app.get("/v1/me", response_model=Me, tags=["service"], summary="Mon habilitation",
              description="Périmètre territorial, familles de données, limite de débit et expiration du jeton du client appelant.",
              responses=_ERROR_RESPONSES)
     def me(ctx: CtxDep) -> dict:
-        ctx.cur.execute("select max(refreshed_at) from api.refresh_info")
+        ctx.cur.execute("select max(refreshed_at), coalesce(bool_or(source_is_simulated), false) from api.refresh_info")
+        refreshed, simulated = ctx.cur.fetchone()
         c = ctx.client
         return {"client": c.name, "scope_kind": c.scope_kind, "regions": list(c.regions),
                 "departements": list(c.departements), "families": list(c.families),
                 "rate_limit_per_minute": c.rate_limit_per_minute, "token_expires_at": c.expires_at,
-                "data_refreshed_at": ctx.cur.fetchone()[0]}
+                "data_refreshed_at": refreshed, "simulated_data": simulated,
+                "warning": SIMULATED_BANNER if simulated else None}
 
     # --- establishments ---------------------------------------------------------------------
 
