@@ -154,6 +154,7 @@ class ExtractReport:
     tables: list[TableReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     source_now: str | None = None  # the source snapshot's clock (PostgreSQL text)
+    source_is_simulated: bool = False  # the source is the project's simulator (fabricated data)
 
     @property
     def rows_read(self) -> int:
@@ -390,6 +391,9 @@ create table if not exists meta.extract_runs (
 );
 comment on table meta.extract_runs is
     'One row per table per tdw extract run, committed with the table''s data';
+alter table meta.extract_runs add column if not exists source_is_simulated boolean;
+comment on column meta.extract_runs.source_is_simulated is
+    'The source was the project''s simulator (its schema simulator holds the simulation''s state): the data is fabricated; null = extracted before this was recorded';
 """
 
 
@@ -518,9 +522,14 @@ def extract(
         with src.cursor() as scur:
             scur.execute("select now()::text")  # the snapshot's clock: watermarks never go beyond it
             source_now = report.source_now = scur.fetchone()[0]
+            # the simulator keeps its state next to the tables it fabricates (tdw.simulator.generate):
+            # every export of data read from such a source says the data is simulated
+            scur.execute("select to_regclass('simulator.state') is not null")
+            report.source_is_simulated = scur.fetchone()[0]
         for i, plan in enumerate(plans, 1):
             say(f"{plan.table} ({i}/{len(plans)}): {plan.mode}")
-            tr = _load_table(src, wh, plan, source_schema, extract_id, lookback, chunk_rows, chunk_hook, say, source_now)
+            tr = _load_table(src, wh, plan, source_schema, extract_id, lookback, chunk_rows, chunk_hook, say, source_now,
+                             report.source_is_simulated)
             report.tables.append(tr)
         src.rollback()
     report.duration_s = time.monotonic() - started
@@ -638,7 +647,8 @@ def _ensure_raw_indexes(cur, table: str, columns: list[str], created: bool) -> N
         cur.execute(sql.SQL("analyze {}").format(_ident(RAW_SCHEMA, table)))
 
 
-def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, chunk_hook, say, source_now) -> TableReport:
+def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, chunk_hook, say, source_now,
+                source_is_simulated: bool = False) -> TableReport:
     t0 = time.monotonic()
     raw = _ident(RAW_SCHEMA, plan.table)
     names = [c.name for c in plan.columns]
@@ -768,8 +778,8 @@ def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, 
             """
             insert into meta.extract_runs (extract_id, table_name, source_schema, mode, cursor_column,
                 watermark_before, watermark_after, lookback, rows_read, rows_upserted, rows_deleted,
-                new_columns, removed_columns, notes, started_at, finished_at, duration_s)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)
+                new_columns, removed_columns, notes, started_at, finished_at, duration_s, source_is_simulated)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s, %s)
             """,
             (
                 extract_id, plan.table, schema, plan.mode, plan.cursor, tr.watermark_before, tr.watermark_after,
@@ -777,7 +787,7 @@ def _load_table(src, wh, plan: _Plan, schema, extract_id, lookback, chunk_rows, 
                 [f"{c} {t}" for c, t in tr.new_columns], tr.removed_columns,
                 tr.notes + ([f'"{plan.table}": latest "{plan.cursor}" ({tr.ahead_of_clock}) is after the source\'s clock '
                              f"({source_now}); watermark held at the source's clock"] if tr.ahead_of_clock else []),
-                batch_started, tr.duration_s,
+                batch_started, tr.duration_s, source_is_simulated,
             ),
         )  # fmt: skip
     return tr

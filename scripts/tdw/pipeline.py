@@ -134,7 +134,11 @@ def extract_step(source: str, dsn: str, *, simulated_source: bool = False) -> di
     lines = report.lines(source_is_simulated=simulated_source)
     for line in lines:
         console.print(f"  {line}", highlight=False)
+    if report.source_is_simulated:
+        console.print("  the source is the project's simulator: every export will say « Données simulées — ne pas "
+                      "utiliser »", highlight=False)
     return {
+        "source_is_simulated": report.source_is_simulated,
         "extract_id": report.extract_id,
         "rows_read": report.rows_read,
         "rows_upserted": report.rows_upserted,

@@ -549,6 +549,81 @@ def test_pagination(client, api_db):
     assert [i for p in pages for i in p["items"]] == full["items"]
 
 
+@pytest.fixture
+def many_flows(api_db, settings):
+    """250 more flow rows (Corse-du-Sud, 2030) in the marts and the API tables, removed afterwards."""
+    dsn = api_db["dsn"]
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("""insert into marts.mart_waste_flows
+            select ('2030-01-01'::date + (i % 12) * interval '1 month')::date, 'BSDD', '13', '93', '2A', '94', false,
+                   false, '16 01 ' || lpad((i % 100)::text, 2, '0'), '16', true, 'final_recovery', 1, 1, i, i
+            from generate_series(1, 250) as i""")
+    security.refresh(dsn, settings)
+    yield 250
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("delete from marts.mart_waste_flows where destination_code_departement = '2A'")
+    security.refresh(dsn, settings)
+
+
+def test_csv_download_holds_every_row(client, api_db, many_flows, monkeypatch):
+    """docs/api.md's `…/v1/flows?departement=77&side=destination&format=csv > flux_77.csv` gave the
+    first 100 rows of 4,124, with nothing in the file saying so. A CSV asked for without `limit`
+    holds every row in scope, streamed through a server-side cursor (batches forced small here,
+    so the stream needs the request's transaction open across several fetches)."""
+    from tdw.api import app as app_module
+
+    monkeypatch.setattr(app_module, "CSV_FETCH_ROWS", 40, raising=False)
+    h = _h(api_db, "national")
+    query = "departement=2A&side=destination&date_from=2030-01-01"
+    r = client.get(f"/v1/flows?{query}&format=csv", headers=h)
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == many_flows == int(r.headers["X-Total-Count"]), (len(rows), r.headers["X-Total-Count"])
+    assert r.headers["X-Row-Count"] == "250"
+    assert 'filename="flux_dechets.csv"' in r.headers["Content-Disposition"]
+    # the same rows, in the same order, as the JSON pages
+    pages = [client.get(f"/v1/flows?{query}&limit=100&offset={o}", headers=h).json()["items"] for o in (0, 100, 200)]
+    assert [(x["month_start"], x["waste_code"], x["quantity_received_t"]) for p in pages for x in p] == \
+        [(x["month_start"], x["waste_code"], float(x["quantity_received_t"])) for x in rows]
+    # Accept: text/csv and an offset: the rest from there
+    rest = client.get(f"/v1/flows?{query}&offset=200", headers={**h, "Accept": "text/csv"})
+    assert len(list(csv.DictReader(io.StringIO(rest.text)))) == 50 and rest.headers["X-Total-Count"] == "250"
+
+
+def test_csv_page_says_it_is_partial(client, api_db, many_flows):
+    """With an explicit `limit`, a CSV is one page: its file name and Link header say which rows it
+    holds and where the next page is; following the links gives every row once."""
+    h = _h(api_db, "national")
+    url = "/v1/flows?departement=2A&format=csv&limit=100"
+    seen, names = [], []
+    while url:
+        r = client.get(url, headers=h)
+        assert r.status_code == 200 and r.headers["X-Total-Count"] == "250"
+        seen += list(csv.DictReader(io.StringIO(r.text)))
+        names.append(r.headers["Content-Disposition"])
+        links = dict((rel, target) for target, rel in
+                     (re_link.groups() for re_link in __import__("re").finditer(r'<([^>]+)>; rel="(\w+)"', r.headers["Link"])))
+        assert links["first"].endswith("offset=0") and "departement=2A" in links["last"]
+        url = links.get("next")
+    assert len(seen) == 250 and len({tuple(x.values()) for x in seen}) == 250
+    assert 'filename="flux_dechets_lignes_1-100_sur_250.csv"' in names[0]
+    assert 'filename="flux_dechets_lignes_201-250_sur_250.csv"' in names[-1]
+    # a JSON page carries the same Link header; a page holding everything has none
+    assert 'rel="next"' in client.get("/v1/flows?departement=2A&limit=100", headers=h).headers["Link"]
+    assert "Link" not in client.get("/v1/flows?departement=77", headers=h).headers
+
+
+def test_csv_download_above_the_cap_is_refused(client, api_db, many_flows, monkeypatch):
+    from tdw.api import app as app_module
+
+    monkeypatch.setattr(app_module, "CSV_MAX_ROWS", 200, raising=False)
+    h = _h(api_db, "national")
+    r = client.get("/v1/flows?departement=2A&format=csv", headers=h)
+    assert r.status_code == 422 and r.json()["error"] == "too_many_rows" and "limit" in r.json()["message_fr"]
+    assert client.get("/v1/flows?departement=2A&date_from=2030-07-01&format=csv", headers=h).status_code == 200
+    assert client.get("/v1/flows?departement=2A&format=csv&limit=1000", headers=h).status_code == 200  # a page
+
+
 def test_audit_log_records_each_call(client, api_db, settings):
     dsn = api_db["dsn"]
     before = _rows(dsn, "select coalesce(max(audit_id), 0) from api_admin.audit_log")[0][0]
@@ -681,3 +756,77 @@ def test_schemathesis_finds_no_server_error(app, api_db, monkeypatch):
         run()
     assert len(calls) > 100 and any(c == 200 for c in calls)
     assert not failures, failures
+
+
+# --- the documentation pages work with no network ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def docs_client(settings):
+    """The app alone: the documentation pages need no database (none is reached: nothing listens there)."""
+    application = create_app("postgresql://127.0.0.1:1/nowhere", settings)
+    return TestClient(application)
+
+
+def _page_urls(html: str) -> list[str]:
+    """Every URL a browser would load or follow from the page: src, href, spec-url, and the
+    OpenAPI url given to Swagger UI."""
+    import re
+
+    urls = re.findall(r'(?:src|href|spec-url)\s*=\s*"([^"]*)"', html)
+    urls += re.findall(r"\burl:\s*'([^']*)'", html)
+    return urls
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_documentation_pages_load_nothing_from_outside(docs_client, page):
+    """/docs was blank offline: FastAPI's page loads Swagger UI from cdn.jsdelivr.net and its icon
+    from fastapi.tiangolo.com. Every script, style sheet and icon must come from the API itself."""
+    r = docs_client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html, html
+    urls = _page_urls(html)
+    scripts = [u for u in urls if u.endswith(".js")]
+    assert scripts and any(u.endswith(".css") for u in urls) == (page == "/docs"), urls
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = docs_client.get(url)
+        assert asset.status_code == 200, (url, asset.status_code)
+        assert len(asset.content) > 100, url
+    for url in scripts:
+        assert "javascript" in docs_client.get(url).headers["content-type"], url
+    if page == "/docs":
+        assert '<html lang="fr">' in html and '"validatorUrl": null' in html  # no call to validator.swagger.io
+
+
+def test_simulated_data_is_said_on_every_answer(client, api_db, settings):
+    """With the simulator as the warehouse's source (recorded by tdw extract in meta.extract_runs,
+    copied by the API refresh), every /v1 answer (JSON and CSV) carries X-Simulated-Data and
+    /v1/me and /health say so; with a real source, nothing."""
+    from tdw.extract import ensure_meta_tables
+
+    dsn = api_db["dsn"]
+    h = _h(api_db, "national")
+    assert "X-Simulated-Data" not in client.get("/v1/flows", headers=h).headers
+    assert client.get("/v1/me", headers=h).json()["simulated_data"] is False
+    with contextlib.closing(psycopg2.connect(dsn)) as conn:
+        ensure_meta_tables(conn)
+    with db.transaction(dsn) as conn, conn.cursor() as cur:
+        cur.execute("""insert into meta.extract_runs (extract_id, table_name, source_schema, mode, rows_read,
+                           rows_upserted, rows_deleted, started_at, finished_at, duration_s, source_is_simulated)
+                       values (1, 'Form', 'default$default', 'full', 1, 1, 0, now(), now(), 0, true)""")
+    security.refresh(dsn, settings)
+    try:
+        for path in ("/v1/flows", "/v1/flows?format=csv", f"/v1/establishments/{S77}/tonnages?format=csv&limit=1",
+                     f"/v1/establishments/{S77}"):
+            r = client.get(path, headers=h)
+            assert r.status_code == 200 and r.headers["X-Simulated-Data"] == "true", path
+            assert "ne pas utiliser" in r.headers["X-Simulated-Data-Warning"]
+        me = client.get("/v1/me", headers=h).json()
+        assert me["simulated_data"] is True and me["warning"].startswith("Données simulées")
+        assert client.get("/health").json()["simulated_data"] is True
+    finally:
+        with db.transaction(dsn) as conn, conn.cursor() as cur:
+            cur.execute("delete from meta.extract_runs where extract_id = 1")
+        security.refresh(dsn, settings)
+    assert "X-Simulated-Data" not in client.get("/v1/flows", headers=h).headers

@@ -497,6 +497,16 @@ def test_publish_data_gouv_dry_run_then_apply(open_data, tmp_path):
     from tdw.exports.publish import DataGouvConfig, publish
 
     out, manifest = open_data
+    # the module's export is made from the simulator's data: never sent (test_simulated_data_…)
+    with pytest.raises(TdwError, match="simulated data"):
+        publish(DataGouvConfig.from_env({"TDW_DATAGOUV_URL": "http://127.0.0.1:9/api/1", "TDW_DATAGOUV_DATASET": "d",
+                                         "TDW_DATAGOUV_API_KEY": "k", "TDW_DATAGOUV_RESOURCES": str(tmp_path / "r.json")}), out)
+    # the same files as a real source's export would be, for the upload logic
+    real = tmp_path / "open-data"
+    shutil.copytree(out, real)
+    manifest = {**manifest, "simulated_source": False}
+    (real / "manifest.json").write_text(json.dumps(manifest, default=str), encoding="utf-8")
+    out = real
     files = [f["path"] for f in manifest["files"]]
     same, changed = files[0], files[1]
     sha = {f["path"]: f for f in manifest["files"]}
@@ -695,3 +705,69 @@ def test_unwritable_export_folder_and_failed_writes_are_clear_errors(tmp_path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "big.csv"))
     assert sorted(p.name for p in target.iterdir()) == ["kept.csv"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".open-data")] == []
+
+
+def _pdf_text(pdf: bytes) -> bytes:
+    """The PDF's content streams, inflated (fpdf2 compresses them)."""
+    import zlib
+
+    parts = [pdf]
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        with contextlib.suppress(zlib.error):
+            parts.append(zlib.decompress(stream))
+    return b"\n".join(parts)
+
+
+def test_simulated_data_is_said_on_every_export(wh, open_data, tmp_path, settings):
+    """The module's warehouse is extracted from the simulator: `tdw run` on the default wrote
+    inspection sheets of real installations with fabricated alerts, a statistics page citing « entrepôt
+    de données du ministère » and open-data files, none saying the data was simulated. Every export
+    says it; with a real source's extracts, none does."""
+    from markupsafe import escape
+
+    from tdw.exports.common import SIMULATED_BANNER, source_is_simulated
+    from tdw.exports.inspection import inspection_data, render_html, render_pdf
+    from tdw.exports.open_data import export_open_data
+    from tdw.exports.stats_page import build_stats_page
+
+    assert query(wh, "select bool_and(source_is_simulated) from meta.extract_runs") == [(True,)]
+    out, manifest = open_data
+    package = json.loads((out / "datapackage.json").read_text(encoding="utf-8"))
+    assert package["simulated"] is True and package["title"].startswith("[DONNÉES SIMULÉES")
+    assert package["description"].startswith(SIMULATED_BANNER)
+    assert manifest["simulated_source"] is True
+    assert SIMULATED_BANNER in (out / "LISEZMOI-DONNEES-SIMULEES.txt").read_text(encoding="utf-8")
+    page = build_stats_page(wh, tmp_path / "stats").read_text(encoding="utf-8")
+    shown = str(escape(SIMULATED_BANNER))  # as Jinja writes it into HTML
+    assert 'class="simulated"' in page and shown in page and "entrepôt de données du ministère" not in page
+    data = inspection_data(wh, _busiest_receiver(wh))
+    html, pdf = render_html(data), _pdf_text(render_pdf(data))
+    assert 'class="simulated"' in html and shown in html and "[DONNÉES SIMULÉES]" in html
+    assert pdf.count("DONNÉES SIMULÉES - NE PAS UTILISER".encode("latin-1")) >= 1
+
+    # the same warehouse as if its extracts had read a real source: no banner anywhere
+    query(wh, "update meta.extract_runs set source_is_simulated = false")
+    try:
+        real = export_open_data(wh, tmp_path / "od-real")
+        package = json.loads((tmp_path / "od-real" / "datapackage.json").read_text(encoding="utf-8"))
+        assert real["simulated_source"] is False and "simulated" not in package
+        assert not (tmp_path / "od-real" / "LISEZMOI-DONNEES-SIMULEES.txt").exists()
+        assert "SIMUL" not in package["title"].upper()
+        page = build_stats_page(wh, tmp_path / "stats-real").read_text(encoding="utf-8")
+        assert 'class="simulated"' not in page and "entrepôt de données du ministère" in page
+        data = inspection_data(wh, _busiest_receiver(wh))
+        assert 'class="simulated"' not in render_html(data) and b"SIMUL" not in _pdf_text(render_pdf(data))
+    finally:
+        query(wh, "update meta.extract_runs set source_is_simulated = true")
+
+    # a later full extract of a real source replaces a table's simulated rows; a partial one does not
+    with contextlib.closing(psycopg2.connect(wh)) as conn, conn.cursor() as cur:
+        tables = [r[0] for r in query(wh, "select distinct table_name from meta.extract_runs")]
+        cur.execute("""insert into meta.extract_runs (extract_id, table_name, source_schema, mode, rows_read,
+                           rows_upserted, rows_deleted, started_at, finished_at, duration_s, source_is_simulated)
+                       select 999999, t, 'default$default', 'incremental', 0, 0, 0, now(), now(), 0, false
+                       from unnest(%s::text[]) as t""", (tables,))
+        assert source_is_simulated(cur) is True
+        cur.execute("update meta.extract_runs set mode = 'full' where extract_id = 999999")
+        assert source_is_simulated(cur) is False
+        conn.rollback()

@@ -11,9 +11,11 @@ Errors are JSON: ``{"error": code, "message": "français / English", "message_fr
 not granted), 404 (unknown SIRET or route), 422 (malformed parameter, e.g. a SIRET that is not 14
 digits), 429 (rate limit; ``Retry-After`` in seconds), 503 (inspection sheet not available).
 
-Lists are paginated (``limit`` ≤ 1000, ``offset``) with ``total``; ``format=csv`` or
+Lists are paginated (``limit`` ≤ 1000, ``offset``) with ``total`` and a ``Link`` header; ``format=csv`` or
 ``Accept: text/csv`` gives CSV (UTF-8, comma-separated, header row; arrays joined with ``|``;
-booleans ``true`` / ``false`` as in the open-data files; ``X-Total-Count`` header).
+booleans ``true`` / ``false`` as in the open-data files; ``X-Total-Count`` header): without
+``limit``, every row in scope (streamed, at most CSV_MAX_ROWS, else 422 ``too_many_rows``); with
+``limit``, one page whose file name says which rows it holds.
 """
 
 
@@ -28,18 +30,20 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import anyio
 from fastapi import Depends, FastAPI, Path, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Settings
 from ..errors import TdwError
+from ..exports.common import SIMULATED_BANNER
 from ..exports.inspection import validate_siret
 from .auth import Client, RateLimiter, hash_token
 from .db import ApiDatabase
@@ -53,6 +57,9 @@ REGION_PATTERN = r"^[0-9]{2}$"
 WASTE_CODE_PATTERN = r"^[0-9]{2} [0-9]{2} [0-9]{2}\*?$"
 RUBRIQUE_PATTERN = r"^[0-9]{4}(-[0-9a-zA-Z]{1,3}){0,3}$"
 MAX_LIMIT = 1000
+# a CSV asked for without `limit` holds every row in scope (docs/api.md), up to this many
+CSV_MAX_ROWS = 1_000_000
+CSV_FETCH_ROWS = 5_000  # rows per FETCH of its server-side cursor
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -267,6 +274,9 @@ class Me(BaseModel):
     rate_limit_per_minute: int
     token_expires_at: datetime
     data_refreshed_at: datetime | None = Field(description="Dernière mise à jour des données de l'API.")
+    simulated_data: bool = Field(False, description="Données produites par le simulateur du projet, pas par "
+                                                    "Trackdéchets : ne pas les utiliser (en-tête X-Simulated-Data).")
+    warning: str | None = Field(None, description="Avertissement à lire avant toute utilisation des données.")
 
 
 class Health(BaseModel):
@@ -274,6 +284,8 @@ class Health(BaseModel):
 
     status: str
     data_refreshed_at: datetime | None
+    simulated_data: bool = Field(False, description="Données simulées (voir /v1/me).")
+    warning: str | None = None
 
 
 class AlertKind(str, Enum):
@@ -313,6 +325,7 @@ class Ctx:
     cur: Any
     client: Client
     audit: dict = field(default_factory=dict)
+    response: Response = field(default_factory=Response)  # FastAPI's: headers set here are sent with a JSON answer
 
     def require(self, *families: str) -> None:
         """403 unless every family is granted to the client."""
@@ -364,28 +377,115 @@ class Ctx:
         raise ApiError(403, "out_of_scope", f"La région {region} est hors de votre périmètre ({self.client.describe_scope()})",
                        f"région {region} is outside your scope ({self.client.describe_scope()})")
 
+    def _count(self, table: str, where: list[tuple[str, tuple]]) -> tuple[int, str, list]:
+        where_sql = " and ".join(f"({w})" for w, _ in where) or "true"
+        params = [p for _, ps in where for p in ps]
+        self.cur.execute(f"select count(*) from api.{table} where {where_sql}", params)
+        return self.cur.fetchone()[0], where_sql, params
+
+    def _note_sirets(self, sirets) -> None:
+        sirets = {s for s in sirets if s}
+        if sirets:
+            self.audit["sirets"] = sorted(set(self.audit.get("sirets", [])) | sirets)
+
+    def listing(self, request: Request, fmt: OutputFormat | None, filename: str, table: str,
+                model: type[BaseModel], where: list[tuple[str, tuple]], order_by: str, limit: int, offset: int):
+        """A list route's answer: a CSV asked for without ``limit`` gives every row in scope from
+        ``offset`` on, streamed (:meth:`csv_all`); otherwise one page (JSON, or CSV when ``limit``
+        is given), with ``Link`` headers to the next and previous pages."""
+        if _wants_csv(request, fmt) and "limit" not in request.query_params:
+            return self.csv_all(filename, table, model, where, order_by, offset)
+        page = self.page(table, model, where, order_by, limit, offset)
+        response = _render(request, fmt, page, model, filename)
+        links = _page_links(request, page["total"], limit, offset)
+        if not links:
+            return response
+        # a JSON page is a dict serialised by FastAPI: its headers go through the request's Response
+        (response if isinstance(response, Response) else self.response).headers["Link"] = links
+        return response
+
+    def csv_all(self, filename: str, table: str, model: type[BaseModel], where: list[tuple[str, tuple]],
+                order_by: str, offset: int) -> Response:
+        """Every row of the selection from ``offset`` on as CSV, read through a server-side cursor
+        in batches of CSV_FETCH_ROWS and streamed: memory stays flat at national scale. Refused
+        (422 ``too_many_rows``) above CSV_MAX_ROWS rows, before anything is sent. The request's
+        transaction (scope, read-only snapshot) stays open until the last row is sent: FastAPI
+        closes a dependency with ``yield`` after the response."""
+        cols = model.__columns__
+        total, where_sql, params = self._count(table, where)
+        n = max(total - offset, 0)
+        if n > CSV_MAX_ROWS:
+            raise ApiError(422, "too_many_rows",
+                           f"{n:,} lignes correspondent à la demande, plus que les {CSV_MAX_ROWS:,} d'un "
+                           "téléchargement CSV : restreignez-la (période, territoire, code déchet…) ou lisez-la par "
+                           "pages (limit et offset)".replace(",", "\u202f"),
+                           f"{n:,} rows match, more than the {CSV_MAX_ROWS:,} of one CSV download: narrow the "
+                           "request (period, territory, waste code…) or read it in pages (limit and offset)")
+        cur = self.cur
+        cur.execute(f"declare tdw_csv no scroll cursor for select {', '.join(cols)} from api.{table} "
+                    f"where {where_sql} order by {order_by} offset %s", [*params, offset])
+        siret_at = cols.index("siret") if "siret" in cols else None
+
+        def rows() -> Iterator[str]:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(cols)
+            yield buf.getvalue()
+            while True:
+                cur.execute(f"fetch forward {CSV_FETCH_ROWS} from tdw_csv")
+                batch = cur.fetchall()
+                if not batch:
+                    break
+                buf.seek(0)
+                buf.truncate()
+                writer.writerows([_csv_value(v) for v in r] for r in batch)
+                if siret_at is not None:
+                    self._note_sirets(r[siret_at] for r in batch)
+                yield buf.getvalue()
+            cur.execute("close tdw_csv")
+
+        headers = {"Content-Disposition": f'attachment; filename="{filename}.csv"', "X-Total-Count": str(total),
+                   "X-Offset": str(offset), "X-Row-Count": str(n)}
+        return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
+
     def page(self, table: str, model: type[BaseModel], where: list[tuple[str, tuple]], order_by: str,
              limit: int, offset: int) -> dict:
         """One page of ``api.<table>`` (constant name) filtered by constant SQL fragments with bound values."""
         cols = model.__columns__
-        where_sql = " and ".join(f"({w})" for w, _ in where) or "true"
-        params = [p for _, ps in where for p in ps]
-        self.cur.execute(f"select count(*) from api.{table} where {where_sql}", params)
-        total = self.cur.fetchone()[0]
+        total, where_sql, params = self._count(table, where)
         self.cur.execute(
             f"select {', '.join(cols)} from api.{table} where {where_sql} order by {order_by} limit %s offset %s",
             [*params, limit, offset],
         )
         items = [dict(zip(cols, r)) for r in self.cur.fetchall()]
-        sirets = {i["siret"] for i in items if i.get("siret")}
-        if sirets:
-            self.audit["sirets"] = sorted(set(self.audit.get("sirets", [])) | sirets)
+        self._note_sirets(i.get("siret") for i in items)
         return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
 def _check_period(date_from: date | None, date_to: date | None) -> None:
     if date_from and date_to and date_from > date_to:
         raise ApiError(422, "invalid_period", "date_from doit précéder date_to", "date_from must not be after date_to")
+
+
+def _page_links(request: Request, total: int, limit: int, offset: int) -> str | None:
+    """RFC 8288 ``Link`` header of a page: first, previous, next and last pages (same query, other
+    offset), as paths relative to the server; None when the page holds every row."""
+    if offset == 0 and total <= limit:
+        return None
+    last = max((total - 1) // limit * limit, 0)
+    targets = {"first": 0, "last": last}
+    if offset > 0:
+        targets["prev"] = max(offset - limit, 0)
+    if offset + limit < total:
+        targets["next"] = offset + limit
+    path = request.scope.get("root_path", "") + request.url.path
+    links = []
+    for rel in ("first", "prev", "next", "last"):
+        if rel in targets:
+            query = urlencode([*((k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")),
+                               ("limit", str(limit)), ("offset", str(targets[rel]))])
+            links.append(f'<{path}?{query}>; rel="{rel}"')
+    return ", ".join(links)
 
 
 def _wants_csv(request: Request, fmt: OutputFormat | None) -> bool:
@@ -410,10 +510,17 @@ def _csv_value(v: Any) -> Any:
 
 
 def _render(request: Request, fmt: OutputFormat | None, payload: dict, model: type[BaseModel], filename: str):
-    """JSON (the dict, validated by the response model) or CSV of ``payload['items']`` (or of the single object)."""
+    """JSON (the dict, validated by the response model) or CSV of ``payload['items']`` (or of the single object).
+
+    A CSV page that does not hold every row says so in its file name
+    (``flux_dechets_lignes_1-100_sur_4124.csv``) besides ``X-Total-Count`` and ``Link``."""
     if not _wants_csv(request, fmt):
         return payload
     items = payload["items"] if "items" in payload else [payload]
+    if "total" in payload and len(items) < payload["total"]:
+        first = payload["offset"] + 1
+        filename += (f"_lignes_{first}-{payload['offset'] + len(items)}_sur_{payload['total']}" if items
+                     else f"_aucune_ligne_apres_{payload['offset']}_sur_{payload['total']}")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     cols = model.__columns__
@@ -423,7 +530,7 @@ def _render(request: Request, fmt: OutputFormat | None, payload: dict, model: ty
     headers = {"Content-Disposition": f'attachment; filename="{filename}.csv"'}
     if "total" in payload:
         headers.update({"X-Total-Count": str(payload["total"]), "X-Limit": str(payload["limit"]),
-                        "X-Offset": str(payload["offset"])})
+                        "X-Offset": str(payload["offset"]), "X-Row-Count": str(len(items))})
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
@@ -455,6 +562,8 @@ class AuditMiddleware:
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                if scope.get("tdw.simulated"):  # set by the token check from api.refresh_info
+                    message = {**message, "headers": [*message.get("headers", []), *SIMULATED_HEADERS]}
             await send(message)
 
         try:
@@ -481,6 +590,12 @@ class AuditMiddleware:
                         (*row[:5], Json(row[5]), list(row[6]), *row[7:]))
 
 
+# on every /v1 answer when the data comes from the simulator (ASCII: HTTP header values are Latin-1)
+SIMULATED_HEADERS = [(b"x-simulated-data", b"true"),
+                     (b"x-simulated-data-warning",
+                      "Donnees simulees - ne pas utiliser (simulateur du projet, pas Trackdechets)".encode("ascii"))]
+
+
 def _query_pairs(scope) -> Iterator[tuple[str, str]]:
     from urllib.parse import parse_qsl
 
@@ -500,12 +615,85 @@ des politiques de sécurité au niveau des lignes : aucune réponse ne contient 
 périmètre. Chaque appel est journalisé.
 
 **Formats.** JSON par défaut ; CSV avec `format=csv` ou `Accept: text/csv` (booléens `true` / `false`). Listes paginées
-(`limit`, `offset`, `total`). Tonnes (`*_t`), dates Europe/Paris.
+(`limit`, `offset`, `total`, en-tête `Link`). **Un CSV demandé sans `limit` contient toutes les lignes du
+périmètre** (jusqu'à 1 000 000, sinon 422 `too_many_rows`) ; avec `limit`, une page, dont le nom de fichier
+indique les lignes contenues. Tonnes (`*_t`), dates Europe/Paris.
 
 **Erreurs.** 401 jeton absent/inconnu/révoqué/expiré ; 403 hors périmètre ou famille non habilitée ;
 404 SIRET inconnu ; 422 paramètre invalide (SIRET ≠ 14 chiffres…) ; 429 trop de requêtes
 (`Retry-After`) ; 503 fiche d'inspection indisponible.
 """
+
+
+DOCS_ASSETS_URL = "/docs-assets"
+# Swagger UI's options: no call to the online validator (validator.swagger.io), French-friendly defaults
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "docExpansion": "list", "defaultModelsExpandDepth": 0,
+                         "persistAuthorization": True}
+
+
+def _docs_assets_dir():
+    """The folder of Swagger UI's and ReDoc's files shipped by the ``fastapi-offline`` package
+    (a project dependency, pyproject.toml), or None when it is not installed."""
+    import importlib.util
+    from pathlib import Path as _Path
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = _Path(next(iter(spec.submodule_search_locations))) / "static"
+    needed = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+    return folder if all((folder / n).is_file() for n in needed) else None
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with every script, style sheet and icon served by the
+    API itself under ``/docs-assets``: the pages work with no Internet access (a ministry network,
+    this machine) and load nothing from a CDN. The files come from the ``fastapi-offline`` package
+    (Swagger UI: Apache-2.0, ReDoc: MIT, package: MIT). Without it the two pages answer 503 with a
+    message saying what to install, never a page pointing at a CDN."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = _docs_assets_dir()
+    if assets is not None:
+        app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    def unavailable() -> HTMLResponse:
+        return HTMLResponse(
+            "<!DOCTYPE html><html lang=\"fr\"><meta charset=\"utf-8\"><title>Documentation indisponible</title>"
+            "<p>La documentation interactive a besoin du paquet Python <code>fastapi-offline</code> "
+            "(dépendance du projet : <code>make install</code>). La description OpenAPI reste disponible : "
+            "<a href=\"openapi.json\">openapi.json</a>.</p></html>", status_code=503)
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        if assets is None:
+            return unavailable()
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — documentation",
+            oauth2_redirect_url=f"{root}{app.swagger_ui_oauth2_redirect_url}",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters=SWAGGER_UI_PARAMETERS)
+        # the descriptions are French (Swagger UI's own buttons stay English: it has no translations)
+        return HTMLResponse(page.body.decode("utf-8").replace("<html>", '<html lang="fr">', 1))
+
+    @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        if assets is None:
+            return unavailable()
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — documentation",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png", with_google_fonts=False)
 
 
 def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None,
@@ -533,6 +721,10 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         title="API Trackdéchets — agents de l'État",
         version="1.0.0",
         description=DESCRIPTION,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: replaced below by pages
+        # whose assets are served by the API itself (_add_offline_docs)
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "établissements", "description": "Un établissement par SIRET : identité, tonnages, ICPE, fiche d'inspection."},
             {"name": "icpe", "description": "Alertes de conformité ICPE."},
@@ -542,6 +734,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
     )
     app.state.database = database
     app.state.limiter = limiter
+    _add_offline_docs(app)
     app.add_middleware(AuditMiddleware, database=database)
 
     @app.exception_handler(ApiError)
@@ -577,7 +770,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         return _error_response(503, "service_unavailable", "Service momentanément indisponible",
                                f"service unavailable: {exc}")
 
-    def context(request: Request,
+    def context(request: Request, response: Response,
                 credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Iterator[Ctx]:
         audit = request.scope.setdefault("tdw.audit", {"client_id": None, "token_id": None, "sirets": []})
         if credentials is None or not credentials.credentials:
@@ -600,6 +793,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
             client = Client(client_id, token_id, name, scope_kind, tuple(regions), tuple(departements),
                             tuple(families), rate, expires_at)
+            cur.execute("select coalesce(bool_or(source_is_simulated), false) from api.refresh_info")
+            request.scope["tdw.simulated"] = cur.fetchone()[0]
             wait = limiter.check(client_id, rate)
             if wait is not None:
                 retry = RateLimiter.retry_after_header(wait)
@@ -607,11 +802,12 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
                                f"Limite de {rate} requêtes par minute atteinte ; réessayer dans {retry} s",
                                f"rate limit of {rate} requests per minute reached; retry in {retry} s",
                                headers={"Retry-After": retry})
-            yield Ctx(cur, client, audit)
+            yield Ctx(cur, client, audit, response)
 
     CtxDep = Annotated[Ctx, Depends(context)]
     SiretPath = Annotated[str, Path(pattern=SIRET_PATTERN, description="SIRET (14 chiffres).", examples=["12345678900012"])]
-    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Taille de page (1 à 1000).")]
+    Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Taille de page (1 à 1000 ; défaut 100). En CSV, "
+                                                                 "sans limit : toutes les lignes du périmètre.")]
     Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Rang de la première ligne (0 = début).")]
     Fmt = Annotated[OutputFormat | None, Query(alias="format", description="json (défaut) ou csv ; sinon selon l'en-tête Accept.")]
     DateFrom = Annotated[date | None, Query(description="Début de période (inclus), AAAA-MM-JJ.")]
@@ -628,19 +824,23 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
              description="Sans authentification : le service répond et la date de dernière mise à jour des données.")
     def health() -> dict:
         with database.transaction() as cur:
-            cur.execute("select max(refreshed_at) from api.refresh_info")
-            return {"status": "ok", "data_refreshed_at": cur.fetchone()[0]}
+            cur.execute("select max(refreshed_at), coalesce(bool_or(source_is_simulated), false) from api.refresh_info")
+            refreshed, simulated = cur.fetchone()
+            return {"status": "ok", "data_refreshed_at": refreshed, "simulated_data": simulated,
+                    "warning": SIMULATED_BANNER if simulated else None}
 
     @app.get("/v1/me", response_model=Me, tags=["service"], summary="Mon habilitation",
              description="Périmètre territorial, familles de données, limite de débit et expiration du jeton du client appelant.",
              responses=_ERROR_RESPONSES)
     def me(ctx: CtxDep) -> dict:
-        ctx.cur.execute("select max(refreshed_at) from api.refresh_info")
+        ctx.cur.execute("select max(refreshed_at), coalesce(bool_or(source_is_simulated), false) from api.refresh_info")
+        refreshed, simulated = ctx.cur.fetchone()
         c = ctx.client
         return {"client": c.name, "scope_kind": c.scope_kind, "regions": list(c.regions),
                 "departements": list(c.departements), "families": list(c.families),
                 "rate_limit_per_minute": c.rate_limit_per_minute, "token_expires_at": c.expires_at,
-                "data_refreshed_at": ctx.cur.fetchone()[0]}
+                "data_refreshed_at": refreshed, "simulated_data": simulated,
+                "warning": SIMULATED_BANNER if simulated else None}
 
     # --- establishments ---------------------------------------------------------------------
 
@@ -682,9 +882,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
             where.append(("month_start <= %s", (date_to,)))
         if waste_code:
             where.append(("waste_code = %s", (waste_code,)))
-        page = ctx.page("establishment_monthly_tonnage", Tonnage, where,
-                        "direction, month_start, waste_code, is_hazardous", limit, offset)
-        return _render(request, fmt, page, Tonnage, f"tonnages_{siret}")
+        return ctx.listing(request, fmt, f"tonnages_{siret}", "establishment_monthly_tonnage", Tonnage, where,
+                           "direction, month_start, waste_code, is_hazardous", limit, offset)
 
     @app.get("/v1/establishments/{siret}/icpe-authorisations", response_model=_page_model(Authorisation),
              tags=["établissements"], summary="Autorisations ICPE de l'établissement",
@@ -701,9 +900,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         if in_force_on:
             where.append(("is_in_force and (valid_from is null or valid_from <= %s) and (valid_to is null or %s < valid_to)",
                           (in_force_on, in_force_on)))
-        page = ctx.page("icpe_authorisations", Authorisation, where,
-                        "s3ic_id, rubrique_alinea, valid_from nulls first, authorisation_id", limit, offset)
-        return _render(request, fmt, page, Authorisation, f"autorisations_icpe_{siret}")
+        return ctx.listing(request, fmt, f"autorisations_icpe_{siret}", "icpe_authorisations", Authorisation, where,
+                           "s3ic_id, rubrique_alinea, valid_from nulls first, authorisation_id", limit, offset)
 
     @app.get("/v1/establishments/{siret}/icpe-alerts", response_model=_page_model(Alert), tags=["établissements"],
              summary="Alertes de conformité ICPE de l'établissement",
@@ -718,8 +916,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         _check_period(date_from, date_to)
         ctx.locate(siret)
         where = [("siret = %s", (siret,))] + _alert_filters(alert_kind, None, date_from, date_to)
-        page = ctx.page("icpe_conformity_alerts", Alert, where, "alert_date desc, alert_id", limit, offset)
-        return _render(request, fmt, page, Alert, f"alertes_icpe_{siret}")
+        return ctx.listing(request, fmt, f"alertes_icpe_{siret}", "icpe_conformity_alerts", Alert, where,
+                           "alert_date desc, alert_id", limit, offset)
 
     @app.get("/v1/establishments/{siret}/icpe-daily-processing", response_model=_page_model(DailyProcessing),
              tags=["établissements"], summary="Quantités journalières par rubrique ICPE",
@@ -740,8 +938,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
             where.append(("day >= %s", (date_from,)))
         if date_to:
             where.append(("day <= %s", (date_to,)))
-        page = ctx.page("icpe_daily_processing", DailyProcessing, where, "day, rubrique_alinea", limit, offset)
-        return _render(request, fmt, page, DailyProcessing, f"traitements_journaliers_{siret}")
+        return ctx.listing(request, fmt, f"traitements_journaliers_{siret}", "icpe_daily_processing", DailyProcessing,
+                           where, "day, rubrique_alinea", limit, offset)
 
     @app.get("/v1/establishments/{siret}/inspection-sheet", tags=["établissements"],
              summary="Fiche d'inspection de l'établissement (HTML ou PDF)",
@@ -819,8 +1017,8 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
             where.append(("code_departement = %s", (departement,)))
         if region:
             where.append(("code_region = %s", (region,)))
-        page = ctx.page("icpe_conformity_alerts", Alert, where, "alert_date desc, alert_id", limit, offset)
-        return _render(request, fmt, page, Alert, "alertes_icpe")
+        return ctx.listing(request, fmt, "alertes_icpe", "icpe_conformity_alerts", Alert, where,
+                           "alert_date desc, alert_id", limit, offset)
 
     @app.get("/v1/flows", response_model=_page_model(Flow), tags=["flux"],
              summary="Flux de déchets par territoire et période",
@@ -861,8 +1059,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
             where.append(("is_hazardous = %s", (is_hazardous,)))
         order = ("month_start, bsd_type, origin_code_departement, origin_code_region, destination_code_departement, "
                  "destination_code_region, waste_code, is_hazardous, operation_class")
-        page = ctx.page("waste_flows", Flow, where, order, limit, offset)
-        return _render(request, fmt, page, Flow, "flux_dechets")
+        return ctx.listing(request, fmt, "flux_dechets", "waste_flows", Flow, where, order, limit, offset)
 
     @app.get("/v1/recovery-rates", response_model=_page_model(RecoveryRate), tags=["flux"],
              summary="Taux de valorisation par territoire et période",
@@ -894,7 +1091,6 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
             where.append(("period_start <= %s", (date_to,)))
         order = ("period_type, period_start, geo_level, code_region, code_departement, bsd_type, waste_chapter_code, "
                  "is_hazardous")
-        page = ctx.page("recovery_rates", RecoveryRate, where, order, limit, offset)
-        return _render(request, fmt, page, RecoveryRate, "taux_valorisation")
+        return ctx.listing(request, fmt, "taux_valorisation", "recovery_rates", RecoveryRate, where, order, limit, offset)
 
     return app

@@ -255,6 +255,7 @@ create table if not exists api.refresh_info (
     refreshed_at timestamptz not null,
     row_counts jsonb not null
 );
+alter table api.refresh_info add column if not exists source_is_simulated boolean not null default false;
 
 -- Scope predicates, read by the row-level security policies. Missing or empty settings grant nothing.
 create or replace function api.in_scope(p_departement text, p_region text) returns boolean
@@ -462,9 +463,12 @@ def refresh(dsn: str, settings: Settings) -> dict[str, int]:
                     cur.execute(sql.SQL("alter index api.{} rename to {}").format(
                         sql.Identifier(f"{table.name}__new__idx{i}"), sql.Identifier(f"{table.name}__idx{i}")))
                 cur.execute(sql.SQL("analyze api.{}").format(sql.Identifier(table.name)))
+            from ..exports.common import source_is_simulated
+
+            simulated = source_is_simulated(cur)  # read before refresh_info is emptied (its fallback)
             cur.execute("delete from api.refresh_info")
-            cur.execute("insert into api.refresh_info (refreshed_at, row_counts) values (now(), %s::jsonb)",
-                        (psycopg2.extras.Json(counts),))
+            cur.execute("insert into api.refresh_info (refreshed_at, row_counts, source_is_simulated) "
+                        "values (now(), %s::jsonb, %s)", (psycopg2.extras.Json(counts), simulated))
     finally:
         conn.close()
     log.info("api tables refreshed: %s", counts)

@@ -151,15 +151,51 @@ def publish_folder(target: Path, values: privacy.ValueIndex | None,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# what every export of simulated data says, visibly (stats page, inspection sheets, open data, API)
+SIMULATED_BANNER = ("Données simulées — ne pas utiliser : ces chiffres sont produits par le simulateur du projet, "
+                    "pas par Trackdéchets. Les établissements réels qui peuvent y figurer n'ont rien déclaré de tel "
+                    "et aucune alerte ne les concerne.")
+
+# The data is simulated while some table's rows come from an extract of the simulator that no
+# later full extract of a real source replaced (a full extract deletes the rows its source lacks).
+_SIMULATED_SQL = """
+select exists (
+    select 1 from meta.extract_runs as s
+    where s.source_is_simulated
+      and not exists (select 1 from meta.extract_runs as p
+                      where p.table_name = s.table_name and p.extract_id > s.extract_id
+                        and p.mode in ('full', 'replace') and p.source_is_simulated is false))"""
+
+
+def source_is_simulated(cur) -> bool:
+    """True when the warehouse's Trackdéchets data was extracted from the project's simulator
+    (``meta.extract_runs.source_is_simulated``, recorded by ``tdw extract``), so that every export
+    says so. A role that cannot read ``meta`` (the API's) reads the flag the API refresh copied
+    into ``api.refresh_info``. False when neither says (a warehouse extracted before the flag was
+    recorded: its next extract records it)."""
+    for statement in (_SIMULATED_SQL, "select coalesce(bool_or(source_is_simulated), false) from api.refresh_info"):
+        cur.execute("savepoint tdw_simulated")
+        try:
+            cur.execute(statement)
+            value = bool(cur.fetchone()[0])
+            cur.execute("release savepoint tdw_simulated")
+            return value
+        except Exception:  # table or column missing, or not readable by this role
+            cur.execute("rollback to savepoint tdw_simulated")
+    return False
+
+
 def mart_build_info(dsn: str) -> dict:
     """When the marts were built and how recent their data is.
 
-    Returns ``{"data_as_of": ISO timestamp of the latest BSD load (fct_bordereaux.loaded_at),
+    Returns ``{"simulated_source": the data comes from the simulator (:func:`source_is_simulated`),
+    "data_as_of": ISO timestamp of the latest BSD load (fct_bordereaux.loaded_at),
     "mart_built_at": ISO time the public weekly mart's table file was written, or None when the
     server does not let this role read it}``.
     """
     info: dict = {"data_as_of": None, "mart_built_at": None}
     with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        info["simulated_source"] = source_is_simulated(cur)
         cur.execute("select max(loaded_at) from marts.fct_bordereaux")
         v = cur.fetchone()[0]
         info["data_as_of"] = v.isoformat() if v else None

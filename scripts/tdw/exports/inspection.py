@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import db
 from ..errors import TdwError
-from .common import french_number, french_timestamp
+from .common import SIMULATED_BANNER, french_number, french_timestamp, source_is_simulated
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_LISTED = 200  # rows listed per detailed table (the count says how many more exist)
@@ -142,7 +142,7 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
         if not ident:
             raise TdwError(f"SIRET {siret} is unknown to the warehouse (no establishment, no BSD names it)")
         data: dict = {"siret": siret, "identity": ident[0], "date_from": date_from, "date_to": date_to,
-                      "in_force_on": in_force_on}
+                      "in_force_on": in_force_on, "simulated": source_is_simulated(cur)}
         # in force on a day (METRICS.md, int_icpe__authorisations): an in-force state AND the day
         # within [valid_from, valid_to); is_in_force alone is the state, true for expired versions
         data["rubriques"] = _rows(cur, """
@@ -405,7 +405,8 @@ def render_html(data: dict) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template("inspection.html.j2").render(
         data=data, sections=sections(data), period=_period(data), css=(TEMPLATES / "dsfr.css").read_text(encoding="utf-8"),
-        generated_at=french_timestamp(data["generated_at"]))
+        generated_at=french_timestamp(data["generated_at"]), simulated=data.get("simulated"),
+        simulated_banner=SIMULATED_BANNER)
 
 
 # Core PDF fonts are Latin-1: the narrow no-break space becomes a no-break space (kept on one line).
@@ -424,9 +425,22 @@ def render_pdf(data: dict) -> bytes:
     PDF_CELL_MAX_CHARS (lists of BSDs) are cut and point to the HTML sheet."""
     from fpdf import FPDF
 
-    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    simulated = bool(data.get("simulated"))
+
+    class Sheet(FPDF):
+        def header(self):  # on every page: a simulated sheet must not be read as a real one, page by page
+            if not simulated:
+                return
+            self.set_xy(10, 3); self.set_font("Helvetica", "B", 9)
+            self.set_text_color(206, 5, 0); self.set_draw_color(206, 5, 0); self.set_fill_color(255, 233, 230)
+            self.cell(0, 6, _latin1("DONNÉES SIMULÉES - NE PAS UTILISER (simulateur du projet, pas Trackdéchets)"),
+                      border=1, align="C", fill=True)
+            self.set_text_color(0, 0, 0); self.set_fill_color(255, 255, 255); self.set_draw_color(200, 200, 200)
+            self.set_y(12)
+
+    pdf = Sheet(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(True, margin=12)
-    pdf.set_title(_latin1(f"Fiche d'inspection {data['siret']}"))
+    pdf.set_title(_latin1(("[DONNÉES SIMULÉES] " if simulated else "") + f"Fiche d'inspection {data['siret']}"))
     pdf.set_creator("tdw export inspection-sheet")
     pdf.add_page()
     # header: tricolour, République Française
@@ -445,6 +459,10 @@ def render_pdf(data: dict) -> bytes:
     pdf.set_x(80); pdf.set_font("Helvetica", "", 8)
     pdf.cell(0, 5, _latin1("Document réservé à l'inspection. Quantités en tonnes (t) ; les quantités aberrantes sont "
                            "exclues des sommes (voir les anomalies)."), new_x="LMARGIN", new_y="NEXT")
+    if simulated:
+        pdf.ln(1); pdf.set_font("Helvetica", "B", 10); pdf.set_text_color(206, 5, 0)
+        pdf.multi_cell(0, 5, _latin1(SIMULATED_BANNER), border=1, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(0, 0, 0)
     pdf.ln(4)
     for sec in sections(data):
         if pdf.will_page_break(30):

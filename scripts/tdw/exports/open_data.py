@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from .. import db
 from ..config import load_settings
-from .common import mart_build_info, publish_folder, sensitive_values, write_manifest
+from .common import SIMULATED_BANNER, mart_build_info, publish_folder, sensitive_values, write_manifest
 
 BATCH_ROWS = 10_000
 
@@ -267,6 +267,11 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, da
                 if progress:
                     progress(name, i, len(names))
                 resources.append(export_dataset(conn, name, tmp))
+        if info["simulated_source"]:
+            (tmp / "LISEZMOI-DONNEES-SIMULEES.txt").write_text(
+                f"{SIMULATED_BANNER}\n\nCes fichiers ne doivent pas être publiés ni utilisés pour décider : ils servent "
+                "à essayer l'entrepôt (tdw run sans TDW_SOURCE_DSN). 'tdw publish data-gouv' refuse de les envoyer.\n",
+                encoding="utf-8")
         package = {
             "name": "trackdechets-dechets-dangereux",
             "title": "Traçabilité des déchets (Trackdéchets) — statistiques publiques",
@@ -280,6 +285,12 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, da
                           "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"}],
             "resources": [{k: v for k, v in r.items() if k not in ("rows", "parquet", "source")} for r in resources],
         }
+        if info["simulated_source"]:  # said first, where a reader of the package looks
+            package = {"name": package["name"] + "-donnees-simulees",
+                       "title": "[DONNÉES SIMULÉES — NE PAS UTILISER] " + package["title"],
+                       "description": SIMULATED_BANNER + "\n\n" + package["description"],
+                       "simulated": True,
+                       **{k: v for k, v in package.items() if k not in ("name", "title", "description")}}
         (tmp / "datapackage.json").write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         manifest = write_manifest(tmp, {
             **info,

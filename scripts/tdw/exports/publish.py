@@ -91,8 +91,11 @@ def _files(export_dir: Path) -> list[Path]:
     manifest = export_dir / "manifest.json"
     if not manifest.exists():
         raise TdwError(f"no open-data export in {export_dir} (manifest.json missing); run 'tdw export open-data' first")
-    entries = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    return [export_dir / e["path"] for e in entries]
+    content = json.loads(manifest.read_text(encoding="utf-8"))
+    if content.get("simulated_source"):
+        raise TdwError(f"the open-data export in {export_dir} was made from simulated data (the warehouse's source is "
+                       "the project's simulator): it is never sent to data.gouv.fr")
+    return [export_dir / e["path"] for e in content["files"]]
 
 
 def _session(cfg: DataGouvConfig) -> requests.Session:
@@ -131,14 +134,15 @@ def plan(cfg: DataGouvConfig, export_dir: Path, session: requests.Session | None
 
     A mapped file is unchanged when the remote checksum (sha256, or sha1 recomputed locally) and
     filesize match. Raises TdwError when the API cannot be reached, on HTTP errors, or for a mapping
-    to a resource the dataset lacks.
+    to a resource the dataset lacks, and, before any request, for an export of simulated data.
     """
+    files = _files(export_dir)  # refuses an export of simulated data before reaching the network
     session = session or _session(cfg)
     dataset = _send(session, "GET", f"{cfg.base_url}/datasets/{cfg.dataset}/", "reading the dataset")
     remote = {r["id"]: r for r in dataset.get("resources") or []}
     mapping = load_mapping(cfg.mapping_path)
     changes = []
-    for path in _files(export_dir):
+    for path in files:
         sha = sha256_file(path)
         size = path.stat().st_size
         rid = mapping.get(path.name)

@@ -24,7 +24,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import db
 from ..config import load_settings
 from ..errors import InputFileError, TdwError
-from .common import french_number, french_timestamp, mart_build_info, publish_folder, sensitive_values, write_manifest
+from .common import (SIMULATED_BANNER, french_number, french_timestamp, mart_build_info, publish_folder, sensitive_values,
+                     write_manifest)
 
 TEMPLATES = Path(__file__).parent / "templates"
 BSD_TYPES = ("BSDD", "BSDA", "BSFF", "BSDASRI", "BSVHU", "BSPAOH")
@@ -270,7 +271,8 @@ def build_stats_page(dsn: str, out_dir: Path | None = None, geo_dir: Path | None
         cards=cards, charts=charts, chart_ids=json.dumps([c["id"] for c in charts]),
         period_start=all_t["period_start"].strftime("%d/%m/%Y"), period_end=all_t["period_end"].strftime("%d/%m/%Y"),
         data_as_of=_french_day(info["data_as_of"]), plotly_version=_plotlyjs_version(),
-        generated_at=french_timestamp(datetime.now(timezone.utc)))
+        generated_at=french_timestamp(datetime.now(timezone.utc)),
+        simulated=info["simulated_source"], simulated_banner=SIMULATED_BANNER)
     values = sensitive_values(dsn, settings)
     with publish_folder(out_dir, values) as tmp:
         (tmp / "index.html").write_text(html, encoding="utf-8")
