@@ -43,11 +43,11 @@ suppression_members as (
     select
         groups.group_id,
         groups.cell_id,
-        cells.treated_t as magnitude,
+        member_cells.treated_t as magnitude,
         groups.is_total,
-        cells.is_suppressed as is_primary
+        member_cells.is_suppressed as is_primary
     from ({{ recovery_rates_suppression_groups('cells') }}) as groups
-    inner join cells on groups.cell_id = cells.cell_id
+    inner join cells as member_cells on groups.cell_id = member_cells.cell_id
 ),
 
 secondary as {{ secondary_suppression('suppression_members') }},

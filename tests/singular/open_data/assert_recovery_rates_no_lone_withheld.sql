@@ -26,9 +26,9 @@ members as (
         groups.group_id,
         groups.cell_id,
         raw_values.treated_t as magnitude,
-        published.is_suppressed as is_withheld
+        member_rows.is_suppressed as is_withheld
     from ({{ recovery_rates_suppression_groups('published') }}) as groups
-    inner join published on groups.cell_id = published.cell_id
+    inner join published as member_rows on groups.cell_id = member_rows.cell_id
     inner join raw_values on groups.cell_id = raw_values.cell_id
 )
 
