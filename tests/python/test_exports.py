@@ -223,6 +223,16 @@ def test_cell_under_threshold_is_suppressed(wh, open_data):
     assert query(wh, "select count(*) from marts.od_departement_flows where not is_suppressed and n_establishments < 3")[0][0] == 0
 
 
+def test_no_withheld_value_is_recoverable_by_subtraction(open_data):
+    """METRICS.md § Secret statistique: the outsider's attack with pandas on the exported files
+    (tests/python/open_data_audit.py: every published total minus its published members, within
+    and across files) recovers no withheld value."""
+    import open_data_audit
+
+    out, _ = open_data
+    assert open_data_audit.recoverable_cells(out) == []
+
+
 def test_non_diffusible_establishment_in_no_output(wh, open_data, tmp_path):
     from tdw.exports.stats_page import build_stats_page
 
