@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # numbers are published to 3 decimals (tonnes): a difference below this is rounding, not a value
@@ -45,7 +46,7 @@ def _lone(members: pd.DataFrame, dataset: str, measure: str) -> list[dict]:
     return found
 
 
-def recovery_rates(folder: Path) -> list[dict]:
+def recovery_rates_sums(folder: Path):
     """taux-de-valorisation: national = Σ régions, région = Σ départements, year = Σ months."""
     d = _read(folder, "taux-de-valorisation")
     key = ["period_type", "period_start", "geo_level", "code_region", "code_departement", "bsd_type",
@@ -71,18 +72,14 @@ def recovery_rates(folder: Path) -> list[dict]:
                                "coef": (d["period_type"][sel] == "year").map({True: -1, False: 1}),
                                "row": d.index[sel]}))
     members = pd.concat(parts, ignore_index=True)
-    found = []
     for measure in ["treated_t", "final_recovery_t", "final_disposal_t"]:
-        members["value"] = _num(d[measure]).loc[members["row"]].to_numpy()
-        found += _lone(members, "taux-de-valorisation", measure)
-    return found
+        yield "taux-de-valorisation", measure, members.assign(value=_num(d[measure]).loc[members["row"]].to_numpy())
 
 
-def public_stats(folder: Path) -> list[dict]:
+def public_stats_sums(folder: Path):
     """statistiques-hebdomadaires and totaux: week ALL = Σ types, totals ALL = Σ types,
     a type's total = Σ its weeks (the totals cover exactly the published weeks)."""
     w, t = _read(folder, "statistiques-hebdomadaires"), _read(folder, "totaux")
-    found = []
     for measure in ["n_created", "n_emitted", "n_received", "n_processed", "processed_t",
                     "final_recovery_t", "final_disposal_t"]:
         wv, tv = _num(w[measure]), _num(t[measure])
@@ -96,11 +93,10 @@ def public_stats(folder: Path) -> list[dict]:
             pd.DataFrame({"group": "type|" + w["bsd_type"], "cell": week_cell, "coef": 1, "value": wv}),
             pd.DataFrame({"group": "type|" + t["bsd_type"], "cell": total_cell, "coef": -1, "value": tv}),
         ], ignore_index=True)
-        found += _lone(members, "statistiques-hebdomadaires+totaux", measure)
-    return found
+        yield "statistiques-hebdomadaires+totaux", measure, members
 
 
-def flows(folder: Path) -> list[dict]:
+def flows_sums(folder: Path):
     """flux-par-departement and flux-entre-departements: a département's outgoing (incoming)
     tonnes and movements = Σ the flows from (to) it over the published quarters; Σ outgoing +
     flows from unknown départements = Σ incoming + flows to unknown ones; and distances: the
@@ -110,7 +106,6 @@ def flows(folder: Path) -> list[dict]:
         _read(folder, "distances")
     f_cell = "flow|" + f["quarter_start"] + "|" + f["origin_code_departement"] + "|" + f["destination_code_departement"]
     dep_cell = "dep|" + dep["code_departement"] + "|" + dep["direction"]
-    found = []
     for measure in ["n_movements", "quantity_accepted_t"]:
         fv, dv = _num(f[measure]), _num(dep[measure])
         known_o, known_d = f["origin_code_departement"] != "", f["destination_code_departement"] != ""
@@ -127,7 +122,7 @@ def flows(folder: Path) -> list[dict]:
             pd.DataFrame({"group": "balance", "cell": f_cell[one_unknown],
                           "coef": (~known_o[one_unknown]).map({True: 1, False: -1}), "value": fv[one_unknown]}),
         ], ignore_index=True)
-        found += _lone(members, "flux-par-departement+flux-entre-departements", measure)
+        yield "flux-par-departement+flux-entre-departements", measure, members
     pair = "|" + f["origin_code_region"] + "|" + f["destination_code_region"]
     members = pd.concat([
         pd.DataFrame({"group": f["quarter_start"] + pair, "cell": f_cell, "coef": 1,
@@ -138,10 +133,70 @@ def flows(folder: Path) -> list[dict]:
                       + dist["origin_code_region"] + "|" + dist["destination_code_region"],
                       "coef": -1, "value": _num(dist["n_movements"])}),
     ], ignore_index=True)
-    found += _lone(members, "distances+flux-entre-departements", "n_movements")
-    return found
+    yield "distances+flux-entre-departements", "n_movements", members
+
+
+def _sums(folder: Path):
+    yield from recovery_rates_sums(folder)
+    yield from public_stats_sums(folder)
+    yield from flows_sums(folder)
+
+
+def recovery_rates(folder: Path) -> list[dict]:
+    return [f for d, m, members in recovery_rates_sums(folder) for f in _lone(members, d, m)]
+
+
+def public_stats(folder: Path) -> list[dict]:
+    return [f for d, m, members in public_stats_sums(folder) for f in _lone(members, d, m)]
 
 
 def recoverable_cells(folder: Path) -> list[dict]:
     """Every withheld value of the open-data files recovered by one subtraction (none expected)."""
-    return recovery_rates(folder) + public_stats(folder) + flows(folder)
+    return [f for d, m, members in _sums(folder) for f in _lone(members, d, m)]
+
+
+def _determined(members: pd.DataFrame, dataset: str, measure: str) -> list[dict]:
+    """The withheld cells whose value the sums determine, by any combination of them (the linear
+    system of the sums over the withheld cells as unknowns, solved per connected part)."""
+    withheld = members[members["value"].isna()]
+    if withheld.empty:
+        return []
+    known = members[members["value"].notna()]
+    rhs = -(known["coef"] * known["value"]).groupby(known["group"]).sum()
+    # connected parts: cells linked by the groups they share (union-find)
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for _, cells in withheld.groupby("group")["cell"]:
+        first = find(cells.iloc[0])
+        for c in cells.iloc[1:]:
+            parent[find(c)] = first
+    withheld = withheld.assign(part=withheld["cell"].map(find))
+    found = []
+    for _, part in withheld.groupby("part"):
+        cells = sorted(part["cell"].unique())
+        groups = sorted(part["group"].unique())
+        col, row = {c: i for i, c in enumerate(cells)}, {g: i for i, g in enumerate(groups)}
+        a = np.zeros((len(groups), len(cells)))
+        for g, c, k in part[["group", "cell", "coef"]].itertuples(index=False):
+            a[row[g], col[c]] += k
+        b = rhs.reindex(groups).fillna(0).to_numpy()
+        _, sv, vt = np.linalg.svd(a)
+        rank = int((sv > 1e-9 * max(sv.max(), 1)).sum())
+        null = vt[rank:]
+        x = np.linalg.lstsq(a, b, rcond=None)[0]
+        for c, j in col.items():
+            if (null.shape[0] == 0 or np.abs(null[:, j]).max() < 1e-9) and abs(x[j]) > TOLERANCE:
+                found.append({"dataset": dataset, "measure": measure, "cell": c, "recovered": round(float(x[j]), 3)})
+    return found
+
+
+def determined_cells(folder: Path) -> list[dict]:
+    """Every withheld value of the open-data files that the published sums determine, whatever
+    the combination of them (a superset of recoverable_cells)."""
+    return [f for d, m, members in _sums(folder) for f in _determined(members, d, m)]

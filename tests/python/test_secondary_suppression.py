@@ -51,3 +51,21 @@ def test_a_type_total_minus_its_published_weeks(tmp_path, week2_processed, expec
     # ALL's week is withheld alone too, in the ALL column
     assert sorted((f["measure"], f["cell"], f["recovered"]) for f in found if f["group"] == "type|BSDD") == expected
     assert len(found) == 2 * len(expected)
+
+
+def test_two_withheld_in_every_sum_can_still_be_determined_together():
+    """x + y = 3, x + z = 4, y + z = 5 (totals published, x, y, z withheld): no sum has a lone
+    withheld cell, but together they give x = 1, y = 2, z = 3; with a fourth unknown in one sum
+    nothing is determined any more."""
+    import pandas as pd
+
+    rows = [("g1", "x", 1), ("g1", "y", 1), ("g1", "t1", -1), ("g2", "x", 1), ("g2", "z", 1), ("g2", "t2", -1),
+            ("g3", "y", 1), ("g3", "z", 1), ("g3", "t3", -1)]
+    values = {"t1": 3.0, "t2": 4.0, "t3": 5.0}
+    members = pd.DataFrame(rows, columns=["group", "cell", "coef"])
+    members["value"] = members["cell"].map(values)
+    assert audit._lone(members, "d", "m") == []
+    assert {(f["cell"], f["recovered"]) for f in audit._determined(members, "d", "m")} == {
+        ("x", 1.0), ("y", 2.0), ("z", 3.0)}
+    more = pd.concat([members, pd.DataFrame([("g3", "w", 1, float("nan"))], columns=members.columns)])
+    assert audit._determined(more, "d", "m") == []
