@@ -97,7 +97,10 @@ WEEKLY_KEYS = {
          " operation_class, quantity_accepted_t, is_quantity_outlier)::text")]),
 }
 FACTS = {"public_int_weekly_events": "fct_bordereaux"}  # period marts over another fact than fct_movements
-MARTS = [*PERIOD_MARTS, "od_departement_flows", "od_waste_flows", "od_distances", "mart_public_weekly_stats"]
+# the published od_* flows and weekly stats, and what they read (the secondary suppression spans every period)
+MARTS = [*PERIOD_MARTS, "od_int_departement_flow_cells", "od_int_flows_secondary_suppression", "od_departement_flows",
+         "od_waste_flows", "od_distances", "public_int_weekly_cells", "public_int_total_cells",
+         "public_int_secondary_suppression", "mart_public_weekly_stats"]
 BUILD = ["+" + m for m in MARTS]
 # what an incremental run rebuilds (the reference, geography and dimensions stay as built)
 INCREMENTAL = ["staging.trackdechets", "intermediate.trackdechets", "fct_bordereaux", "fct_movements", *MARTS]
