@@ -3,8 +3,9 @@
     § Incremental models): mart_waste_flows (month of reception x origin x destination
     département), mart_distances (month x origin x destination région), mart_recovery_rates (year
     of the operation x BSD type x waste chapter x hazardous), mart_establishment_monthly_tonnage
-    (SIRET x month), od_waste_flows (published quarter of reception x origin x destination
-    département), od_distances (quarter x BSD type x origin x destination région) and
+    (SIRET x month), od_int_waste_flow_cells (published quarter of reception x origin x
+    destination département) and od_int_distance_cells (quarter x BSD type x origin x destination
+    région), the cells of od_waste_flows and od_distances before their secondary suppression, and
     od_int_departement_sides (quarter x direction x département), public_int_weekly_events (event
     kind x ISO week, over fct_bordereaux) and public_int_weekly_tonnes (ISO week of the
     operation), the building blocks of mart_public_weekly_stats; the quarters the publication
@@ -159,8 +160,8 @@
     end $do$
 {%- endmacro %}
 
-{#- The plan of the open-data marts built by published reception quarter (od_waste_flows,
-    od_distances, od_int_departement_sides): `keys`, the composite key expression(s) over
+{#- The plan of the open-data marts built by published reception quarter (od_int_waste_flow_cells,
+    od_int_distance_cells, od_int_departement_sides): `keys`, the composite key expression(s) over
     fct_movements (text keys starting with the reception quarter; config period_key_type='text'),
     and the quarters the publication window (its cutoff and cutoff_from) crossed since the mark,
     as the keys of their fact rows (reception quarter, Europe/Paris as received_date) and of their

@@ -42,64 +42,20 @@
     end as tonnes_primary_reason
 {%- endmacro %}
 
-{#- Secondary suppression (METRICS.md § Secret statistique: a withheld cell must not be recoverable
-    from the published ones). In a group of rows (`group_column`: a week, or the whole period) with
-    one row per BSD type and an 'ALL' row holding their total, a cell withheld alone among the
-    types equals ALL minus the other types. So, for each kind, when exactly one type row of a
-    group is withheld by the primary rules, the published type row with the smallest non-zero
-    value is withheld too (<kind>_secondary); the two can then only be known as a sum. When the
-    ALL cell itself is withheld, every type with activity is too (fewer establishments, a larger
-    share), so nothing is left to subtract from.
-    `rows`: a relation or CTE with group_column, bsd_type and the columns of
-    public_primary_suppression_columns(); returns its rows with <kind>_secondary added.
-    public_suppression_ctes(assembled, group_column) writes both steps as two CTEs,
-    `primary_suppression` and `suppression`. -#}
-{% macro with_secondary_suppression(rows, group_column) -%}
-    select
-        primary_rows.*
-        {%- for kind in public_suppression_kinds() %},
-        secondary_{{ kind }}.bsd_type is not null as {{ kind }}_secondary
-        {%- endfor %}
-    from {{ rows }} as primary_rows
+{#- The secondary-suppression flags of a row of public_int_weekly_cells or public_int_total_cells
+    (<kind>_secondary, for kind in public_suppression_kinds()): its cell of that kind,
+    `row_id` || '|<kind>', is in public_int_secondary_suppression (macros/secondary_suppression.sql:
+    withheld so that no cell is a total minus the published ones). -#}
+{% macro public_secondary_columns(row_id) -%}
     {%- for kind in public_suppression_kinds() %}
-    left join (
-        select ranked.{{ group_column }}, ranked.bsd_type
-        from (
-            select
-                {{ group_column }},
-                bsd_type,
-                {{ kind }}_primary as is_primary,
-                {{ kind }}_magnitude as magnitude,
-                count(*) filter (where {{ kind }}_primary) over (partition by {{ group_column }}) as n_primary,
-                row_number() over (
-                    partition by {{ group_column }}
-                    order by {{ kind }}_primary, {{ kind }}_magnitude > 0 desc, {{ kind }}_magnitude, bsd_type
-                ) as candidate_rank
-            from {{ rows }}
-            where bsd_type <> 'ALL'
-        ) as ranked
-        where ranked.n_primary = 1 and ranked.candidate_rank = 1 and not ranked.is_primary and ranked.magnitude > 0
-    ) as secondary_{{ kind }}
-        on
-            primary_rows.{{ group_column }} = secondary_{{ kind }}.{{ group_column }}
-            and primary_rows.bsd_type = secondary_{{ kind }}.bsd_type
+        exists (
+            select from {{ ref('public_int_secondary_suppression') }} as secondary
+            where secondary.cell_id = {{ row_id }} || '|{{ kind }}'
+        ) as {{ kind }}_secondary{{ ',' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
 
-{% macro public_suppression_ctes(assembled, group_column) -%}
-primary_suppression as (
-    select
-        {{ assembled }}.*,
-        {{ public_primary_suppression_columns() }}
-    from {{ assembled }}
-),
-
-suppression as (
-    {{ with_secondary_suppression('primary_suppression', group_column) }}
-)
-{%- endmacro %}
-
-{#- The published counts of a row of with_secondary_suppression: n_<kind> (null when withheld by
+{#- The published counts of a row with <kind>_primary and <kind>_secondary: n_<kind> (null when withheld by
     either rule), and n_<kind>_suppressed when `with_flags`. -#}
 {% macro public_published_counts(with_flags) -%}
     {%- for kind in ['created', 'emitted', 'received', 'processed'] %}
@@ -111,14 +67,14 @@ suppression as (
     {%- endfor %}
 {%- endmacro %}
 
-{#- The published tonnes of a row of with_secondary_suppression (null when withheld). -#}
+{#- The published tonnes of a row with tonnes_primary and tonnes_secondary (null when withheld). -#}
 {% macro public_published_tonnes() -%}
     {%- for measure in ['processed_t', 'final_recovery_t', 'final_disposal_t'] %}
         (case when not (tonnes_primary or tonnes_secondary) then {{ measure }}_raw end)::numeric as {{ measure }},
     {%- endfor %}
 {%- endmacro %}
 
-{#- Why the tonnes of a row of with_secondary_suppression are withheld (null when published). -#}
+{#- Why the tonnes of a row with tonnes_primary and tonnes_secondary are withheld (null when published). -#}
 {% macro public_tonnes_suppression_reason() -%}
     (case
         when tonnes_primary then tonnes_primary_reason

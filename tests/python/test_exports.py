@@ -58,7 +58,8 @@ def wh(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     if (out / "icpe").is_dir():
         load_icpe(dsn, out / "icpe", source_label="simulated")
     extract(src, dsn)
-    _dbt(settings, dsn, "build", "--select", "+path:models/marts/open_data", "+mart_icpe_conformity_alerts", "+dim_waste_codes",
+    _dbt(settings, dsn, "build", "--select", "+path:models/marts/open_data", "+mart_public_weekly_stats",
+         "+mart_icpe_conformity_alerts", "+dim_waste_codes",
          "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
     _dbt(settings, dsn, "test", "--select", "path:models/marts/open_data")
     old = {k: os.environ.get(k) for k in ("TDW_HOME", "TDW_DATA_DIR", "TDW_EXPORT_DIR")}
@@ -221,6 +222,18 @@ def test_cell_under_threshold_is_suppressed(wh, open_data):
     assert rows[(q, o, d)]["quantity_accepted_t"] == "" and rows[(q, o, d)]["suppression_reason"] == "fewer_than_min_establishments"
     # the département totals: published only with >= 3 establishments and no one above 85 %
     assert query(wh, "select count(*) from marts.od_departement_flows where not is_suppressed and n_establishments < 3")[0][0] == 0
+
+
+def test_no_withheld_value_is_recoverable_by_subtraction(open_data):
+    """METRICS.md § Secret statistique: the outsider's attack with pandas on the exported files
+    (tests/python/open_data_audit.py: every published total minus its published members, within
+    and across files) recovers no withheld value."""
+    import open_data_audit
+
+    out, _ = open_data
+    assert open_data_audit.recoverable_cells(out) == []
+    # nor by combining several sums (the linear system of every sum over the withheld cells)
+    assert open_data_audit.determined_cells(out) == []
 
 
 def test_non_diffusible_establishment_in_no_output(wh, open_data, tmp_path):

@@ -643,6 +643,8 @@ def test_grants(built, settings):
     by_role = grants.groupby("grantee")["table_name"].apply(set).to_dict()
     assert mine <= by_role.get(analyst, set())
     assert by_role.get(public, set()) & mine == {"mart_public_weekly_stats"}
+    # the building blocks of the public marts keep the withheld figures: never public
+    assert not {t for t in by_role.get(public, set()) if "_int_" in t}
 
 
 MART_TABLES = {

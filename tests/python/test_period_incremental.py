@@ -2,13 +2,15 @@
 
 mart_waste_flows (month x origin x destination département), mart_distances (month x origin x
 destination région), mart_recovery_rates (year x BSD type x waste chapter x hazardous),
-od_waste_flows, od_distances and od_int_departement_sides (quarter of reception, published
+od_int_waste_flow_cells, od_int_distance_cells (the cells of od_waste_flows and od_distances
+before their secondary suppression) and od_int_departement_sides (quarter of reception, published
 quarters only: complete ones, from the first starting on or after the data's first day to the
 last ended before their latest load date) rewrite only the keys (periods) of the movements
 fct_movements wrote, replaced or deleted since their mark, plus the quarters the publication
 window crossed (its end: the latest load date moved; its start: the data's first day moved);
 od_departement_flows
-is rebuilt whole from od_int_departement_sides.
+is rebuilt whole from od_int_departement_sides, and od_waste_flows, od_distances and
+od_departement_flows whole from those cells (the secondary suppression spans every quarter).
 mart_establishment_monthly_tonnage rewrites only the (SIRET, month) keys of those movements (both
 sides: origin with the pick-up month, destination with the reception month), plus every month of
 a SIRET whose geography in dim_establishments changed. mart_public_weekly_stats is rebuilt whole
@@ -56,24 +58,24 @@ PERIOD_MARTS = {  # period-incremental mart -> the period (partition key) of one
                                         d="destination_code_departement"),
     "mart_distances": FLOW_KEY.format(month="month_start", o="origin_code_region", d="destination_code_region"),
     "mart_recovery_rates": RATE_KEY.format(day="period_start"),
-    "od_waste_flows": FLOW_KEY.format(month="quarter_start", o="origin_code_departement",
+    "od_int_waste_flow_cells": FLOW_KEY.format(month="quarter_start", o="origin_code_departement",
                                       d="destination_code_departement"),
-    "od_distances": DISTANCE_KEY.format(quarter="quarter_start"),
+    "od_int_distance_cells": DISTANCE_KEY.format(quarter="quarter_start"),
     "od_int_departement_sides": SIDE_KEY.format(quarter="quarter_start", direction="direction",
                                                 departement="code_departement"),
     "mart_establishment_monthly_tonnage": "siret || '|' || to_char(month_start, 'YYYY-MM')",
     "public_int_weekly_events": "event_kind || '|' || to_char(iso_week_start, 'YYYY-MM-DD')",
     "public_int_weekly_tonnes": "to_char(iso_week_start, 'YYYY-MM-DD')",
 }
-OD_MARTS = ["od_waste_flows", "od_distances", "od_int_departement_sides"]  # published quarters only
+OD_MARTS = ["od_int_waste_flow_cells", "od_int_distance_cells", "od_int_departement_sides"]  # published quarters only
 # period-incremental mart -> the keys of a fct_movements row (SQL over its columns)
 PERIOD_OF_FACT = {
     "mart_waste_flows": [FLOW_KEY.format(month="received_date", o="origin_code_departement",
                                          d="destination_code_departement")],
     "mart_distances": [FLOW_KEY.format(month="received_date", o="origin_code_region", d="destination_code_region")],
     "mart_recovery_rates": [RATE_KEY.format(day="processed_date")],
-    "od_waste_flows": [FLOW_KEY.format(month=QUARTER, o="origin_code_departement", d="destination_code_departement")],
-    "od_distances": [DISTANCE_KEY.format(quarter=QUARTER)],
+    "od_int_waste_flow_cells": [FLOW_KEY.format(month=QUARTER, o="origin_code_departement", d="destination_code_departement")],
+    "od_int_distance_cells": [DISTANCE_KEY.format(quarter=QUARTER)],
     "od_int_departement_sides": [
         SIDE_KEY.format(quarter=QUARTER, direction="'incoming'", departement="destination_code_departement"),
         SIDE_KEY.format(quarter=QUARTER, direction="'outgoing'", departement="origin_code_departement")],
@@ -95,13 +97,17 @@ WEEKLY_KEYS = {
          " operation_class, quantity_accepted_t, is_quantity_outlier)::text")]),
 }
 FACTS = {"public_int_weekly_events": "fct_bordereaux"}  # period marts over another fact than fct_movements
-MARTS = [*PERIOD_MARTS, "od_departement_flows", "mart_public_weekly_stats"]
+# the published od_* flows and weekly stats, and what they read (the secondary suppression spans every period)
+MARTS = [*PERIOD_MARTS, "od_int_departement_flow_cells", "od_int_flows_secondary_suppression", "od_departement_flows",
+         "od_waste_flows", "od_distances", "public_int_weekly_cells", "public_int_total_cells",
+         "public_int_secondary_suppression", "mart_public_weekly_stats"]
 BUILD = ["+" + m for m in MARTS]
 # what an incremental run rebuilds (the reference, geography and dimensions stay as built)
 INCREMENTAL = ["staging.trackdechets", "intermediate.trackdechets", "fct_bordereaux", "fct_movements", *MARTS]
 SNAP = "period_snap"
 # floating-point sums depend on the order rows are added in: compared to 1e-6 km / tonne-km
 ROUNDED = {"od_distances": {"tonne_km": 6, "mean_distance_km": 6},
+           "od_int_distance_cells": {"tonne_km": 6, "mean_distance_km": 6},
            "mart_distances": {"tonne_km": 6, "mean_distance_km": 6}}
 
 
@@ -481,15 +487,15 @@ def test_quarter_unpublished(built, settings):
     for table in ("intermediate.int_movements", "intermediate.int_bordereaux__unioned"):
         query(wh, f"update {table} set received_at = now(), processed_at = now() where bsd_id = %s", (bsd,))
     cutoff = query(wh, "select cutoff::text from meta.period_marks where schema_name = 'marts'"
-                       " and table_name = 'od_waste_flows'")[0][0]
-    assert query(wh, "select count(*) from marts.od_waste_flows where quarter_start >= %s", (cutoff,))[0][0] == 0
+                       " and table_name = 'od_int_waste_flow_cells'")[0][0]
+    assert query(wh, "select count(*) from marts.od_int_waste_flow_cells where quarter_start >= %s", (cutoff,))[0][0] == 0
     query(wh, """
-        insert into marts.od_waste_flows (quarter_start, quarter_end, origin_code_departement,
+        insert into marts.od_int_waste_flow_cells (quarter_start, quarter_end, origin_code_departement,
             destination_code_departement, is_intra_departement, n_movements, quantity_accepted_t,
             n_origin_establishments, n_destination_establishments, is_suppressed)
         values (%(q)s, (%(q)s::date + interval '3 months' - interval '1 day')::date, '00', '00', true, 3, 1.5,
             3, 3, false);
-        insert into marts.od_distances (quarter_start, quarter_end, bsd_type, origin_code_region,
+        insert into marts.od_int_distance_cells (quarter_start, quarter_end, bsd_type, origin_code_region,
             destination_code_region, n_origin_establishments, n_destination_establishments, is_suppressed)
         values (%(q)s, (%(q)s::date + interval '3 months' - interval '1 day')::date, 'BSDD', '00', '00', 3, 3, false);
         insert into marts.od_int_departement_sides (quarter_start, direction, code_departement, siret,

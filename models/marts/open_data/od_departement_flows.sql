@@ -1,97 +1,31 @@
-{#- Open data and stats-page map: tonnes leaving (outgoing: origin site in the département) and
-    arriving (incoming: destination site in the département) per département, over every complete
-    quarter published (METRICS.md § Waste flows; intra-département movements count both ways).
-
-    Grain: code_departement × direction (incoming, outgoing). Tonnes accepted at the destination.
-    Secret statistique (METRICS.md): suppressed (quantity null, suppression_reason set) when
-    fewer than var('tdw_secret_min_establishments') establishments of the département contribute
-    (destinations for incoming, origins for outgoing), or one of them exceeds
-    var('tdw_secret_max_share') of the tonnes. Movements whose département is unknown are left out.
-
-    Built whole, from od_int_departement_sides (the published movements summed by quarter,
-    side and establishment, incremental by quarter): a few thousand rows instead of every
-    movement. The secret statistique needs each establishment's share over every quarter, so the
-    figures themselves cannot be updated quarter by quarter. -#}
+{#- Open data and stats-page map: tonnes leaving and arriving per département over every complete
+    quarter published (METRICS.md § Waste flows), secret statistique applied (METRICS.md § Secret
+    statistique): the rows of od_int_departement_flow_cells (grain, figures and primary rules
+    documented there), with n_movements and quantity_accepted_t null where suppressed.
+    Secondary suppression (od_int_flows_secondary_suppression, macros/secondary_suppression.sql):
+    the figures of a cell are also withheld (suppression_reason 'secondary_suppression') where
+    they would otherwise be recoverable by one subtraction from the flow datasets' sums. -#}
 with
-
--- published movements summed by quarter, side and establishment (incremental by quarter)
-sides as (
-    select * from {{ ref('od_int_departement_sides') }}
-),
-
-per_establishment as (
-    select
-        direction,
-        code_departement,
-        siret,
-        sum(quantity_accepted_t) as quantity_t
-    from sides
-    where siret is not null and code_departement is not null
-    group by direction, code_departement, siret
-),
-
-contributors as (
-    select
-        direction,
-        code_departement,
-        count(*) as n_establishments,
-        max(quantity_t) / nullif(sum(quantity_t), 0) as largest_share
-    from per_establishment
-    group by direction, code_departement
-),
 
 cells as (
     select
-        direction,
-        code_departement,
-        sum(n_movements) as n_movements,
-        sum(quantity_accepted_t) as quantity_accepted_t,
-        min(quarter_start) as first_quarter_start,
-        max(quarter_start) as last_quarter_start
-    from sides
-    where code_departement is not null
-    group by direction, code_departement
-),
-
--- every published movement has one side per direction (département known or not)
-period as (
-    select
-        min(quarter_start) as period_start,
-        (max(quarter_start) + interval '3 months' - interval '1 day')::date as period_end
-    from sides
-),
-
-departements as (
-    select distinct
-        code_departement,
-        nom_departement
-    from {{ ref('dim_geography') }}
-),
-
-assessed as (
-    select
         cells.*,
-        coalesce(contributors.n_establishments, 0) as n_establishments,
-        {{ secret_statistique_reason('contributors.n_establishments', 'contributors.largest_share') }}
-            as suppression_reason
-    from cells
-    left join contributors
-        on cells.direction = contributors.direction and cells.code_departement = contributors.code_departement
+        secondary.cell_id is not null as is_secondary
+    from {{ ref('od_int_departement_flow_cells') }} as cells
+    left join {{ ref('od_int_flows_secondary_suppression') }} as secondary
+        on {{ suppression_cell_id(["'departement'", 'cells.code_departement', 'cells.direction']) }} = secondary.cell_id
 )
 
 select
-    assessed.code_departement::text as code_departement,
-    departements.nom_departement::text as nom_departement,
-    assessed.direction::text as direction,
-    period.period_start::date as period_start,
-    period.period_end::date as period_end,
-    (case when assessed.suppression_reason is null then assessed.n_movements end)::bigint as n_movements,
-    (case when assessed.suppression_reason is null then assessed.quantity_accepted_t end)::numeric
-        as quantity_accepted_t,
-    assessed.n_establishments::bigint as n_establishments,
-    (assessed.suppression_reason is not null)::boolean as is_suppressed,
-    assessed.suppression_reason::text as suppression_reason
-from assessed
-cross join period
-left join departements
-    on assessed.code_departement = departements.code_departement
+    code_departement::text as code_departement,
+    nom_departement::text as nom_departement,
+    direction::text as direction,
+    period_start::date as period_start,
+    period_end::date as period_end,
+    (case when not (is_suppressed or is_secondary) then n_movements end)::bigint as n_movements,
+    (case when not (is_suppressed or is_secondary) then quantity_accepted_t end)::numeric as quantity_accepted_t,
+    n_establishments::bigint as n_establishments,
+    (is_suppressed or is_secondary)::boolean as is_suppressed,
+    (case when is_suppressed then suppression_reason when is_secondary then 'secondary_suppression' end)::text
+        as suppression_reason
+from cells

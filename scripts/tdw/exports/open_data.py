@@ -277,9 +277,14 @@ def export_open_data(dsn: str, out_dir: Path | None = None, *, settings=None, da
             "title": "Traçabilité des déchets (Trackdéchets) — statistiques publiques",
             "description": "Jeux de données agrégés issus des bordereaux de suivi de déchets. Secret statistique : "
                            "une cellule issue de moins de 3 établissements, ou dont un établissement représente plus "
-                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée) ; dans les tables par "
-                           "type de bordereau avec une ligne ALL, une seconde cellule est masquée quand une seule le "
-                           "serait (motif secondary_suppression), pour qu'aucune ne se déduise par différence. Unités : tonnes "
+                           "de 85 % du tonnage, est masquée (valeur vide, colonne de motif renseignée) ; quand une seule "
+                           "valeur non nulle d'une somme publiée serait masquée, la plus petite autre valeur de la somme "
+                           "l'est aussi (motif secondary_suppression), jusqu'à ce qu'aucune somme n'en ait une seule : "
+                           "ligne ALL et types, France, régions et départements, année et mois, et entre fichiers "
+                           "totaux et semaines, flux par département et flux entre départements, distances et flux ; "
+                           "aucune valeur masquée ne se déduit donc d'une seule différence (une combinaison de plusieurs "
+                           "sommes est vérifiée par les tests sur les données de test, non garantie en général). "
+                           "Unités : tonnes "
                            "(3 décimales, au kg près), km et tonnes-km (1 décimale) ; taux à 4 décimales.",
             "licenses": [{"name": "etalab-2.0", "title": "Licence Ouverte / Open Licence 2.0",
                           "path": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"}],
