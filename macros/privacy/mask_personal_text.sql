@@ -4,10 +4,11 @@
     A column kept in the replica or the marts (a company name, an address, a waste description)
     is free text typed by a user, and a user sometimes types an e-mail address, a phone number or
     a licence plate in it ("Garage Martin - jean.martin@gmail.com"). The classification cannot
-    catch that (it is per column), so every kept text value goes through the same three
-    detectors as the leak scan of the exports (scripts/tdw/privacy.py: EMAIL_RE, PHONE_RE,
-    PLATE_RE; tests/python/test_replica.py checks that the two agree) and each match is
-    replaced by the token '[masqué]'; the rest of the value is kept.
+    catch that (it is per column), so every kept free-text value (mask_personal_is_free_text)
+    goes through the same three detectors as the leak scan of the exports
+    (scripts/tdw/privacy.py: EMAIL_RE, PHONE_RE, PLATE_RE; tests/python/test_replica.py checks
+    that the two agree) and each match is replaced by the token '[masqué]'; the rest of the
+    value is kept.
 
     mask_personal_text(expr, type[, suspect]) -> SQL expression of the same `type` (format_type
     spelling: 'text', 'character varying(30)', 'text[]', 'jsonb', ...). Other types are returned
@@ -54,6 +55,18 @@
 
 {% macro mask_personal_literal(pattern) -%}
     {{- return("'" ~ pattern | replace("'", "''") ~ "'") -}}
+{%- endmacro %}
+
+{#- True for a column whose values users type freely, from its classification: `free_text`
+    when the column says (true for the PROCESS descriptions and reasons), else its class is
+    PUBLIC_COMPANY (names, addresses), WASTE (descriptions, packagings, identification numbers)
+    or GEO. IDENT values are generated ids and PROCESS ones statuses, codes and dates: probing
+    them (StatusLog's millions of statuses) cost time for nothing. -#}
+{% macro mask_personal_is_free_text(privacy, meta) -%}
+    {%- if meta.get('free_text') is not none -%}
+        {{- return(meta.get('free_text') in [true, 'true']) -}}
+    {%- endif -%}
+    {{- return(privacy in ['PUBLIC_COMPANY', 'WASTE', 'GEO']) -}}
 {%- endmacro %}
 
 {#- True for the types that can hold typed text: text, varchar, char, their arrays, json, jsonb. -#}

@@ -14,9 +14,11 @@
                    | code + commune found at the end of the address (`generalise_to`); else the raw value
       pseudonymise | md5(TDW_PSEUDONYM_SALT || value); refuses to compile without the salt
 
-    Every kept or generalised text value (text, varchar, text[], json; not IDENT columns) then has
-    the e-mails, phone numbers and licence plates typed inside it replaced by '[masqué]'
-    (macros/privacy/mask_personal_text.sql: the leak scan's own detectors).
+    Every kept or generalised text value (text, varchar, text[], json) of a column users type
+    freely (classes PUBLIC_COMPANY, WASTE, GEO, and the columns marked `free_text: true`; not the
+    ids nor the PROCESS statuses and codes) then has the e-mails, phone numbers and licence plates
+    typed inside it replaced by '[masqué]' (macros/privacy/mask_personal_text.sql: the leak
+    scan's own detectors).
 
     Then any column with `nd_keys` is masked when one of those columns holds a SIRET / VAT number /
     orgId listed in AnonymousCompany (non-diffusible establishments): text[] columns lose those
@@ -152,7 +154,8 @@ cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect offset
     {%- else -%}
         {%- set expr = col -%}
     {%- endif -%}
-    {%- if treatment in ['keep', 'generalise'] and privacy != 'IDENT' and mask_personal_is_text_type(rc.type) -%}
+    {%- if treatment in ['keep', 'generalise'] and mask_personal_is_free_text(privacy, meta)
+            and mask_personal_is_text_type(rc.type) -%}
         {#- an e-mail, phone number or plate typed inside kept text (mask_personal_text.sql); the
             row is probed once over all such columns (personal_probe, replica_select) -#}
         {%- do probes.append(mask_personal_probe_text(expr, rc.type)) -%}

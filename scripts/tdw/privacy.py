@@ -609,10 +609,11 @@ def dictionary_markdown(tables: dict[str, Table], replica_columns: dict[str, lis
     w("- non-diffusible establishments (listed in `AnonymousCompany`) are masked wherever their SIRET, VAT "
       "number or orgId appears: name 'non diffusible', SIRET, address and registration numbers emptied, "
       "and their SIRETs removed from the text[] lists;\n")
-    w("- in every other kept text value (names, addresses, waste descriptions, JSON packagings, text[] "
-      "lists; not the IDENT columns), an e-mail address, a French phone number or a licence plate typed "
-      "inside is replaced by `[masqué]`, the rest of the value kept (`macros/privacy/mask_personal_text.sql`, "
-      "the same detectors as `tdw privacy scan`);\n")
+    w("- in every other kept value users type freely (PUBLIC_COMPANY, WASTE and GEO text: names, addresses, "
+      "waste descriptions, JSON packagings, text[] lists; and the PROCESS descriptions marked `free_text`), "
+      "an e-mail address, a French phone number or a licence plate typed inside is replaced by `[masqué]`, "
+      "the rest of the value kept (`macros/privacy/mask_personal_text.sql`, the same detectors as "
+      "`tdw privacy scan`);\n")
     w("- a column added in production reaches the replica only once it has been classified: until then "
       "the build fails (privacy gate) and the column is never selected.\n\n")
     w(f"{n_rep} tables replicated, {len(tables) - n_rep} not replicated.\n\n")

@@ -102,6 +102,9 @@ TYPED_IN_KEPT_TEXT = [
      "Huiles du camion [masqué], appeler le [masqué]"),
     ("Form", "emitterCompanyAddress", "12 rue des Lilas 75001 Paris tél. 01.23.45.67.89",
      "12 rue des Lilas 75001 Paris tél. [masqué]"),
+    # a PROCESS column marked free_text (the PROCESS statuses and codes are not probed)
+    ("Form", "processingOperationDescription", "Incinération, voir M. Martin au 06 98 76 54 32",
+     "Incinération, voir M. Martin au [masqué]"),
     # a multi-line JSON string: « \nmarie@… » once became « \[masqué] » (invalid JSON, failed build)
     ("Bsda", "packagings", [{"type": "OTHER", "other": "sacs remis par marie@exemple.fr", "quantity": 2},
                             {"type": "OTHER", "other": "rappeler au\n06 12 34 56 78\nou\tpaul@exemple.fr"}],
