@@ -101,9 +101,10 @@ select
     {{ exprs | join(',\n    ') }}
 from {{ raw }} as src
 {%- if probes | length > 0 %}
-{# offset 0 keeps the subquery as it is: pulled up, its expression would be copied into every
-   masked column and evaluated once per column instead of once per row #}
-cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect offset 0) as personal_probe
+{# the limit (of a one-row select: no row is lost) keeps the subquery as it is: pulled up, its
+   expression would be copied into every masked column and evaluated once per column instead of
+   once per row. (The usual `offset 0` does the same, but sqlfluff cannot parse it here.) #}
+cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect limit 1) as personal_probe
 {%- endif %}
 {%- endmacro %}
 
