@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import date, datetime, timezone
-from zoneinfo import ZoneInfo
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import db
 from ..errors import TdwError
-from .common import SIMULATED_BANNER, french_number, french_timestamp, source_is_simulated
+from .common import PARIS, SIMULATED_BANNER, french_number, french_timestamp, source_is_simulated
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_LISTED = 200  # rows listed per detailed table (the count says how many more exist)
@@ -130,7 +129,7 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
     if date_from and date_to and date_from > date_to:
         raise TdwError(f"the period is empty: --from {date_from} is after --to {date_to}")
     # the day the « en vigueur » column is read on: the period's last day, today at the latest
-    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    today = datetime.now(PARIS).date()
     in_force_on = min(date_to, today) if date_to else today
     p = {"siret": siret, "d0": date_from or date(1900, 1, 1), "d1": date_to or date(9999, 12, 31),
          "late": LATE_PROCESSING_DAYS, "lim": MAX_LISTED, "in_force_on": in_force_on}
