@@ -654,6 +654,21 @@ def test_inspection_sheet_unavailable_gives_503(client, api_db, monkeypatch):
     assert r.status_code == 503 and r.json()["error"] == "inspection_sheet_unavailable"
 
 
+def test_inspection_sheet_file_name_names_the_period(client, api_db, monkeypatch):
+    """The sheet's file name is the export's (fiche-<SIRET>_<du>_<au>): two periods, two names."""
+    from tdw.exports import inspection
+
+    monkeypatch.setattr(inspection, "inspection_sheet_pdf", lambda dsn, s, **k: b"%PDF-1.4")
+    monkeypatch.setattr(inspection, "inspection_sheet_html", lambda dsn, s, **k: "<p>fiche</p>")
+    h = _h(api_db, "dep77")
+    r = client.get(f"/v1/establishments/{S77}/inspection-sheet?format=pdf&date_from=2024-01-01&date_to=2024-06-30",
+                   headers=h)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"] == f'inline; filename="fiche-{S77}_2024-01-01_2024-06-30.pdf"'
+    r = client.get(f"/v1/establishments/{S77}/inspection-sheet?date_from=2024-07-01", headers=h)
+    assert r.status_code == 200 and r.headers["content-disposition"] == f'inline; filename="fiche-{S77}_2024-07-01_fin.html"'
+
+
 def test_me_and_health(client, api_db):
     me = client.get("/v1/me", headers=_h(api_db, "reg93")).json()
     assert me["scope_kind"] == "regions" and me["regions"] == ["93"] and me["data_refreshed_at"]

@@ -959,18 +959,21 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         if fmt is None:
             fmt = SheetFormat.pdf if "application/pdf" in request.headers.get("accept", "") else SheetFormat.html
         try:
-            from ..exports.inspection import inspection_sheet_html, inspection_sheet_pdf
+            from ..exports.inspection import inspection_sheet_html, inspection_sheet_pdf, sheet_file_stem
         except ImportError as exc:
             raise ApiError(503, "inspection_sheet_unavailable",
                            "La fiche d'inspection n'est pas disponible sur ce serveur (module tdw.exports.inspection absent)",
                            f"the inspection sheet is not available on this server ({exc})") from exc
         try:
+            # the export's file name (SIRET and period: docs/api.md), for curl -OJ and browsers
+            stem = sheet_file_stem(siret, date_from, date_to)
             if fmt is SheetFormat.pdf:
                 body = inspection_sheet_pdf(sheet_dsn, siret, date_from=date_from, date_to=date_to)
                 return Response(body, media_type="application/pdf",
-                                headers={"Content-Disposition": f'inline; filename="fiche_inspection_{siret}.pdf"'})
+                                headers={"Content-Disposition": f'inline; filename="{stem}.pdf"'})
             body = inspection_sheet_html(sheet_dsn, siret, date_from=date_from, date_to=date_to)
-            return Response(body, media_type="text/html; charset=utf-8")
+            return Response(body, media_type="text/html; charset=utf-8",
+                            headers={"Content-Disposition": f'inline; filename="{stem}.html"'})
         except TdwError as exc:
             # The export checks SIRETs more strictly (Luhn key) and may not know an ICPE-only site.
             text = str(exc)
