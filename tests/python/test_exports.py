@@ -662,6 +662,8 @@ def test_inspection_sheets_of_two_periods_of_one_establishment_coexist(tmp_path,
     monkeypatch.setattr(inspection, "render_html", lambda data: f"<p>{data['p']} v{data['v']}</p>")
     monkeypatch.setattr(inspection, "render_pdf", lambda data: f"%PDF {data['p']}".encode())
     monkeypatch.setattr(common, "sensitive_values", lambda *a, **k: None)
+    (tmp_path / siret).mkdir()
+    (tmp_path / siret / f"fiche-{siret}.html").write_text("a sheet named before the period was in the name")
     h1 = (dt.date(2024, 1, 1), dt.date(2024, 6, 30))
     h2 = (dt.date(2024, 7, 1), dt.date(2024, 12, 31))
     for d0, d1 in (h1, h2, (None, None), (dt.date(2025, 1, 1), None)):

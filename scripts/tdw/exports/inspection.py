@@ -650,9 +650,10 @@ def write_inspection_sheet(dsn: str, settings, siret: str, *, date_from: date | 
     stem = sheet_file_stem(s, date_from, date_to)
     target = (out_dir or settings.export_dir / "inspection") / s
     with publish_folder(target, sensitive_values(dsn, settings, restricted=False)) as tmp:
-        if target.is_dir():  # the other periods' sheets stay
+        if target.is_dir():  # the other periods' sheets stay (a name without a period, before it had one, goes)
+            kept = re.compile(rf"fiche-{s}_(\d{{4}}-\d{{2}}-\d{{2}}|debut)_(\d{{4}}-\d{{2}}-\d{{2}}|fin)\.(html|pdf)")
             for old in target.iterdir():
-                if old.is_file() and old.name not in (f"{stem}.html", f"{stem}.pdf"):
+                if old.is_file() and kept.fullmatch(old.name) and old.name not in (f"{stem}.html", f"{stem}.pdf"):
                     try:
                         os.link(old, tmp / old.name)
                     except OSError:  # a file system without hard links
