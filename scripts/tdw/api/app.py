@@ -270,7 +270,9 @@ RecoveryRate = _item_model("RecoveryRate", "Taux de valorisation (METRICS.md § 
                                        "cette ligne : ne pas les diffuser hors de l'administration."),
     ("withheld_reason", str, "Pourquoi : fewer_than_min_establishments, dominant_establishment (secret statistique), "
                              "secondary_suppression (retenue pour qu'un chiffre masqué ne se déduise pas d'un total), "
-                             "incomplete_period (période incomplète, non publiée) ; nul si la ligne est publiée."),
+                             "incomplete_period (période incomplète, non publiée), not_in_open_data (absente des données "
+                             "ouvertes bien que sa période soit complète : anomalie, à signaler) ; nul si la ligne "
+                             "est publiée."),
 ])
 
 
