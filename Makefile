@@ -7,7 +7,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-TEST_HOME ?= $(CURDIR)/.tdw/test
+# make test's own home (its PostgreSQL, warehouse, exports and pytest's temporary folders), apart
+# from your warehouse: $TDW_HOME/test when TDW_HOME is set, else .tdw/test; TEST_HOME=DIR chooses it.
+TEST_HOME ?= $(if $(TDW_HOME),$(abspath $(TDW_HOME))/test,$(CURDIR)/.tdw/test)
+# --basetemp: pytest's folders under the test home, emptied when pytest starts. Without it pytest
+# uses /tmp/pytest-of-<user>/ and deletes older sessions' folders there, a running one's included.
+PYTEST := $(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15 --basetemp=$(TEST_HOME)/pytest
 
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
@@ -38,7 +43,7 @@ test: $(STAMP)
 	@# workers leave gaps (waits on PostgreSQL and subprocesses); its report follows pytest's, and
 	@# either failing fails the target
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint --processes 1 > $(TEST_HOME)/lint.log 2>&1 & lint=$$!; \
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15; tests=$$?; \
+	$(PYTEST); tests=$$?; \
 	wait $$lint; linted=$$?; echo "--- sqlfluff (tdw lint, exit $$linted):"; cat $(TEST_HOME)/lint.log; \
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 
@@ -46,7 +51,8 @@ lint: $(STAMP)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	mkdir -p $(TEST_HOME)
+	$(PYTEST)
 
 docs: $(STAMP)
 	$(BIN)/tdw dbt docs generate

@@ -149,7 +149,29 @@ insert into marts.mart_recovery_rates values
     ('year', '2024-01-01', 'departement', '93', '13', 'BSDD', '16', true, 7, 0, 7, 1, null, true, 'fewer_than_min_establishments'),
     ('year', '2024-01-01', 'region', '11', null, 'BSDD', '16', true, 8, 2, 10, 4, 0.8, false, null),
     ('year', '2024-01-01', 'region', '93', null, 'BSDD', '16', true, 7, 0, 7, 1, null, true, 'fewer_than_min_establishments'),
-    ('year', '2024-01-01', 'national', null, null, 'BSDD', '16', true, 15, 2, 17, 5, 0.88, false, null);
+    ('year', '2024-01-01', 'national', null, null, 'BSDD', '16', true, 15, 2, 17, 5, 0.88, false, null),
+    ('month', '2024-12-01', 'departement', '11', '77', 'BSDD', '16', true, 1, 1, 2, 3, 0.5, false, null),
+    ('month', '2025-01-01', 'departement', '11', '77', 'BSDD', '16', true, 3, 1, 4, 4, 0.75, false, null);
+
+-- the open data's recovery rates (complete periods only; the figures of a withheld row are null,
+-- is_suppressed says so: secret statistique or secondary suppression) and the complete periods
+create table marts.od_recovery_rates (
+    period_type text, period_start date, geo_level text, code_region text, code_departement text, bsd_type text,
+    waste_chapter_code text, is_hazardous boolean, treated_t numeric, is_suppressed boolean, suppression_reason text);
+insert into marts.od_recovery_rates values
+    ('year', '2024-01-01', 'departement', '11', '77', 'BSDD', '16', true, 10, false, null),
+    ('year', '2024-01-01', 'departement', '93', '13', 'BSDD', '16', true, null, true, 'fewer_than_min_establishments'),
+    ('year', '2024-01-01', 'region', '11', null, 'BSDD', '16', true, 10, false, null),
+    ('year', '2024-01-01', 'region', '93', null, 'BSDD', '16', true, null, true, 'fewer_than_min_establishments'),
+    ('year', '2024-01-01', 'national', null, null, 'BSDD', '16', true, 17, false, null),
+    ('month', '2024-12-01', 'departement', '11', '77', 'BSDD', '16', true, null, true, 'secondary_suppression');
+create table marts.dim_complete_periods (
+    grain text, data_first_day date, data_as_of_date date, first_period_start date, periods_end date);
+insert into marts.dim_complete_periods values
+    ('week', '2024-01-01', '2025-01-20', '2024-01-01', '2025-01-20'),
+    ('month', '2024-01-01', '2025-01-20', '2024-01-01', '2025-01-01'),
+    ('quarter', '2024-01-01', '2025-01-20', '2024-01-01', '2025-01-01'),
+    ('year', '2024-01-01', '2025-01-20', '2024-01-01', '2025-01-01');
 """
 
 ALL = ["establishments,icpe,flows"]
@@ -449,6 +471,35 @@ def test_region_client_may_ask_for_its_departements(client, api_db):
     assert {(i["geo_level"], i["code_departement"]) for i in rates["items"]} == {("departement", "13"), ("region", None)}
 
 
+def test_recovery_rates_flag_what_the_open_data_withholds_and_incomplete_periods(client, api_db):
+    """State agents read the raw tonnes (docs/api.md: the secret statistique is for the public
+    outputs, METRICS.md), but each row says whether the open data withholds it (secret statistique,
+    secondary suppression) or does not publish it (an incomplete period, METRICS.md § Units and
+    dates), and why: the answer said « secret statistique appliqué » and flagged neither."""
+    h = _h(api_db, "national")
+    items = {(i["period_type"], i["period_start"], i["geo_level"], i["code_departement"]): i
+             for i in client.get("/v1/recovery-rates?limit=1000", headers=h).json()["items"]}
+    flags = lambda i: (i["is_withheld_in_open_data"], i["withheld_reason"], i["is_complete_period"])  # noqa: E731
+    published = items[("year", "2024-01-01", "departement", "77")]
+    assert flags(published) == (False, None, True) and published["treated_t"] == 10
+    primary = items[("year", "2024-01-01", "departement", "13")]
+    assert flags(primary) == (True, "fewer_than_min_establishments", True)
+    assert primary["treated_t"] == 7 and primary["recovery_rate"] is None  # raw tonnes, the rate still withheld
+    secondary = items[("month", "2024-12-01", "departement", "77")]
+    assert flags(secondary) == (True, "secondary_suppression", True) and secondary["is_suppressed"] is False
+    current = items[("month", "2025-01-01", "departement", "77")]
+    assert flags(current) == (True, "incomplete_period", False) and current["treated_t"] == 4
+    assert sum(not i["is_complete_period"] for i in items.values()) == 1
+    rows = list(csv.DictReader(io.StringIO(client.get("/v1/recovery-rates?format=csv", headers=h).text)))
+    assert {r["withheld_reason"] for r in rows} == {"", "fewer_than_min_establishments", "secondary_suppression",
+                                                     "incomplete_period"}
+    spec = client.get("/openapi.json").json()
+    model = spec["components"]["schemas"]["RecoveryRate"]
+    assert "is_withheld_in_open_data" in model["properties"] and "is_complete_period" in model["properties"]
+    route = spec["paths"]["/v1/recovery-rates"]["get"]["description"]
+    assert "secret statistique appliqué" not in route and "incomplete_period" in route
+
+
 def test_data_family_not_granted(client, api_db):
     h = _h(api_db, "icpe77")
     for path in (f"/v1/establishments/{S77}", f"/v1/establishments/{S77}/tonnages", "/v1/flows",
@@ -652,6 +703,21 @@ def test_inspection_sheet_unavailable_gives_503(client, api_db, monkeypatch):
     monkeypatch.setitem(sys.modules, "tdw.exports.inspection", None)  # import now raises ImportError
     r = client.get(f"/v1/establishments/{S77}/inspection-sheet", headers=_h(api_db, "dep77"))
     assert r.status_code == 503 and r.json()["error"] == "inspection_sheet_unavailable"
+
+
+def test_inspection_sheet_file_name_names_the_period(client, api_db, monkeypatch):
+    """The sheet's file name is the export's (fiche-<SIRET>_<du>_<au>): two periods, two names."""
+    from tdw.exports import inspection
+
+    monkeypatch.setattr(inspection, "inspection_sheet_pdf", lambda dsn, s, **k: b"%PDF-1.4")
+    monkeypatch.setattr(inspection, "inspection_sheet_html", lambda dsn, s, **k: "<p>fiche</p>")
+    h = _h(api_db, "dep77")
+    r = client.get(f"/v1/establishments/{S77}/inspection-sheet?format=pdf&date_from=2024-01-01&date_to=2024-06-30",
+                   headers=h)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-disposition"] == f'inline; filename="fiche-{S77}_2024-01-01_2024-06-30.pdf"'
+    r = client.get(f"/v1/establishments/{S77}/inspection-sheet?date_from=2024-07-01", headers=h)
+    assert r.status_code == 200 and r.headers["content-disposition"] == f'inline; filename="fiche-{S77}_2024-07-01_fin.html"'
 
 
 def test_me_and_health(client, api_db):

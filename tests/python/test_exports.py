@@ -646,6 +646,43 @@ def test_write_inspection_sheet_reads_the_data_once(wh, tmp_path, monkeypatch, s
     assert sorted(p.suffix for p in folder.iterdir()) == [".html", ".pdf"]
 
 
+def test_inspection_sheets_of_two_periods_of_one_establishment_coexist(tmp_path, monkeypatch):
+    """The period is in the file name (fiche-<SIRET>_<du>_<au>, README): a sheet written for
+    another period of the same establishment adds its two files and keeps the others'; the same
+    period written again replaces its own."""
+    from tdw.exports import common, inspection
+
+    siret = "21770309900028"
+    # the sheet's content stands for its period (as the sheet words it): no warehouse needed
+    def data(version):
+        return lambda dsn, s, *, date_from=None, date_to=None: {
+            "p": inspection._period({"date_from": date_from, "date_to": date_to}), "v": version}
+
+    monkeypatch.setattr(inspection, "inspection_data", data(1))
+    monkeypatch.setattr(inspection, "render_html", lambda data: f"<p>{data['p']} v{data['v']}</p>")
+    monkeypatch.setattr(inspection, "render_pdf", lambda data: f"%PDF {data['p']}".encode())
+    monkeypatch.setattr(common, "sensitive_values", lambda *a, **k: None)
+    (tmp_path / siret).mkdir()
+    (tmp_path / siret / f"fiche-{siret}.html").write_text("a sheet named before the period was in the name")
+    h1 = (dt.date(2024, 1, 1), dt.date(2024, 6, 30))
+    h2 = (dt.date(2024, 7, 1), dt.date(2024, 12, 31))
+    for d0, d1 in (h1, h2, (None, None), (dt.date(2025, 1, 1), None)):
+        folder = inspection.write_inspection_sheet("dsn", None, siret, date_from=d0, date_to=d1, out_dir=tmp_path)
+    assert folder == tmp_path / siret
+    stems = [f"fiche-{siret}_2024-01-01_2024-06-30", f"fiche-{siret}_2024-07-01_2024-12-31",
+             f"fiche-{siret}_debut_fin", f"fiche-{siret}_2025-01-01_fin"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.{x}" for s in stems for x in ("html", "pdf"))
+    assert [inspection.sheet_file_stem(siret, *p) for p in (h1, h2, (None, None))] == stems[:3]
+    assert (folder / f"{stems[0]}.html").read_text() == "<p>du 01/01/2024 au 30/06/2024 v1</p>"
+    assert (folder / f"{stems[1]}.pdf").read_bytes() == b"%PDF du 01/07/2024 au 31/12/2024"
+    # the first half again, with newer data: its files are replaced, the others kept
+    monkeypatch.setattr(inspection, "inspection_data", data(2))
+    inspection.write_inspection_sheet("dsn", None, siret, date_from=h1[0], date_to=h1[1], out_dir=tmp_path)
+    assert len(list(folder.iterdir())) == 8
+    assert (folder / f"{stems[0]}.html").read_text() == "<p>du 01/01/2024 au 30/06/2024 v2</p>"
+    assert (folder / f"{stems[1]}.html").read_text() == "<p>du 01/07/2024 au 31/12/2024 v1</p>"
+
+
 def test_pdf_cells_wrap_within_their_column():
     from fpdf import FPDF
 

@@ -1,6 +1,7 @@
 {#- Grain: defect kind x BSD type x month (METRICS.md § Units and dates: "the excluded count and
     tonnage are visible in a data-quality mart"). One row per data-quality flag of fct_bordereaux
-    (every dq_* column and is_quantity_outlier) with the BSDs it flags; 'movement_quantity_outlier'
+    (every dq_* column, each once: is_quantity_outlier is the flag dq_quantity_outlier, reported
+    under that name) with the BSDs it flags; 'movement_quantity_outlier'
     for the movements (BSFF packagings judged one by one) that the flows, distances and recovery
     rates leave out; and 'all_bordereaux', the denominator. Month: the BSD's creation month
     (Europe/Paris), null when the creation date itself is invalid. quantity_t: tonnes concerned
@@ -45,7 +46,7 @@ flagged as (
         union all
         select
             '{{ kind }}' as defect_kind,
-            {{ 'true' if kind in ('is_quantity_outlier', 'dq_quantity_outlier') else 'false' }}
+            {{ 'true' if kind == 'dq_quantity_outlier' else 'false' }}
                 as is_excluded_from_tonnage,
             bsd_type,
             month_start,

@@ -244,7 +244,8 @@ Flow = _item_model("WasteFlow", "Flux de déchets : tonnes d'une origine vers un
     ("quantity_received_t", float, "Tonnes reçues."),
 ])
 
-RecoveryRate = _item_model("RecoveryRate", "Taux de valorisation (METRICS.md § Recovery rate), secret statistique appliqué.", [
+RecoveryRate = _item_model("RecoveryRate", "Taux de valorisation (METRICS.md § Recovery rate) : chiffres bruts pour les "
+                           "agents habilités, chaque ligne disant si les données ouvertes la publient.", [
     ("period_type", str, "month ou year."),
     ("period_start", date, "Début de la période."),
     ("geo_level", str, "departement, region ou national."),
@@ -253,13 +254,25 @@ RecoveryRate = _item_model("RecoveryRate", "Taux de valorisation (METRICS.md § 
     ("bsd_type", str, "Type de bordereau."),
     ("waste_chapter_code", str, "Chapitre déchet."),
     ("is_hazardous", bool, "Dangereux."),
-    ("final_recovery_t", float, "Tonnes valorisées (R0–R11)."),
+    ("final_recovery_t", float, "Tonnes valorisées (R0–R11), données même quand la publication les retient "
+                                "(voir is_withheld_in_open_data)."),
     ("final_disposal_t", float, "Tonnes éliminées (D1–D12, D9F)."),
     ("treated_t", float, "Total."),
     ("n_establishments", int, "Établissements contributeurs."),
-    ("recovery_rate", float, "Taux ; nul si secret statistique."),
-    ("is_suppressed", bool, "Taux masqué (secret statistique)."),
-    ("suppression_reason", str, "Raison du masquage."),
+    ("recovery_rate", float, "Taux ; nul si secret statistique (moins de 3 établissements ou un seul au-delà de "
+                             "85 % des tonnes : recalculable à partir des tonnes, réservé aux agents habilités)."),
+    ("is_suppressed", bool, "Taux masqué par le secret statistique de la cellule elle-même (secret primaire)."),
+    ("suppression_reason", str, "Raison du masquage du taux : fewer_than_min_establishments ou dominant_establishment."),
+    ("is_complete_period", bool, "Période complète. Faux pour la période en cours (pas encore finie, chiffres "
+                                 "provisoires) et pour la première, couverte en partie seulement : les séries "
+                                 "publiées ne contiennent que les périodes complètes."),
+    ("is_withheld_in_open_data", bool, "Les données ouvertes (taux de valorisation) ne publient pas les chiffres de "
+                                       "cette ligne : ne pas les diffuser hors de l'administration."),
+    ("withheld_reason", str, "Pourquoi : fewer_than_min_establishments, dominant_establishment (secret statistique), "
+                             "secondary_suppression (retenue pour qu'un chiffre masqué ne se déduise pas d'un total), "
+                             "incomplete_period (période incomplète, non publiée), not_in_open_data (absente des données "
+                             "ouvertes bien que sa période soit complète : anomalie, à signaler) ; nul si la ligne "
+                             "est publiée."),
 ])
 
 
@@ -959,18 +972,21 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         if fmt is None:
             fmt = SheetFormat.pdf if "application/pdf" in request.headers.get("accept", "") else SheetFormat.html
         try:
-            from ..exports.inspection import inspection_sheet_html, inspection_sheet_pdf
+            from ..exports.inspection import inspection_sheet_html, inspection_sheet_pdf, sheet_file_stem
         except ImportError as exc:
             raise ApiError(503, "inspection_sheet_unavailable",
                            "La fiche d'inspection n'est pas disponible sur ce serveur (module tdw.exports.inspection absent)",
                            f"the inspection sheet is not available on this server ({exc})") from exc
         try:
+            # the export's file name (SIRET and period: docs/api.md), for curl -OJ and browsers
+            stem = sheet_file_stem(siret, date_from, date_to)
             if fmt is SheetFormat.pdf:
                 body = inspection_sheet_pdf(sheet_dsn, siret, date_from=date_from, date_to=date_to)
                 return Response(body, media_type="application/pdf",
-                                headers={"Content-Disposition": f'inline; filename="fiche_inspection_{siret}.pdf"'})
+                                headers={"Content-Disposition": f'inline; filename="{stem}.pdf"'})
             body = inspection_sheet_html(sheet_dsn, siret, date_from=date_from, date_to=date_to)
-            return Response(body, media_type="text/html; charset=utf-8")
+            return Response(body, media_type="text/html; charset=utf-8",
+                            headers={"Content-Disposition": f'inline; filename="{stem}.html"'})
         except TdwError as exc:
             # The export checks SIRETs more strictly (Luhn key) and may not know an ICPE-only site.
             text = str(exc)
@@ -1065,7 +1081,14 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
              summary="Taux de valorisation par territoire et période",
              description="Taux de valorisation (valorisation finale / (valorisation + élimination finales)) par "
                          "période, niveau géographique du site de traitement, type de bordereau, chapitre et "
-                         "dangerosité ; secret statistique appliqué. Famille `flows`.",
+                         "dangerosité. Famille `flows`. Chiffres bruts, pour les agents habilités : les tonnes "
+                         "sont données même sur les lignes que les données ouvertes retiennent (le taux reste nul "
+                         "sous le secret statistique, `is_suppressed`). Chaque ligne dit si la publication la "
+                         "retient (`is_withheld_in_open_data`) et pourquoi (`withheld_reason` : "
+                         "`fewer_than_min_establishments`, `dominant_establishment`, `secondary_suppression`, "
+                         "`incomplete_period`), et si sa période est complète (`is_complete_period` : faux pour le "
+                         "mois ou l'année en cours, chiffres provisoires, et pour la première période, couverte en "
+                         "partie).",
              responses=page_responses(RecoveryRate))
     def recovery_rates(request: Request, ctx: CtxDep, departement: Dept = None, region: Region = None,
                        geo_level: Annotated[str | None, Query(pattern=r"^(departement|region|national)$", description="departement, region ou national.")] = None,

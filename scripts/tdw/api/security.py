@@ -116,6 +116,36 @@ def _cols(columns: tuple[str, ...], alias: str = "") -> str:
     return ", ".join(prefix + c for c in columns)
 
 
+_RATE_KEY = ("period_type", "period_start", "geo_level", "code_region", "code_departement", "bsd_type",
+             "waste_chapter_code", "is_hazardous")
+# The rows of mart_recovery_rates (raw tonnes: state agents may read them, the secret statistique
+# is for the public outputs, METRICS.md) with what the open data does with each: published,
+# withheld (its figures null: secret statistique or secondary suppression, od_recovery_rates'
+# suppression_reason) or not published (an incomplete period: the first, partial one or the
+# current one, marts.dim_complete_periods, the rule of every published series). Keys compared
+# with coalesce so that the join hashes on all of them (three are nullable).
+_RATES_SELECT = f"""
+    select {_cols(_RATE_COLUMNS)}, is_complete_period, withheld_reason is not null as is_withheld_in_open_data,
+           withheld_reason
+    from (
+        select {_cols(_RATE_COLUMNS, 'r')}, c.is_complete_period,
+               case
+                   when not c.is_complete_period then 'incomplete_period'
+                   when o.period_type is null then 'not_in_open_data'
+                   when o.is_suppressed then coalesce(o.suppression_reason, 'withheld')
+               end as withheld_reason
+        from marts.mart_recovery_rates r
+        left join marts.dim_complete_periods p on p.grain = r.period_type
+        cross join lateral (
+            select (r.period_start >= p.first_period_start and r.period_start < p.periods_end) is true
+                as is_complete_period
+        ) c
+        left join marts.od_recovery_rates o on
+            {" and ".join(f"coalesce(o.{c}::text, '-') = coalesce(r.{c}::text, '-')" for c in _RATE_KEY)}
+    ) rates
+"""
+
+
 API_TABLES: tuple[ApiTable, ...] = (
     ApiTable(
         name="departements",
@@ -194,10 +224,12 @@ API_TABLES: tuple[ApiTable, ...] = (
     ),
     ApiTable(
         name="recovery_rates",
-        select=f"select {_cols(_RATE_COLUMNS)} from marts.mart_recovery_rates",
+        select=_RATES_SELECT,
         policy="api.in_scope(code_departement, code_region) and api.family_granted('flows')",
         indexes=(("period_type", "period_start"),),
-        sources=(("marts", "mart_recovery_rates", _RATE_COLUMNS),),
+        sources=(("marts", "mart_recovery_rates", _RATE_COLUMNS),
+                 ("marts", "od_recovery_rates", (*_RATE_KEY, "is_suppressed", "suppression_reason")),
+                 ("marts", "dim_complete_periods", ("grain", "first_period_start", "periods_end"))),
     ),
 )
 

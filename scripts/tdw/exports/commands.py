@@ -76,13 +76,14 @@ def register(app) -> None:
         """Write the inspection sheet of one establishment as HTML and PDF."""
         from .. import db
         from ..config import load_settings
-        from .inspection import validate_siret, write_inspection_sheet
+        from .inspection import sheet_file_stem, validate_siret, write_inspection_sheet
 
         settings = load_settings()
         s = validate_siret(siret)
-        target = write_inspection_sheet(db.warehouse_dsn(settings), settings, s, date_from=_day(date_from, "--from"),
-                                        date_to=_day(date_to, "--to"), out_dir=out_dir)
-        out.print(f"written {target / f'fiche-{s}.html'} and {target / f'fiche-{s}.pdf'}")
+        d0, d1 = _day(date_from, "--from"), _day(date_to, "--to")
+        target = write_inspection_sheet(db.warehouse_dsn(settings), settings, s, date_from=d0, date_to=d1, out_dir=out_dir)
+        stem = sheet_file_stem(s, d0, d1)
+        out.print(f"written {target / f'{stem}.html'} and {target / f'{stem}.pdf'}")
 
     @publish_app.command("data-gouv")
     def data_gouv_cmd(

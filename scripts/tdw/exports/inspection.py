@@ -612,24 +612,52 @@ def _pdf_table(pdf, header: list[str], rows: list[list[str]], align: list[str]) 
         draw(r, head=False)
 
 
+def sheet_file_stem(siret: str, date_from: date | None = None, date_to: date | None = None) -> str:
+    """The file name of a sheet without its suffix: ``fiche-<SIRET>_<du>_<au>``.
+
+    ``<du>`` and ``<au>`` are the period's first and last days (YYYY-MM-DD), ``debut`` / ``fin``
+    for an open end: ``fiche-21770309900028_2024-01-01_2024-06-30``, and
+    ``fiche-21770309900028_debut_fin`` for all the data (the sheets ``tdw run`` writes). Two
+    periods of one establishment are two files; the same period written again replaces its own.
+    """
+    du = date_from.isoformat() if date_from else "debut"
+    au = date_to.isoformat() if date_to else "fin"
+    return f"fiche-{siret}_{du}_{au}"
+
+
 def write_inspection_sheet(dsn: str, settings, siret: str, *, date_from: date | None = None,
                            date_to: date | None = None, out_dir: Path | None = None) -> Path:
-    """Write ``fiche-<SIRET>.html`` and ``.pdf`` into ``<out_dir>/<SIRET>`` atomically; return the folder.
+    """Write ``<stem>.html`` and ``<stem>.pdf`` into ``<out_dir>/<SIRET>`` atomically; return the folder.
 
-    The data is read once (:func:`inspection_data`) for both files. The folder is leak-scanned
-    for personal data before it replaces the previous one (the sheet is for inspectors: it may
-    name a non-diffusible establishment, so those are not scanned for).
+    ``<stem>`` names the SIRET and the period (:func:`sheet_file_stem`): the sheets of the
+    establishment's other periods already in the folder are kept (linked into the new folder
+    before it replaces the old one), that of the same period is replaced. The data is read once
+    (:func:`inspection_data`) for both files. The folder is leak-scanned for personal data before
+    it replaces the previous one (the sheet is for inspectors: it may name a non-diffusible
+    establishment, so those are not scanned for).
 
     Raises:
-        TdwError: invalid or unknown SIRET; a leak found (the previous sheet stays).
+        TdwError: invalid or unknown SIRET; a leak found (the previous sheets stay).
     """
+    import os
+    import shutil
+
     from .common import publish_folder, sensitive_values
 
     s = validate_siret(siret)
     data = inspection_data(dsn, s, date_from=date_from, date_to=date_to)
     html, pdf = render_html(data), render_pdf(data)
+    stem = sheet_file_stem(s, date_from, date_to)
     target = (out_dir or settings.export_dir / "inspection") / s
     with publish_folder(target, sensitive_values(dsn, settings, restricted=False)) as tmp:
-        (tmp / f"fiche-{s}.html").write_text(html, encoding="utf-8")
-        (tmp / f"fiche-{s}.pdf").write_bytes(pdf)
+        if target.is_dir():  # the other periods' sheets stay (a name without a period, before it had one, goes)
+            kept = re.compile(rf"fiche-{s}_(\d{{4}}-\d{{2}}-\d{{2}}|debut)_(\d{{4}}-\d{{2}}-\d{{2}}|fin)\.(html|pdf)")
+            for old in target.iterdir():
+                if old.is_file() and kept.fullmatch(old.name) and old.name not in (f"{stem}.html", f"{stem}.pdf"):
+                    try:
+                        os.link(old, tmp / old.name)
+                    except OSError:  # a file system without hard links
+                        shutil.copy2(old, tmp / old.name)
+        (tmp / f"{stem}.html").write_text(html, encoding="utf-8")
+        (tmp / f"{stem}.pdf").write_bytes(pdf)
     return target

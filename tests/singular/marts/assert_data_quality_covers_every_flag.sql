@@ -1,5 +1,6 @@
--- Every data-quality flag of fct_bordereaux (dq_* columns, is_quantity_outlier) is reported by
--- mart_data_quality (macro marts_defect_kinds): a flag added upstream cannot be silently left out.
+-- Every data-quality flag of fct_bordereaux (dq_* columns; is_quantity_outlier is dq_quantity_outlier,
+-- assert_data_quality_one_row_per_flag) is reported by mart_data_quality (macro
+-- marts_defect_kinds): a flag added upstream cannot be silently left out.
 with
 
 flag_columns as (
@@ -8,7 +9,7 @@ flag_columns as (
     where
         table_schema = '{{ ref("fct_bordereaux").schema }}'
         and table_name = '{{ ref("fct_bordereaux").identifier }}'
-        and (column_name like 'dq\_%' or column_name = 'is_quantity_outlier')
+        and column_name like 'dq\_%'
 ),
 
 reported as (
