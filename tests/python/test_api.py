@@ -471,6 +471,21 @@ def test_region_client_may_ask_for_its_departements(client, api_db):
     assert {(i["geo_level"], i["code_departement"]) for i in rates["items"]} == {("departement", "13"), ("region", None)}
 
 
+def test_recovery_rates_beyond_the_territory_are_refused_not_emptied(client, api_db):
+    """A scoped client asking for national (or, scoped to départements, régional) rates got 200 and
+    no row (row-level security): it now gets 403 out_of_scope, pointing to the open data."""
+    national = client.get("/v1/recovery-rates?geo_level=national", headers=_h(api_db, "national")).json()
+    assert national["total"] > 0, "the fixture must hold national rows"
+    for who, level in (("reg93", "national"), ("dep77", "national"), ("dep77", "region")):
+        r = client.get(f"/v1/recovery-rates?geo_level={level}", headers=_h(api_db, who))
+        assert r.status_code == 403, (who, level, r.text)
+        assert r.json()["error"] == "out_of_scope" and "taux-de-valorisation" in r.text
+    # Within the territory, each level still answers.
+    regional = client.get("/v1/recovery-rates?geo_level=region", headers=_h(api_db, "reg93")).json()
+    assert regional["total"] > 0 and {i["code_region"] for i in regional["items"]} == {"93"}
+    assert client.get("/v1/recovery-rates?geo_level=departement", headers=_h(api_db, "dep77")).json()["total"] > 0
+
+
 def test_recovery_rates_flag_what_the_open_data_withholds_and_incomplete_periods(client, api_db):
     """State agents read the raw tonnes (docs/api.md: the secret statistique is for the public
     outputs, METRICS.md), but each row says whether the open data withholds it (secret statistique,

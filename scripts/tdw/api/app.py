@@ -390,6 +390,25 @@ class Ctx:
         raise ApiError(403, "out_of_scope", f"La région {region} est hors de votre périmètre ({self.client.describe_scope()})",
                        f"région {region} is outside your scope ({self.client.describe_scope()})")
 
+    def check_geo_level(self, geo_level: str | None) -> None:
+        """403 if the requested level of aggregation reaches beyond the client's territory: the
+        national rows for a client scoped to régions or départements, the région rows for a client
+        scoped to départements (they aggregate establishments outside the scope; without the
+        filter such rows are simply not in the answer, row-level security)."""
+        kind = self.client.scope_kind
+        if geo_level is None or kind == "national" or (geo_level == "region" and kind == "regions") \
+                or geo_level == "departement":
+            return
+        level_fr = "nationaux" if geo_level == "national" else "régionaux"
+        level_en = "national" if geo_level == "national" else "région"
+        raise ApiError(
+            403, "out_of_scope",
+            f"Les chiffres {level_fr} agrègent des établissements hors de votre périmètre "
+            f"({self.client.describe_scope()}) ; ceux que la statistique publique diffuse sont dans les données "
+            "ouvertes (jeu « taux-de-valorisation »)",
+            f"{level_en} figures aggregate establishments outside your scope ({self.client.describe_scope()}); "
+            "the published ones are in the open data (dataset 'taux-de-valorisation')")
+
     def _count(self, table: str, where: list[tuple[str, tuple]]) -> tuple[int, str, list]:
         where_sql = " and ".join(f"({w})" for w, _ in where) or "true"
         params = [p for _, ps in where for p in ps]
@@ -1102,6 +1121,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         _check_period(date_from, date_to)
         ctx.check_departement(departement)
         ctx.check_region(region)
+        ctx.check_geo_level(geo_level)
         where: list[tuple[str, tuple]] = []
         for value, col in ((departement, "code_departement"), (region, "code_region"), (geo_level, "geo_level"),
                            (period_type, "period_type"), (waste_chapter_code, "waste_chapter_code"),
