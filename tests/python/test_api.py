@@ -724,8 +724,10 @@ def test_inspection_sheet_file_name_names_the_period(client, api_db, monkeypatch
     """The sheet's file name is the export's (fiche-<SIRET>_<du>_<au>): two periods, two names."""
     from tdw.exports import inspection
 
-    monkeypatch.setattr(inspection, "inspection_sheet_pdf", lambda dsn, s, **k: b"%PDF-1.4")
-    monkeypatch.setattr(inspection, "inspection_sheet_html", lambda dsn, s, **k: "<p>fiche</p>")
+    monkeypatch.setattr(inspection, "inspection_data", lambda dsn, s, **k: {"coverage": {
+        "first_day": None, "last_day": None, "status": "unknown"}})
+    monkeypatch.setattr(inspection, "render_pdf", lambda data: b"%PDF-1.4")
+    monkeypatch.setattr(inspection, "render_html", lambda data: "<p>fiche</p>")
     h = _h(api_db, "dep77")
     r = client.get(f"/v1/establishments/{S77}/inspection-sheet?format=pdf&date_from=2024-01-01&date_to=2024-06-30",
                    headers=h)
@@ -733,6 +735,44 @@ def test_inspection_sheet_file_name_names_the_period(client, api_db, monkeypatch
     assert r.headers["content-disposition"] == f'inline; filename="fiche-{S77}_2024-01-01_2024-06-30.pdf"'
     r = client.get(f"/v1/establishments/{S77}/inspection-sheet?date_from=2024-07-01", headers=h)
     assert r.status_code == 200 and r.headers["content-disposition"] == f'inline; filename="fiche-{S77}_2024-07-01_fin.html"'
+
+
+def test_inspection_sheet_of_a_period_outside_the_data_says_so(client, api_db, monkeypatch):
+    """A period the warehouse has no data for still gives its sheet (an inspector may need to
+    show there is none), with the sheet's warning, and X-Data-Coverage says it to programs:
+    none (wholly outside), partial, complete; X-Data-Coverage-Days gives the data's days."""
+    from datetime import date
+
+    from tdw.exports import inspection
+
+    first, last = date(2024, 11, 29), date(2026, 1, 27)
+    seen = []
+
+    def data(dsn, s, *, date_from=None, date_to=None):
+        seen.append((s, date_from, date_to))
+        return {"coverage": {"first_day": first, "last_day": last,
+                             "status": inspection.coverage_status(date_from, date_to, first, last)}}
+
+    monkeypatch.setattr(inspection, "inspection_data", data)
+    monkeypatch.setattr(inspection, "render_html", lambda d: f"<p>{inspection.coverage_warning(d['coverage'])}</p>")
+    monkeypatch.setattr(inspection, "render_pdf", lambda d: b"%PDF-1.4")
+    h = _h(api_db, "dep77")
+    for query_string, status in (("date_from=2023-01-01&date_to=2023-12-31", "none"),
+                                 ("date_from=2027-01-01&date_to=2027-03-31", "none"),
+                                 ("date_from=2024-10-01&date_to=2024-12-31", "partial"),
+                                 ("date_from=2025-01-01&date_to=2025-03-31", "complete"), ("", "complete")):
+        for fmt in ("html", "pdf"):
+            r = client.get(f"/v1/establishments/{S77}/inspection-sheet?format={fmt}&{query_string}", headers=h)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-data-coverage"] == status, query_string
+            assert r.headers["x-data-coverage-days"] == "2024-11-29/2026-01-27"
+            if fmt == "html" and status == "none":
+                assert "pas de données Trackdéchets pour cette période (données du 29/11/2024 au 27/01/2026)" in r.text
+    assert seen[0] == (S77, date(2023, 1, 1), date(2023, 12, 31))
+    # the OpenAPI document names both headers
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/v1/establishments/{siret}/inspection-sheet"]["get"]["responses"]["200"]
+    assert set(ok["headers"]) == {"X-Data-Coverage", "X-Data-Coverage-Days"}
 
 
 def test_me_and_health(client, api_db):

@@ -59,7 +59,7 @@ def wh(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
         load_icpe(dsn, out / "icpe", source_label="simulated")
     extract(src, dsn)
     _dbt(settings, dsn, "build", "--select", "+path:models/marts/open_data", "+mart_public_weekly_stats",
-         "+mart_icpe_conformity_alerts", "+dim_waste_codes",
+         "+mart_icpe_conformity_alerts", "+dim_waste_codes", "+dim_complete_periods",
          "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
     _dbt(settings, dsn, "test", "--select", "path:models/marts/open_data")
     old = {k: os.environ.get(k) for k in ("TDW_HOME", "TDW_DATA_DIR", "TDW_EXPORT_DIR")}
@@ -395,6 +395,105 @@ def test_inspection_sheet_html_and_pdf(wh, tmp_path):
                    timeout=60)
     page = next(tmp_path.glob("page*.png"))
     assert page.stat().st_size > 5_000
+
+
+def _pdftotext(pdf: bytes, tmp_path: Path) -> str:
+    """The PDF's text, whitespace flattened (a wrapped line reads as one)."""
+    pdftotext = shutil.which("pdftotext")
+    if not pdftotext:
+        pytest.skip("pdftotext is not installed (Debian package 'poppler-utils')")
+    path = tmp_path / f"sheet-{hashlib.sha1(pdf).hexdigest()[:8]}.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run([pdftotext, str(path), "-"], capture_output=True, text=True, check=True, timeout=60).stdout
+    return " ".join(text.split())
+
+
+def test_inspection_sheet_says_when_the_period_is_outside_the_data(wh, tmp_path):
+    """A sheet for a period the warehouse has no data for said « Aucune alerte sur la période » and
+    « Aucune anomalie détectée » under bare headings, never that the data did not cover the period.
+    Every sheet now gives the coverage (marts.dim_complete_periods: first day a bordereau was
+    created, last load date), warns in HTML and PDF when the period lies wholly or partly outside,
+    and says « Aucun mouvement sur la période » instead of an empty table."""
+    import html as html_lib
+    from datetime import timedelta
+
+    from tdw.exports.inspection import (NO_MOVEMENT, _latin1, coverage_status, inspection_data, render_html,
+                                        render_pdf, sections)
+
+    first, last = query(wh, "select data_first_day, data_as_of_date from marts.dim_complete_periods where grain = 'month'")[0]
+    # the mart's bounds are the bordereaux' own (first creation day, last load day in Paris)
+    assert (first, last) == tuple(query(wh, """select min(created_date), (max(loaded_at) at time zone 'Europe/Paris')::date
+                                               from marts.fct_bordereaux""")[0])
+    assert first < last
+    siret = _busiest_receiver(wh)
+    data_days = f"données du {first:%d/%m/%Y} au {last:%d/%m/%Y}"
+    coverage_line = (f"Données Trackdéchets de l'entrepôt : du {first:%d/%m/%Y} (premier bordereau créé) "
+                     f"au {last:%d/%m/%Y} (dernier chargement).")
+    none_warning = (f"L'entrepôt ne contient pas de données Trackdéchets pour cette période ({data_days}) : "
+                    "l'absence d'alerte ne vaut pas constat de conformité.")
+    partial_warning = (f"L'entrepôt ne contient des données Trackdéchets que pour une partie de cette période "
+                       f"({data_days})")
+    day = timedelta(days=1)
+    cases = {  # (from, to): expected status
+        (first - 400 * day, first - day): "none",  # wholly before the data (e.g. 2023 for data from 11/2024)
+        (last + day, last + 90 * day): "none",  # wholly after (a future quarter)
+        (None, first - day): "none",
+        (last + day, None): "none",
+        (first - 30 * day, first + 120 * day): "partial",
+        (last - 30 * day, last + 30 * day): "partial",
+        (first - day, None): "partial",
+        (first, last): "complete",
+        (None, None): "complete",
+        (first, first): "complete",
+        (last, last): "complete",
+    }
+    for (d0, d1), expected in cases.items():
+        assert coverage_status(d0, d1, first, last) == expected, (d0, d1)
+    assert coverage_status(None, None, None, None) == "none"  # no bordereau at all
+
+    for (d0, d1), expected in list(cases.items())[:2] + [list(cases.items())[4], list(cases.items())[7]]:
+        data = inspection_data(wh, siret, date_from=d0, date_to=d1)
+        assert data["coverage"] == {"first_day": first, "last_day": last, "status": expected}
+        html = html_lib.unescape(render_html(data))
+        pdf = _pdftotext(render_pdf(data), tmp_path)
+        assert coverage_line in html and " ".join(_latin1(coverage_line).split()) in pdf
+        if expected == "none":
+            assert none_warning in html and 'role="alert" id="avertissement-couverture"' in render_html(data)
+            assert " ".join(_latin1(none_warning).split()) in pdf
+            assert "Aucune alerte sur la période" not in html and "Aucune anomalie détectée" not in html
+            assert not data["by_month"] and not data["by_waste_code"] and not data["origins"]
+        elif expected == "partial":
+            assert partial_warning in html and " ".join(_latin1(partial_warning).split()) in pdf
+            assert none_warning not in html
+            assert data["by_month"], "the covered part of the period has movements"
+        else:
+            assert "avertissement-couverture" not in html and "Attention" not in pdf
+            assert "pas de données Trackdéchets" not in html
+        for sec in sections(data):  # an empty flow table says so, in HTML and PDF, never a bare heading
+            if sec["title"].startswith(("Tonnages", "Départements d'origine")) and not sec["rows"]:
+                assert sec["empty"] == NO_MOVEMENT
+        if expected == "none":
+            assert html.count(NO_MOVEMENT) == 3 and pdf.count(_latin1(NO_MOVEMENT)) == 3
+
+
+def test_inspection_sheet_shows_each_title_once_and_names_departements(wh):
+    """Each section's title was repeated as its table's visible caption; the origins table gave
+    département codes only, while the identity block says « Seine-et-Marne (77) »."""
+    from tdw.exports.inspection import inspection_data, render_html, sections
+
+    data = inspection_data(wh, _busiest_receiver(wh))
+    html = render_html(data)
+    captions = re.findall(r"<caption[^>]*>", html)
+    assert captions and all('class="fr-sr-only"' in c for c in captions), captions  # for screen readers only
+    assert re.search(r"\.fr-sr-only\s*\{[^}]*clip: rect\(0, 0, 0, 0\)", html)
+    origins = next(sec for sec in sections(data) if sec["title"].startswith("Départements d'origine"))
+    names = dict(query(wh, "select distinct code_departement, nom_departement from marts.dim_geography"))
+    named = [r for r in data["origins"] if r["departement"] in names]
+    assert named, "no origin département in the geography: nothing checked"
+    shown = {r[0] for r in origins["rows"]}
+    for r in data["origins"]:
+        code = r["departement"]
+        assert (f"{names[code]} ({code})" if code in names else code) in shown, (code, shown)
 
 
 def test_late_processing_counts_bordereaux_not_movements(wh, monkeypatch):

@@ -976,11 +976,23 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
     @app.get("/v1/establishments/{siret}/inspection-sheet", tags=["établissements"],
              summary="Fiche d'inspection de l'établissement (HTML ou PDF)",
              description="Fiche d'inspection produite par l'export de l'entrepôt, pour la période demandée. "
-                         "Familles `establishments` et `icpe`. 503 si l'export n'est pas installé.",
+                         "Familles `establishments` et `icpe`. 503 si l'export n'est pas installé. "
+                         "Une période hors des données Trackdéchets de l'entrepôt donne quand même sa fiche, avec un "
+                         "avertissement en tête ; l'en-tête `X-Data-Coverage` vaut alors `none` (période entièrement "
+                         "hors des données) ou `partial` (en partie), sinon `complete` (`unknown` si la couverture "
+                         "n'est pas connue) et `X-Data-Coverage-Days` donne les jours couverts "
+                         "(`AAAA-MM-JJ/AAAA-MM-JJ`).",
              responses={**_SIRET_RESPONSES,
                         200: {"content": {"text/html": {"schema": {"type": "string"}},
                                           "application/pdf": {"schema": {"type": "string", "format": "binary"}}},
-                              "description": "La fiche."},
+                              "description": "La fiche.",
+                              "headers": {
+                                  "X-Data-Coverage": {"description": "Couverture de la période par les données "
+                                                      "Trackdéchets de l'entrepôt : complete, partial, none ou unknown.",
+                                                      "schema": {"type": "string",
+                                                                 "enum": ["complete", "partial", "none", "unknown"]}},
+                                  "X-Data-Coverage-Days": {"description": "Premier et dernier jour des données "
+                                                           "(AAAA-MM-JJ/AAAA-MM-JJ).", "schema": {"type": "string"}}}},
                         503: {"model": ErrorBody, "description": "Fiche d'inspection indisponible."}})
     def inspection_sheet(request: Request, ctx: CtxDep, siret: SiretPath,
                          fmt: Annotated[SheetFormat | None, Query(alias="format", description="html (défaut) ou pdf ; sinon selon l'en-tête Accept.")] = None,
@@ -991,7 +1003,7 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         if fmt is None:
             fmt = SheetFormat.pdf if "application/pdf" in request.headers.get("accept", "") else SheetFormat.html
         try:
-            from ..exports.inspection import inspection_sheet_html, inspection_sheet_pdf, sheet_file_stem
+            from ..exports.inspection import inspection_data, render_html, render_pdf, sheet_file_stem
         except ImportError as exc:
             raise ApiError(503, "inspection_sheet_unavailable",
                            "La fiche d'inspection n'est pas disponible sur ce serveur (module tdw.exports.inspection absent)",
@@ -999,13 +1011,18 @@ def create_app(api_dsn: str, settings: Settings, *, sheet_dsn: str | None = None
         try:
             # the export's file name (SIRET and period: docs/api.md), for curl -OJ and browsers
             stem = sheet_file_stem(siret, date_from, date_to)
+            data = inspection_data(sheet_dsn, siret, date_from=date_from, date_to=date_to)
+            # a period (partly) outside the warehouse's data still gives its sheet, which says so
+            # in a warning; these headers say it to programs (docs/api.md)
+            coverage = data["coverage"]
+            headers = {"X-Data-Coverage": coverage["status"]}
+            if coverage["first_day"] and coverage["last_day"]:
+                headers["X-Data-Coverage-Days"] = f"{coverage['first_day']:%Y-%m-%d}/{coverage['last_day']:%Y-%m-%d}"
             if fmt is SheetFormat.pdf:
-                body = inspection_sheet_pdf(sheet_dsn, siret, date_from=date_from, date_to=date_to)
-                return Response(body, media_type="application/pdf",
-                                headers={"Content-Disposition": f'inline; filename="{stem}.pdf"'})
-            body = inspection_sheet_html(sheet_dsn, siret, date_from=date_from, date_to=date_to)
-            return Response(body, media_type="text/html; charset=utf-8",
-                            headers={"Content-Disposition": f'inline; filename="{stem}.html"'})
+                return Response(render_pdf(data), media_type="application/pdf",
+                                headers={**headers, "Content-Disposition": f'inline; filename="{stem}.pdf"'})
+            return Response(render_html(data), media_type="text/html; charset=utf-8",
+                            headers={**headers, "Content-Disposition": f'inline; filename="{stem}.html"'})
         except TdwError as exc:
             # The export checks SIRETs more strictly (Luhn key) and may not know an ICPE-only site.
             text = str(exc)

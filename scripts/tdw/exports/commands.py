@@ -24,7 +24,7 @@ def register(app) -> None:
     """Add the ``export`` and ``publish`` command groups to the Typer ``app``."""
     from rich.console import Console
 
-    out = Console()
+    out, err = Console(), Console(stderr=True)
     export_app = typer.Typer(help="Exports on the marts: open data, public statistics page, inspection sheets.",
                              no_args_is_help=True)
     publish_app = typer.Typer(help="Publish exports (data.gouv.fr).", no_args_is_help=True)
@@ -76,7 +76,7 @@ def register(app) -> None:
         """Write the inspection sheet of one establishment as HTML and PDF."""
         from .. import db
         from ..config import load_settings
-        from .inspection import sheet_file_stem, validate_siret, write_inspection_sheet
+        from .inspection import coverage_warning, period_coverage, sheet_file_stem, validate_siret, write_inspection_sheet
 
         settings = load_settings()
         s = validate_siret(siret)
@@ -84,6 +84,11 @@ def register(app) -> None:
         target = write_inspection_sheet(db.warehouse_dsn(settings), settings, s, date_from=d0, date_to=d1, out_dir=out_dir)
         stem = sheet_file_stem(s, d0, d1)
         out.print(f"written {target / f'{stem}.html'} and {target / f'{stem}.pdf'}")
+        coverage = period_coverage(db.warehouse_dsn(settings), d0, d1)
+        if coverage["status"] != "complete":  # the sheet is written all the same, with this warning at its top
+            err.print(f"warning: the period is {'partly ' if coverage['status'] == 'partial' else ''}outside the "
+                      f"warehouse's Trackdéchets data ({coverage['first_day'] or '?'} to {coverage['last_day'] or '?'}): "
+                      "the sheet says so; no alert there is no proof of conformity", highlight=False)
 
     @publish_app.command("data-gouv")
     def data_gouv_cmd(

@@ -142,6 +142,7 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
             raise TdwError(f"SIRET {siret} is unknown to the warehouse (no establishment, no BSD names it)")
         data: dict = {"siret": siret, "identity": ident[0], "date_from": date_from, "date_to": date_to,
                       "in_force_on": in_force_on, "simulated": source_is_simulated(cur)}
+        data["coverage"] = data_coverage(cur, date_from, date_to)
         # in force on a day (METRICS.md, int_icpe__authorisations): an in-force state AND the day
         # within [valid_from, valid_to); is_in_force alone is the state, true for expired versions
         data["rubriques"] = _rows(cur, """
@@ -190,7 +191,14 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
         data["by_waste_code"] = sorted(({**r, "waste_description": labels.get(r["waste_code"])} for r in codes),
                                        key=lambda r: (-(r["t"] or 0), r["waste_code"] is None, r["waste_code"] or ""))
         # incoming only: the outgoing rows have no département (null group, dropped)
-        data["origins"] = sorted((r for r in flows if r["grp"] == "dept" and r["departement"] is not None),
+        origins = [r for r in flows if r["grp"] == "dept" and r["departement"] is not None]
+        # « Seine-et-Marne (77) » as in the identity block: dim_geography and dim_establishments both
+        # name départements from the reference (stg_reference__departements)
+        names = {r["code_departement"]: r["nom_departement"] for r in _rows(cur, """
+            select distinct code_departement, nom_departement from marts.dim_geography
+            where code_departement = any(%(codes)s::text[]) and nom_departement is not null""",
+            {"codes": [r["departement"] for r in origins]})}
+        data["origins"] = sorted(({**r, "nom_departement": names.get(r["departement"])} for r in origins),
                                  key=lambda r: (r["entrant_t"] is None, -(r["entrant_t"] or 0), r["departement"]))
         data["stock"] = _rows(cur, """
             select rubrique_alinea, max(theoretical_stock_t) as max_stock_t,
@@ -242,6 +250,77 @@ def inspection_data(dsn: str, siret: str, *, date_from: date | None = None, date
                            for f in DQ_FLAGS if quality[f]]
         data["generated_at"] = datetime.now(timezone.utc)
     return data
+
+
+def coverage_status(date_from: date | None, date_to: date | None, first_day: date | None,
+                    last_day: date | None) -> str:
+    """How the Trackdéchets data of the warehouse, ``first_day`` to ``last_day`` (both None when
+    unknown or without any bordereau), cover the period ``date_from`` to ``date_to`` (None: open
+    end, i.e. the data's own first or last day): ``"complete"``, ``"partial"`` (part of the period
+    lies before the first day or after the last) or ``"none"`` (wholly outside, or no data at all).
+    (:func:`data_coverage` adds ``"unknown"``: marts.dim_complete_periods not built.)"""
+    if first_day is None or last_day is None:  # no bordereau at all
+        return "none"
+    if (date_from and date_from > last_day) or (date_to and date_to < first_day):
+        return "none"
+    if (date_from and date_from < first_day) or (date_to and date_to > last_day):
+        return "partial"
+    return "complete"
+
+
+def data_coverage(cur, date_from: date | None, date_to: date | None) -> dict:
+    """The days the warehouse's Trackdéchets data cover, and how they cover the sheet's period.
+
+    Source of truth: ``marts.dim_complete_periods`` (the bounds every published series uses,
+    macros/complete_periods.sql): ``data_first_day``, the first day a bordereau was created
+    (fct_bordereaux.created_date, Europe/Paris), and ``data_as_of_date``, the day the warehouse last
+    loaded a bordereau from Trackdéchets (the data are as of that day). Returns ``{"first_day",
+    "last_day", "status"}`` (:func:`coverage_status`); without that mart (marts not fully built)
+    the days are None and the status ``"unknown"``.
+    """
+    if not _exists(cur, "marts", "dim_complete_periods"):
+        return {"first_day": None, "last_day": None, "status": "unknown"}
+    cur.execute("select data_first_day, data_as_of_date from marts.dim_complete_periods where grain = 'month'")
+    row = cur.fetchone() or (None, None)
+    first_day, last_day = row
+    if first_day is not None and last_day is None:
+        last_day = first_day
+    return {"first_day": first_day, "last_day": last_day,
+            "status": coverage_status(date_from, date_to, first_day, last_day)}
+
+
+def period_coverage(dsn: str, date_from: date | None, date_to: date | None) -> dict:
+    """:func:`data_coverage` on its own connection (the command line's warning)."""
+    with contextlib.closing(db.connect(dsn)) as conn, conn.cursor() as cur:
+        return data_coverage(cur, date_from, date_to)
+
+
+def coverage_text(coverage: dict) -> str:
+    """The sheet's line on the data's coverage, e.g. « Données Trackdéchets de l'entrepôt : du
+    29/11/2024 (premier bordereau créé) au 27/01/2026 (dernier chargement). »"""
+    if coverage["status"] == "unknown":
+        return ("Couverture des données Trackdéchets de l'entrepôt inconnue (marts.dim_complete_periods absent) : "
+                "vérifier les dates des données avant de conclure.")
+    if coverage["first_day"] is None:
+        return "L'entrepôt ne contient aucun bordereau Trackdéchets."
+    return (f"Données Trackdéchets de l'entrepôt : du {fmt(coverage['first_day'])} (premier bordereau créé) "
+            f"au {fmt(coverage['last_day'])} (dernier chargement).")
+
+
+def coverage_warning(coverage: dict) -> str | None:
+    """The warning of a sheet whose period lies wholly (``none``) or partly (``partial``) outside the
+    data, or whose coverage is unknown; None when the data cover the whole period."""
+    days = (f"données du {fmt(coverage['first_day'])} au {fmt(coverage['last_day'])}"
+            if coverage.get("first_day") else "aucune donnée chargée")
+    if coverage["status"] == "none":
+        return (f"L'entrepôt ne contient pas de données Trackdéchets pour cette période ({days}) : "
+                "l'absence d'alerte ne vaut pas constat de conformité.")
+    if coverage["status"] == "partial":
+        return (f"L'entrepôt ne contient des données Trackdéchets que pour une partie de cette période ({days}) : "
+                "hors de ces dates, l'absence de mouvement ou d'alerte ne vaut pas constat de conformité.")
+    if coverage["status"] == "unknown":
+        return coverage_text(coverage)
+    return None
 
 
 def _exists(cur, schema: str, table: str) -> bool:
@@ -297,12 +376,27 @@ def late_note(n_bsds: int, n_movements: int) -> str:
 ZERO_QUANTITY_MARK = "(à vérifier)"
 
 
-def alerts_note(alerts: list[dict]) -> str | None:
+NO_DATA = "l'entrepôt n'a pas de données Trackdéchets pour cette période (voir l'avertissement en tête de fiche)."
+
+
+def _covered(data: dict) -> bool:
+    return (data.get("coverage") or {}).get("status", "complete") != "none"
+
+
+def departement_label(code: str | None, name: str | None) -> str:
+    """« Seine-et-Marne (77) », as in the identity block; the code alone when the geography does
+    not name it (« inconnu », a foreign code)."""
+    return f"{name} ({code})" if name else (code or "—")
+
+
+def alerts_note(alerts: list[dict], coverage: dict | None = None) -> str | None:
     """The note of the alerts section: « Aucune alerte sur la période. » when there is none; when
     some capacity alerts compare with an authorised quantity of 0 (is_authorised_quantity_zero),
     a caveat counting them, e.g. « 2 alertes comparées à une quantité autorisée nulle dans le
     registre ICPE, probablement non renseignée : à vérifier (marquées « (à vérifier) ») »; else None."""
     if not alerts:
+        if coverage and coverage.get("status") == "none":
+            return f"Aucune alerte : {NO_DATA}"
         return "Aucune alerte sur la période."
     n_zero = sum(1 for r in alerts if r.get("is_authorised_quantity_zero"))
     if not n_zero:
@@ -312,8 +406,13 @@ def alerts_note(alerts: list[dict]) -> str | None:
             " dans la colonne Autorisé).")
 
 
-def _section(title: str, note: str | None, header: list[str], rows: list[list[str]], numeric: tuple[int, ...] = ()) -> dict:
-    return {"title": title, "note": note, "header": header, "rows": rows,
+NO_MOVEMENT = "Aucun mouvement sur la période."
+
+
+def _section(title: str, note: str | None, header: list[str], rows: list[list[str]], numeric: tuple[int, ...] = (),
+             empty: str | None = None) -> dict:
+    """One table of the sheet; ``empty``: what the sheet says instead of the table when it has no row."""
+    return {"title": title, "note": note, "header": header, "rows": rows, "empty": None if rows else empty,
             "align": ["R" if i in numeric else "L" for i in range(len(header))]}
 
 
@@ -346,14 +445,15 @@ def sections(data: dict) -> list[dict]:
         "sortant : pris en charge au départ du site (tonnes reçues à destination).",
         ["Mois", "Entrant (t)", "BSD entrants", "Sortant (t)", "BSD sortants"],
         [[r["mois"].strftime("%m/%Y"), _t(r["entrant_t"]), fmt(r["entrant_n"]), _t(r["sortant_t"]), fmt(r["sortant_n"])]
-         for r in data["by_month"]], numeric=(1, 2, 3, 4)))
+         for r in data["by_month"]], numeric=(1, 2, 3, 4), empty=NO_MOVEMENT))
     out.append(_section(
         "Tonnages par code déchet", None, ["Code déchet", "Libellé", "Entrant (t)", "Sortant (t)", "BSD"],
         [[r["waste_code"] or "—", _shorten(r["waste_description"]), _t(r["entrant_t"]), _t(r["sortant_t"]), fmt(r["n_bsd"])]
-         for r in data["by_waste_code"]], numeric=(2, 3, 4)))
+         for r in data["by_waste_code"]], numeric=(2, 3, 4), empty=NO_MOVEMENT))
     out.append(_section(
         "Stock théorique sur site (rubrique 2718)",
-        None if data["stock"] else "Pas de rubrique 2718 en vigueur : pas de stock théorique calculé.",
+        None if data["stock"] else ("Pas de rubrique 2718 en vigueur : pas de stock théorique calculé." if _covered(data)
+                                    else f"Pas de stock théorique calculé : {NO_DATA}"),
         ["Rubrique", "Stock au dernier jour (t)", "Dernier jour", "Stock maximal (t)", "Seuil autorisé (t)", "Seuil dépassé"],
         [[r["rubrique_alinea"], _t(r["last_stock_t"]), fmt(r["last_day"]), _t(r["max_stock_t"]), _t(r["authorised_t"]),
           fmt(r["exceeded"])] for r in data["stock"]], numeric=(1, 3, 4)))
@@ -368,9 +468,10 @@ def sections(data: dict) -> list[dict]:
         "Départements d'origine des déchets reçus",
         "Établissements d'origine : ceux qui ont un SIRET (les particuliers n'en ont pas).",
         ["Département", "Reçu (t)", "BSD", "Établissements d'origine (SIRET)"],
-        [[r["departement"], _t(r["t"]), fmt(r["n_bsd"]), fmt(r["n_origins"])] for r in data["origins"]], numeric=(1, 2, 3)))
+        [[departement_label(r["departement"], r.get("nom_departement")), _t(r["t"]), fmt(r["n_bsd"]), fmt(r["n_origins"])]
+         for r in data["origins"]], numeric=(1, 2, 3), empty=NO_MOVEMENT))
     out.append(_section(
-        "Alertes de conformité ICPE", alerts_note(data["alerts"]),
+        "Alertes de conformité ICPE", alerts_note(data["alerts"], data.get("coverage")),
         ["Alerte", "Date", "Période", "Rubrique", "Autorisé", "Unité", "Observé (t)", "BSD", "BSD concernés", "Détail"],
         [[ALERT_LABELS.get(r["alert_kind"], r["alert_kind"]), fmt(r["alert_date"]),
           f"{fmt(r['period_start'])} – {fmt(r['period_end'])}", r["rubrique"] or "—",
@@ -378,7 +479,8 @@ def sections(data: dict) -> list[dict]:
           r["authorised_unit"] or "—", _t(r["observed_quantity_t"]),
           fmt(r["n_bsds"]), r["bsd_numbers"] or "", r["detail"] or ""] for r in data["alerts"]], numeric=(4, 6, 7)))
     out.append(_section(
-        "Anomalies de qualité des données", None if data["quality"] else "Aucune anomalie détectée.",
+        "Anomalies de qualité des données", None if data["quality"] else (
+            "Aucune anomalie détectée." if _covered(data) else f"Aucune anomalie : {NO_DATA}"),
         ["Anomalie", "BSD", "Exemples"], [[q["label"], fmt(q["n"]), q["bsd_ids"]] for q in data["quality"]], numeric=(1,)))
     return out
 
@@ -405,7 +507,8 @@ def render_html(data: dict) -> str:
     return env.get_template("inspection.html.j2").render(
         data=data, sections=sections(data), period=_period(data), css=(TEMPLATES / "dsfr.css").read_text(encoding="utf-8"),
         generated_at=french_timestamp(data["generated_at"]), simulated=data.get("simulated"),
-        simulated_banner=SIMULATED_BANNER)
+        simulated_banner=SIMULATED_BANNER, coverage=coverage_text(data["coverage"]),
+        coverage_warning=coverage_warning(data["coverage"]))
 
 
 # Core PDF fonts are Latin-1: the narrow no-break space becomes a no-break space (kept on one line).
@@ -458,10 +561,20 @@ def render_pdf(data: dict) -> bytes:
     pdf.set_x(80); pdf.set_font("Helvetica", "", 8)
     pdf.cell(0, 5, _latin1("Document réservé à l'inspection. Quantités en tonnes (t) ; les quantités aberrantes sont "
                            "exclues des sommes (voir les anomalies)."), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_x(80)
+    pdf.multi_cell(0, 4, _latin1(coverage_text(data["coverage"])), new_x="LMARGIN", new_y="NEXT")
     if simulated:
         pdf.ln(1); pdf.set_font("Helvetica", "B", 10); pdf.set_text_color(206, 5, 0)
         pdf.multi_cell(0, 5, _latin1(SIMULATED_BANNER), border=1, new_x="LMARGIN", new_y="NEXT")
         pdf.set_text_color(0, 0, 0)
+    warning = coverage_warning(data["coverage"])
+    if warning:  # the period is not (wholly) covered: as visible as the simulated-data banner
+        pdf.ln(1); pdf.set_font("Helvetica", "B", 10); pdf.set_text_color(206, 5, 0)
+        pdf.set_draw_color(206, 5, 0); pdf.set_fill_color(255, 233, 230); pdf.set_line_width(0.6)
+        pdf.multi_cell(0, 5.5, _latin1(f"Attention : {warning}"), border=1, fill=True, padding=1.5,
+                       new_x="LMARGIN", new_y="NEXT")
+        pdf.set_line_width(0.2); pdf.set_text_color(0, 0, 0); pdf.set_fill_color(255, 255, 255)
+        pdf.set_draw_color(200, 200, 200)
     pdf.ln(4)
     for sec in sections(data):
         if pdf.will_page_break(30):
@@ -471,6 +584,10 @@ def render_pdf(data: dict) -> bytes:
         pdf.set_text_color(0, 0, 0); pdf.set_font("Helvetica", "", PDF_FONT_PT)
         if sec["note"]:
             pdf.multi_cell(0, 4.5, _latin1(sec["note"]), new_x="LMARGIN", new_y="NEXT")
+        if sec["empty"]:
+            pdf.set_font("Helvetica", "I", PDF_FONT_PT + 1)
+            pdf.multi_cell(0, 4.5, _latin1(sec["empty"]), new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", "", PDF_FONT_PT)
         if sec["rows"]:
             _pdf_table(pdf, [_latin1(h) for h in sec["header"]],
                        [[_clip(_latin1(v)) for v in r] for r in sec["rows"]], sec["align"])
