@@ -81,10 +81,12 @@
     {%- endif -%}
     {%- set exprs = [] -%}
     {%- set probes = [] -%}
+    {%- set nd_tests = [] -%}
+    {%- set json_texts = [] -%}
     {%- for rc in raw_columns -%}
         {%- set column = node.columns.get(rc.name) -%}
         {%- if column is not none -%}
-            {%- set e = replica_column_expression(table_name, rc, privacy_column_meta(column), raw_columns, probes) -%}
+            {%- set e = replica_column_expression(table_name, rc, privacy_column_meta(column), raw_columns, probes, nd_tests, json_texts) -%}
             {%- if e -%}
                 {%- do exprs.append(e ~ ' as ' ~ adapter.quote(rc.name)) -%}
             {%- endif -%}
@@ -92,7 +94,14 @@
     {%- endfor -%}
     {%- if exprs | length == 0 -%}
         {{ exceptions.raise_compiler_error("table '" ~ table_name ~ "' has no column to replicate") }}
-    {%- endif %}
+    {%- endif -%}
+    {%- set flags = [] -%}
+    {%- if probes | length > 0 -%}
+        {%- do flags.append(mask_personal_suspect(probes) ~ ' as suspect') -%}
+    {%- endif -%}
+    {%- for test in nd_tests -%}
+        {%- do flags.append(test ~ ' as nd_' ~ loop.index) -%}
+    {%- endfor %}
 with non_diffusible as (
     {{ non_diffusible_identifiers(anonymous) }}
 )
@@ -100,17 +109,27 @@ with non_diffusible as (
 select
     {{ exprs | join(',\n    ') }}
 from {{ raw }} as src
-{%- if probes | length > 0 %}
-{# the limit (of a one-row select: no row is lost) keeps the subquery as it is: pulled up, its
-   expression would be copied into every masked column and evaluated once per column instead of
-   once per row. (The usual `offset 0` does the same, but sqlfluff cannot parse it here.) #}
-cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect limit 1) as personal_probe
+{%- if flags | length > 0 %}
+{# what each row's columns share, computed once per row: `suspect` (the row may hold a personal
+   value typed in kept text) and nd_<n> (the row names a non-diffusible establishment in the
+   nd_keys of several columns). The limit (of a one-row select: no row is lost) keeps the
+   subquery as it is: pulled up, its expressions would be copied into every column and evaluated
+   once per column instead of once per row. (The usual `offset 0` does the same, but sqlfluff
+   cannot parse it here.) #}
+cross join lateral (select {{ flags | join(', ') }}
+    {%- if json_texts | length > 0 %}
+    from (select {% for t in json_texts %}{{ t }} as t_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %} limit 1) as row_json
+    {%- endif %} limit 1) as row_flags
 {%- endif %}
 {%- endmacro %}
 
 {#- SQL expression of one replica column, or '' when the column is dropped. -#}
-{#- `probes`: a list to which the column's text to probe for personal values is appended. -#}
-{% macro replica_column_expression(table_name, rc, meta, raw_columns, probes) -%}
+{#- `probes`: a list to which the column's text to probe for personal values is appended.
+    `nd_tests`: a list of the row's non-diffusible tests (row_flags.nd_<position + 1>), to which
+    the column's test is appended when new.
+    `json_texts`: a list to which a probed json column's `(value)::text` is appended, computed
+    once per row as row_json.t_<position + 1> (the probe reads it twice). -#}
+{% macro replica_column_expression(table_name, rc, meta, raw_columns, probes, nd_tests, json_texts) -%}
     {%- set where = 'column "' ~ table_name ~ '"."' ~ rc.name ~ '"' -%}
     {%- set privacy = meta.get('privacy') -%}
     {%- set treatment = meta.get('treatment') -%}
@@ -155,12 +174,19 @@ cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect limit 
     {%- else -%}
         {%- set expr = col -%}
     {%- endif -%}
-    {%- if treatment in ['keep', 'generalise'] and mask_personal_is_free_text(privacy, meta)
+    {%- set unmasked = expr -%}
+    {%- set probed = treatment in ['keep', 'generalise'] and mask_personal_is_free_text(privacy, meta)
             and mask_personal_is_text_type(rc.type) -%}
+    {%- if probed -%}
         {#- an e-mail, phone number or plate typed inside kept text (mask_personal_text.sql); the
-            row is probed once over all such columns (personal_probe, replica_select) -#}
-        {%- do probes.append(mask_personal_probe_text(expr, rc.type)) -%}
-        {%- set expr = mask_personal_text(expr, rc.type, suspect='personal_probe.suspect') -%}
+            row is probed once over all such columns (row_flags.suspect, replica_select) -#}
+        {%- if rc.type | lower in ['json', 'jsonb'] -%}
+            {%- do json_texts.append('(' ~ expr ~ ')::text') -%}
+            {%- do probes.append(mask_personal_probe_text(expr, rc.type, json_text='row_json.t_' ~ json_texts | length)) -%}
+        {%- else -%}
+            {%- do probes.append(mask_personal_probe_text(expr, rc.type)) -%}
+        {%- endif -%}
+        {%- set expr = mask_personal_text(expr, rc.type, suspect='row_flags.suspect') -%}
     {%- endif -%}
     {%- set keys = meta.get('nd_keys') or [] -%}
     {%- if keys | length > 0 -%}
@@ -170,8 +196,14 @@ cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect limit 
             {#- a denormalised array of SIRETs: drop the non-diffusible elements, keep the order.
                 `not in` (ids are never null) is a hashed subplan, built once; a correlated
                 `not exists` would scan every identifier for every element of every row. -#}
-            {%- set expr = 'array(select u.e from unnest(' ~ expr ~ ') with ordinality as u (e, i)'
+            {%- set filtered = 'array(select u.e from unnest(' ~ expr ~ ') with ordinality as u (e, i)'
                 ~ ' where u.e is null or u.e not in (select k from non_diffusible) order by u.i)' -%}
+            {#- that subquery costs about a microsecond a row (1.1 s for Form's two arrays at 1 M
+                bordereaux); an unflagged array of at most three elements none of which is
+                non-diffusible (nearly every row) is the unmasked value as it is -#}
+            {%- set clean = replica_nd_array_clean(unmasked) -%}
+            {%- set expr = 'case when ' ~ ('not row_flags.suspect and ' if probed else '') ~ clean
+                ~ ' then ' ~ unmasked ~ ' else ' ~ filtered ~ ' end' -%}
         {%- else -%}
             {%- set tests = [] -%}
             {%- for k in keys -%}
@@ -186,10 +218,29 @@ cross join lateral (select {{ mask_personal_suspect(probes) }} as suspect limit 
             {%- endfor -%}
             {%- set is_name = rc.name.endswith('Name') or rc.name in ['name', 'givenName'] -%}
             {%- set masked = "'non diffusible'" if (is_name and rc.type == 'text') else typed_null -%}
-            {%- set expr = 'case when coalesce(' ~ tests | join(' or ') ~ ', false) then ' ~ masked ~ ' else ' ~ expr ~ ' end' -%}
+            {%- set test = 'coalesce(' ~ tests | join(' or ') ~ ', false)' -%}
+            {%- if test not in nd_tests -%}
+                {%- do nd_tests.append(test) -%}
+            {%- endif -%}
+            {%- set expr = 'case when row_flags.nd_' ~ (nd_tests.index(test) + 1) ~ ' then ' ~ masked ~ ' else ' ~ expr ~ ' end' -%}
         {%- endif -%}
     {%- endif -%}
     {{ return(expr) }}
+{%- endmacro %}
+
+{#- SQL boolean, true only when the array `v` is the result of the non-diffusible filter of
+    replica_column_expression as it is: empty, or one-dimensional from index 1 with at most three
+    elements, none of them a non-diffusible identifier (null elements are kept by the filter).
+    Null or unknown (a null array: the filter gives '{}') means: run the filter. Each `in` is a
+    hashed subplan (built once); no subquery runs per row. -#}
+{% macro replica_nd_array_clean(v) -%}
+    {%- set tests = [] -%}
+    {%- for i in range(1, 4) -%}
+        {%- do tests.append('(cardinality(' ~ v ~ ') < ' ~ i ~ ' or ' ~ v ~ '[' ~ i ~ '] is null or '
+            ~ v ~ '[' ~ i ~ '] not in (select k from non_diffusible))') -%}
+    {%- endfor -%}
+    {{- return('(cardinality(' ~ v ~ ') = 0 or (cardinality(' ~ v ~ ') <= 3 and array_ndims(' ~ v ~ ') = 1 and array_lower('
+        ~ v ~ ', 1) = 1 and ' ~ tests | join(' and ') ~ '))') -}}
 {%- endmacro %}
 
 {#- Select of every identifier (column k) of a non-diffusible establishment listed in
