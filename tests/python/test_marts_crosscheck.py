@@ -637,7 +637,7 @@ def test_grants(built, settings):
     grants = _read(wh, "select table_name, grantee from information_schema.role_table_grants "
                        "where table_schema = 'marts' and privilege_type = 'SELECT'")
     analyst, public = settings.role("analyst"), settings.role("public")
-    mine = {"dim_date", "dim_geography", "dim_waste_codes", "dim_operations", "dim_establishments", "fct_bordereaux",
+    mine = {"dim_date", "dim_geography", "dim_departements", "dim_regions", "dim_waste_codes", "dim_operations", "dim_establishments", "fct_bordereaux",
             "fct_movements", "mart_waste_flows", "mart_recovery_rates", "mart_distances", "mart_data_quality",
             "mart_public_weekly_stats"}
     by_role = grants.groupby("grantee")["table_name"].apply(set).to_dict()
