@@ -497,7 +497,8 @@ def enrich(mv: pd.DataFrame, src: str, geo: Geo) -> pd.DataFrame:
             return np.nan
         p1, p2 = math.radians(r.o_lat), math.radians(r.d_lat)
         a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(r.d_lng - r.o_lng) / 2) ** 2
-        return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+        # kept to the metre (fct_movements.distance_km: numeric, 3 decimals)
+        return round(2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a))), 3)
 
     mv["distance_km"] = [haversine(r) for r in mv.itertuples()]
     return mv
@@ -637,7 +638,7 @@ def test_grants(built, settings):
     grants = _read(wh, "select table_name, grantee from information_schema.role_table_grants "
                        "where table_schema = 'marts' and privilege_type = 'SELECT'")
     analyst, public = settings.role("analyst"), settings.role("public")
-    mine = {"dim_date", "dim_geography", "dim_waste_codes", "dim_operations", "dim_establishments", "fct_bordereaux",
+    mine = {"dim_date", "dim_geography", "dim_departements", "dim_regions", "dim_waste_codes", "dim_operations", "dim_establishments", "fct_bordereaux",
             "fct_movements", "mart_waste_flows", "mart_recovery_rates", "mart_distances", "mart_data_quality",
             "mart_public_weekly_stats"}
     by_role = grants.groupby("grantee")["table_name"].apply(set).to_dict()
@@ -645,6 +646,28 @@ def test_grants(built, settings):
     assert by_role.get(public, set()) & mine == {"mart_public_weekly_stats"}
     # the building blocks of the public marts keep the withheld figures: never public
     assert not {t for t in by_role.get(public, set()) if "_int_" in t}
+
+
+def test_analyst_types(built):
+    """Tonnes, kilometres and tonne-km are numeric in every mart, so an analyst can mix them and round the
+    result (round(double precision, integer) does not exist); rates and shares have 6 decimals at most."""
+    _, wh = built
+    cols = _read(wh, "select table_name, column_name, data_type from information_schema.columns "
+                     "where table_schema = 'marts' and (column_name ~ '(_t|_km|^tonne_km|rate|share)$')")
+    assert {"tonne_km", "mean_distance_km", "distance_km", "recovery_rate", "quantity_received_t"} <= set(cols["column_name"])
+    not_numeric = cols[cols["data_type"] != "numeric"]
+    assert not_numeric.empty, f"not numeric:\n{not_numeric}"
+    # what the analyst wrote, on the mart and on the fact
+    for statement in ("select round(sum(tonne_km) / nullif(sum(tonnes_with_distance_t), 0), 1) from marts.mart_distances",
+                      "select round(sum(tonne_km) / nullif(sum(quantity_received_t) filter (where distance_km is not null), 0), 1) "
+                      "from marts.fct_movements"):
+        assert _read(wh, statement).iloc[0, 0] > 0, statement
+    scales = _read(wh, "select max(scale(recovery_rate)) as rate, max(scale(largest_establishment_share)) as share, "
+                       "count(recovery_rate) as n from marts.mart_recovery_rates").iloc[0]
+    assert scales["n"] > 0 and scales["rate"] <= 6 and scales["share"] <= 6, scales.to_dict()
+    km = _read(wh, "select max(scale(mean_distance_km)) as mean, max(scale(max_distance_km)) as max "
+                   "from marts.mart_distances").iloc[0]
+    assert km["mean"] <= 3 and km["max"] <= 3, km.to_dict()
 
 
 MART_TABLES = {

@@ -151,20 +151,21 @@ shaped as (
 measured as (
     select
         shaped.*,
+        -- numeric, to the metre (the haversine is computed in double precision)
         (case
             when shaped.location_precision != 'unknown'
-                then {{ haversine_km(
+                then round({{ haversine_km(
                     'shaped.origin_latitude', 'shaped.origin_longitude',
                     'shaped.destination_latitude', 'shaped.destination_longitude'
-                ) }}
-        end)::double precision as distance_km
+                ) }}::numeric, 3)
+        end)::numeric as distance_km
     from shaped
 ),
 
 final as (
     select
         measured.*,
-        (measured.quantity_received_t::double precision * measured.distance_km)::double precision as tonne_km
+        (measured.quantity_received_t * measured.distance_km)::numeric as tonne_km
     from measured
 )
 

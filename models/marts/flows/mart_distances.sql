@@ -66,11 +66,11 @@ final as (
         coalesce(tonnes_exact_location_t, 0)::numeric as tonnes_exact_location_t,
         coalesce(tonnes_commune_location_t, 0)::numeric as tonnes_commune_location_t,
         coalesce(tonnes_departement_location_t, 0)::numeric as tonnes_departement_location_t,
-        tonne_km::double precision as tonne_km,
+        tonne_km::numeric as tonne_km,
         (case
-            when tonnes_with_distance_t > 0 then tonne_km / tonnes_with_distance_t::double precision
-        end)::double precision as mean_distance_km,
-        max_distance_km::double precision as max_distance_km
+            when tonnes_with_distance_t > 0 then round(tonne_km / tonnes_with_distance_t, 3)
+        end)::numeric as mean_distance_km,
+        max_distance_km::numeric as max_distance_km
     from aggregated
 )
 

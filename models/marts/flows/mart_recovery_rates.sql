@@ -132,10 +132,10 @@ final as (
         final_disposal_t::numeric as final_disposal_t,
         treated_t::numeric as treated_t,
         n_establishments::bigint as n_establishments,
-        largest_establishment_share::numeric as largest_establishment_share,
+        round(largest_establishment_share, 6)::numeric as largest_establishment_share,
         (case
             when {{ secret_statistique_reason('n_establishments', 'largest_establishment_share') }} is null
-                then recovery_rate_unpublished
+                then round(recovery_rate_unpublished, 6)
         end)::numeric as recovery_rate,
         ({{ secret_statistique_reason('n_establishments', 'largest_establishment_share') }} is not null)::boolean
             as is_suppressed,

@@ -23,8 +23,8 @@ select
     origin_code_region::text as origin_code_region,
     destination_code_region::text as destination_code_region,
     {%- for column, data_type in [('n_movements', 'bigint'), ('quantity_received_t', 'numeric'),
-                                  ('tonnes_unknown_distance_t', 'numeric'), ('tonne_km', 'double precision'),
-                                  ('mean_distance_km', 'double precision')] %}
+                                  ('tonnes_unknown_distance_t', 'numeric'), ('tonne_km', 'numeric'),
+                                  ('mean_distance_km', 'numeric')] %}
         (case when not (is_suppressed or is_secondary) then {{ column }} end)::{{ data_type }} as {{ column }},
     {%- endfor %}
     n_origin_establishments::bigint as n_origin_establishments,

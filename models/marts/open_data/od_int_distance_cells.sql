@@ -138,11 +138,11 @@ select
     n_movements::bigint as n_movements,
     quantity_received_t::numeric as quantity_received_t,
     tonnes_unknown_distance_t::numeric as tonnes_unknown_distance_t,
-    tonne_km::double precision as tonne_km,
+    tonne_km::numeric as tonne_km,
     (case
         when tonnes_with_distance_t > 0
-            then tonne_km / tonnes_with_distance_t::double precision
-    end)::double precision as mean_distance_km,
+            then tonne_km / tonnes_with_distance_t
+    end)::numeric as mean_distance_km,
     n_origin_establishments::bigint as n_origin_establishments,
     n_destination_establishments::bigint as n_destination_establishments,
     (suppression_reason is not null)::boolean as is_suppressed,

@@ -76,7 +76,11 @@ select
     (case when not is_withheld then final_recovery_t end)::numeric as final_recovery_t,
     (case when not is_withheld then final_disposal_t end)::numeric as final_disposal_t,
     (case when not is_withheld then treated_t end)::numeric as treated_t,
-    (case when not is_withheld then recovery_rate end)::numeric as recovery_rate,
+    -- recomputed from the tonnes, unrounded (mart_recovery_rates rounds its rate to 6 decimals), so
+    -- that the export rounds it once, to 4; trim_scale: 0.75, not 0.75000000000000000000
+    (case
+        when not is_withheld and recovery_rate is not null then trim_scale(final_recovery_t / treated_t)
+    end)::numeric as recovery_rate,
     n_establishments::bigint as n_establishments,
     is_withheld::boolean as is_suppressed,
     withheld_reason::text as suppression_reason
