@@ -12,6 +12,10 @@ STAMP  := $(VENV)/.installed
 TEST_HOME ?= $(if $(TDW_HOME),$(abspath $(TDW_HOME))/test,$(CURDIR)/.tdw/test)
 # --basetemp: pytest's folders under the test home, emptied when pytest starts. Without it pytest
 # uses /tmp/pytest-of-<user>/ and deletes older sessions' folders there, a running one's included.
+# The test home must be one path, without spaces: make splits it into words, and pytest empties its
+# --basetemp first (a split path would empty a folder outside the test home). Checked by the
+# targets that use it (an empty TEST_HOME would also point them at your own warehouse).
+test_home_ok = $(if $(filter 1,$(words $(TEST_HOME))),,$(error TEST_HOME must be one path without spaces, got '$(TEST_HOME)' (with TDW_HOME set it is $$TDW_HOME/test): choose one with TEST_HOME=DIR))
 PYTEST := $(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15 --basetemp=$(TEST_HOME)/pytest
 
 export DO_NOT_TRACK := 1
@@ -37,6 +41,7 @@ run: $(STAMP)
 ## dashboards' SQL, sqlfluff (after the build: replica models compile against the raw tables),
 ## then pytest; in a separate home (.tdw/test), so it never touches your own warehouse.
 test: $(STAMP)
+	$(test_home_ok)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw run --ci
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw metabase check
 	@# sqlfluff beside pytest: its dbt templater is mostly one Python thread, and pytest's two
@@ -48,9 +53,11 @@ test: $(STAMP)
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 
 lint: $(STAMP)
+	$(test_home_ok)
 	TDW_HOME=$(TEST_HOME) $(BIN)/tdw lint
 
 pytest: $(STAMP)
+	$(test_home_ok)
 	mkdir -p $(TEST_HOME)
 	$(PYTEST)
 
@@ -58,6 +65,7 @@ docs: $(STAMP)
 	$(BIN)/tdw dbt docs generate
 
 stop:
+	$(test_home_ok)
 	-$(BIN)/tdw db stop
 	-TDW_HOME=$(TEST_HOME) $(BIN)/tdw db stop
 
