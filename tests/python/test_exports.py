@@ -432,7 +432,7 @@ def test_inspection_sheet_says_when_the_period_is_outside_the_data(wh, tmp_path)
     none_warning = (f"L'entrepôt ne contient pas de données Trackdéchets pour cette période ({data_days}) : "
                     "l'absence d'alerte ne vaut pas constat de conformité.")
     partial_warning = (f"L'entrepôt ne contient des données Trackdéchets que pour une partie de cette période "
-                       f"({data_days})")
+                       f"({data_days}, ce dernier jour jusqu'au chargement seulement)")
     day = timedelta(days=1)
     cases = {  # (from, to): expected status
         (first - 400 * day, first - day): "none",  # wholly before the data (e.g. 2023 for data from 11/2024)
@@ -442,10 +442,14 @@ def test_inspection_sheet_says_when_the_period_is_outside_the_data(wh, tmp_path)
         (first - 30 * day, first + 120 * day): "partial",
         (last - 30 * day, last + 30 * day): "partial",
         (first - day, None): "partial",
-        (first, last): "complete",
+        (first, last - day): "complete",
         (None, None): "complete",
         (first, first): "complete",
-        (last, last): "complete",
+        # the day of the last load is covered only up to the load (complete_periods.sql): a breaker's
+        # sheet of that very day said nothing while its bordereaux were not all loaded yet
+        (first, last): "partial",
+        (last, last): "partial",
+        (last - day, last - day): "complete",
     }
     for (d0, d1), expected in cases.items():
         assert coverage_status(d0, d1, first, last) == expected, (d0, d1)
@@ -920,3 +924,22 @@ def test_simulated_data_is_said_on_every_export(wh, open_data, tmp_path, setting
         cur.execute("update meta.extract_runs set mode = 'full' where extract_id = 999999")
         assert source_is_simulated(cur) is False
         conn.rollback()
+
+
+def test_inspection_sheet_command_line_warning_names_an_unknown_coverage_as_unknown():
+    """`tdw export inspection-sheet` said « the period is outside the warehouse's data (? to ?) »
+    when the coverage was unknown (dim_complete_periods not built) or the warehouse empty."""
+    from datetime import date
+
+    from tdw.exports.inspection import coverage_cli_warning
+
+    unknown = coverage_cli_warning({"first_day": None, "last_day": None, "status": "unknown"})
+    assert "unknown" in unknown and "outside" not in unknown and "?" not in unknown
+    empty = coverage_cli_warning({"first_day": None, "last_day": None, "status": "none"})
+    assert "no Trackdéchets bordereau" in empty and "?" not in empty
+    first, last = date(2024, 11, 29), date(2026, 11, 30)
+    assert coverage_cli_warning({"first_day": first, "last_day": last, "status": "complete"}) is None
+    partial = coverage_cli_warning({"first_day": first, "last_day": last, "status": "partial"})
+    assert partial.startswith("the period is partly outside") and "2024-11-29 to 2026-11-30" in partial
+    assert coverage_cli_warning({"first_day": first, "last_day": last, "status": "none"}).startswith(
+        "the period is outside")

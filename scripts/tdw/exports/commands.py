@@ -76,7 +76,7 @@ def register(app) -> None:
         """Write the inspection sheet of one establishment as HTML and PDF."""
         from .. import db
         from ..config import load_settings
-        from .inspection import coverage_warning, period_coverage, sheet_file_stem, validate_siret, write_inspection_sheet
+        from .inspection import coverage_cli_warning, period_coverage, sheet_file_stem, validate_siret, write_inspection_sheet
 
         settings = load_settings()
         s = validate_siret(siret)
@@ -85,10 +85,8 @@ def register(app) -> None:
         stem = sheet_file_stem(s, d0, d1)
         out.print(f"written {target / f'{stem}.html'} and {target / f'{stem}.pdf'}")
         coverage = period_coverage(db.warehouse_dsn(settings), d0, d1)
-        if coverage["status"] != "complete":  # the sheet is written all the same, with this warning at its top
-            err.print(f"warning: the period is {'partly ' if coverage['status'] == 'partial' else ''}outside the "
-                      f"warehouse's Trackdéchets data ({coverage['first_day'] or '?'} to {coverage['last_day'] or '?'}): "
-                      "the sheet says so; no alert there is no proof of conformity", highlight=False)
+        if warning := coverage_cli_warning(coverage):  # the sheet is written all the same, saying it at its top
+            err.print(f"warning: {warning}", highlight=False)
 
     @publish_app.command("data-gouv")
     def data_gouv_cmd(

@@ -257,13 +257,15 @@ def coverage_status(date_from: date | None, date_to: date | None, first_day: dat
     """How the Trackdéchets data of the warehouse, ``first_day`` to ``last_day`` (both None when
     unknown or without any bordereau), cover the period ``date_from`` to ``date_to`` (None: open
     end, i.e. the data's own first or last day): ``"complete"``, ``"partial"`` (part of the period
-    lies before the first day or after the last) or ``"none"`` (wholly outside, or no data at all).
-    (:func:`data_coverage` adds ``"unknown"``: marts.dim_complete_periods not built.)"""
+    lies before the first day, or reaches the last day: the day of the last load is covered only
+    up to that load, as in macros/complete_periods.sql, where its period is not complete) or
+    ``"none"`` (wholly outside, or no data at all). (:func:`data_coverage` adds ``"unknown"``:
+    marts.dim_complete_periods not built.)"""
     if first_day is None or last_day is None:  # no bordereau at all
         return "none"
     if (date_from and date_from > last_day) or (date_to and date_to < first_day):
         return "none"
-    if (date_from and date_from < first_day) or (date_to and date_to > last_day):
+    if (date_from and date_from < first_day) or (date_to and date_to >= last_day):
         return "partial"
     return "complete"
 
@@ -307,6 +309,21 @@ def coverage_text(coverage: dict) -> str:
             f"au {fmt(coverage['last_day'])} (dernier chargement).")
 
 
+def coverage_cli_warning(coverage: dict) -> str | None:
+    """The command line's warning (stderr, English) for a sheet whose coverage is not complete
+    (:func:`data_coverage`), or None. An unknown coverage is said to be unknown, not « outside »."""
+    if coverage["status"] == "unknown":
+        return ("the coverage of the warehouse's Trackdéchets data is unknown (marts.dim_complete_periods not "
+                "built): the sheet says so; check the data's dates before concluding")
+    if coverage["first_day"] is None:
+        return "the warehouse holds no Trackdéchets bordereau: the sheet says so; no alert there is no proof of conformity"
+    if coverage["status"] == "complete":
+        return None
+    return (f"the period is {'partly ' if coverage['status'] == 'partial' else ''}outside the warehouse's "
+            f"Trackdéchets data ({coverage['first_day']} to {coverage['last_day']}, that last day up to the load "
+            "only): the sheet says so; no alert there is no proof of conformity")
+
+
 def coverage_warning(coverage: dict) -> str | None:
     """The warning of a sheet whose period lies wholly (``none``) or partly (``partial``) outside the
     data, or whose coverage is unknown; None when the data cover the whole period."""
@@ -316,7 +333,8 @@ def coverage_warning(coverage: dict) -> str | None:
         return (f"L'entrepôt ne contient pas de données Trackdéchets pour cette période ({days}) : "
                 "l'absence d'alerte ne vaut pas constat de conformité.")
     if coverage["status"] == "partial":
-        return (f"L'entrepôt ne contient des données Trackdéchets que pour une partie de cette période ({days}) : "
+        return (f"L'entrepôt ne contient des données Trackdéchets que pour une partie de cette période ({days}, "
+                "ce dernier jour jusqu'au chargement seulement) : "
                 "hors de ces dates, l'absence de mouvement ou d'alerte ne vaut pas constat de conformité.")
     if coverage["status"] == "unknown":
         return coverage_text(coverage)
