@@ -116,7 +116,9 @@ def built(pg_base_uri, dbt_warehouse, settings, tmp_path_factory):
     load_icpe(wh, settings.icpe_dir, source_label="s3ic_idf")
     load_icpe(wh, simulated_icpe, source_label="simulated")
     extract(src, wh)
-    _dbt(settings, wh, "build", "--select", "+mart_icpe_conformity_alerts", "--exclude-resource-type", "test",
+    # dim_departements: the alerts' département codes are tested against it (relationships)
+    _dbt(settings, wh, "build", "--select", "+mart_icpe_conformity_alerts", "+dim_departements",
+         "--exclude-resource-type", "test",
          "--exclude-resource-type", "unit_test")
     _dbt(settings, wh, "test", "--select", *MODELS, "path:tests/singular/icpe_conformity")
     if annual_breach_siret:
