@@ -197,7 +197,7 @@ cross join lateral (select {{ flags | join(', ') }}
                 `not in` (ids are never null) is a hashed subplan, built once; a correlated
                 `not exists` would scan every identifier for every element of every row. -#}
             {%- set filtered = 'array(select u.e from unnest(' ~ expr ~ ') with ordinality as u (e, i)'
-                ~ ' where u.e is null or u.e not in (select k from non_diffusible) order by u.i)' -%}
+                ~ ' where u.e is null or ' ~ replica_nd_normal('u.e') ~ ' not in (select k from non_diffusible) order by u.i)' -%}
             {#- that subquery costs about a microsecond a row (1.1 s for Form's two arrays at 1 M
                 bordereaux); an unflagged array of at most three elements none of which is
                 non-diffusible (nearly every row) is the unmasked value as it is -#}
@@ -231,6 +231,9 @@ cross join lateral (select {{ flags | join(', ') }}
 {#- SQL boolean, true only when the array `v` is the result of the non-diffusible filter of
     replica_column_expression as it is: empty, or one-dimensional from index 1 with at most three
     elements, none of them a non-diffusible identifier (null elements are kept by the filter).
+    The filter compares each element normalised (replica_nd_normal); the elements are compared
+    here as they are, so the array is declared clean only when no element holds white space or a
+    lower-case letter (one test over the whole array: an element is then its own normal form).
     Null or unknown (a null array: the filter gives '{}') means: run the filter. Each `in` is a
     hashed subplan (built once); no subquery runs per row. -#}
 {% macro replica_nd_array_clean(v) -%}
@@ -239,17 +242,33 @@ cross join lateral (select {{ flags | join(', ') }}
         {%- do tests.append('(cardinality(' ~ v ~ ') < ' ~ i ~ ' or ' ~ v ~ '[' ~ i ~ '] is null or '
             ~ v ~ '[' ~ i ~ '] not in (select k from non_diffusible))') -%}
     {%- endfor -%}
+    {%- set joined = 'array_to_string(' ~ v ~ ", '')" -%}
+    {%- set plain = '(not ' ~ joined ~ ' ~ ' ~ replica_nd_space_class() ~ ' and ' ~ joined ~ ' = upper(' ~ joined ~ '))' -%}
     {{- return('(cardinality(' ~ v ~ ') = 0 or (cardinality(' ~ v ~ ') <= 3 and array_ndims(' ~ v ~ ') = 1 and array_lower('
-        ~ v ~ ', 1) = 1 and ' ~ tests | join(' and ') ~ '))') -}}
+        ~ v ~ ', 1) = 1 and ' ~ plain ~ ' and ' ~ tests | join(' and ') ~ '))') -}}
+{%- endmacro %}
+
+{#- The white space of Python's \s (mask_personal_space) as one PostgreSQL bracket expression literal. -#}
+{% macro replica_nd_space_class() -%}
+    {{- return(mask_personal_literal('[' ~ mask_personal_space() ~ ']')) -}}
+{%- endmacro %}
+
+{#- An identifier (SIRET, VAT number, orgId) as the non-diffusible masking compares it: white
+    space removed (« 300 557 784 87288 », a padded or no-break-spaced SIRET is the same SIRET),
+    upper case (« fr12… » is the VAT number « FR12… »). Both sides are normalised: the identifiers of
+    AnonymousCompany (non_diffusible_identifiers) and the values they are looked for in. -#}
+{% macro replica_nd_normal(x) -%}
+    {{- return('upper(regexp_replace(' ~ x ~ ', ' ~ replica_nd_space_class() ~ ", '', 'g'))") -}}
 {%- endmacro %}
 
 {#- Select of every identifier (column k) of a non-diffusible establishment listed in
-    `anonymous` (AnonymousCompany): SIRET, orgId, VAT number; distinct, never null nor empty. -#}
+    `anonymous` (AnonymousCompany): SIRET, orgId, VAT number, normalised (replica_nd_normal);
+    distinct, never null nor empty. -#}
 {% macro non_diffusible_identifiers(anonymous) -%}
     select distinct k from (
-        select "siret" as k from {{ anonymous }}
-        union all select "orgId" from {{ anonymous }}
-        union all select "vatNumber" from {{ anonymous }}
+        select {{ replica_nd_normal('"siret"') }} as k from {{ anonymous }}
+        union all select {{ replica_nd_normal('"orgId"') }} from {{ anonymous }}
+        union all select {{ replica_nd_normal('"vatNumber"') }} from {{ anonymous }}
     ) as ids
     where k is not null and k <> ''
 {%- endmacro %}

@@ -81,9 +81,9 @@ def world(pg_base_uri, settings, tmp_path_factory) -> Env:
                                    'from raw_trackdechets."Form" where "recipientCompanySiret" is not null '
                                    'group by 1 order by count(*) desc limit 1')[0]
     query_exec(warehouse, f"""insert into raw_trackdechets."AnonymousCompany" (id, "createdAt", "orgId", siret, name,
-        address, "codeNaf", "libelleNaf", "codeCommune", "etatAdministratif", _tdw_loaded_at, _tdw_extract_id)
+        address, "codeNaf", "libelleNaf", "codeCommune", "etatAdministratif", "vatNumber", _tdw_loaded_at, _tdw_extract_id)
         values ('ndtest', now(), '{siret}', '{siret}', '{name.replace("'", "''")}', 'x', '84.22Z', 'Défense',
-        '75056', 'A', now(), 0)""")
+        '75056', 'A', '{nd_vat(siret)}', now(), 0)""")
     project = _copy_project(tmp_path_factory.mktemp("project") / "p")
     env = Env(settings, warehouse, source, project, manifest, out_dir)
     env.nd_siret, env.nd_name = siret, name
@@ -135,9 +135,17 @@ def _plant_personal_values_in_kept_text(dsn: str, nd_siret: str) -> dict[tuple[s
     return ids
 
 
+def nd_vat(siret: str) -> str:
+    """The (made-up) VAT number the fixture gives its non-diffusible establishment."""
+    return "FR00" + siret[:9]
+
+
 def _plant_non_diffusible_arrays(dsn: str, nd_siret: str) -> dict[str, tuple[list | None, list]]:
     """Give Form rows transportersSirets arrays of every shape the non-diffusible filter meets:
-    the identifier at each position, more than three elements, null elements, a null array.
+    the identifier at each position, more than three elements, null elements, a null array; and
+    the identifier typed with white space (padded, grouped, no-break or tab) or, for the VAT
+    number, in lower case: the same establishment, removed too (other elements typed so are kept
+    as typed).
     Returns {form id: (raw array, expected replica array)}."""
     sirets = [r[0] for r in query(dsn, 'select distinct "emitterCompanySiret" from raw_trackdechets."Form" '
                                        'where "emitterCompanySiret" is not null and "emitterCompanySiret" <> %s '
@@ -149,6 +157,12 @@ def _plant_non_diffusible_arrays(dsn: str, nd_siret: str) -> dict[str, tuple[lis
         ([a, b], [a, b]), ([a, b, c], [a, b, c]), ([nd], []), ([a, nd], [a]), ([nd, a, b], [a, b]),
         ([a, b, nd], [a, b]), ([a, None, b], [a, None, b]), ([None, nd, None], [None, None]), ([], []),
         ([nd, a, b, c, nd, d], [a, b, c, d]), ([a, b, c, d], [a, b, c, d]), (None, []),
+        # typed with white space or in lower case (a breaker's reproducer: « <ND siret> » kept)
+        ([" " + nd], []), ([nd + " "], []), ([a, f"{nd[:3]} {nd[3:6]} {nd[6:9]} {nd[9:]}"], [a]),
+        (["\u00a0" + nd + "\t", b], [b]), ([a, b, "\u202f" + nd], [a, b]),
+        ([nd_vat(nd).lower()], []), ([a, " " + nd_vat(nd)[:4] + " " + nd_vat(nd)[4:].lower()], [a]),
+        ([" " + a, b[:3] + " " + b[3:]], [" " + a, b[:3] + " " + b[3:]]),
+        (["fr" + a, nd + "x"], ["fr" + a, nd + "x"]),
     ]
     ids = [r[0] for r in query(dsn, 'select id from raw_trackdechets."Form" where "transportersSirets" is not null '
                                     'order by id desc limit %s', (len(cases),))]
