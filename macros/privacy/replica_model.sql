@@ -262,13 +262,16 @@ cross join lateral (select {{ flags | join(', ') }}
 {%- endmacro %}
 
 {#- Select of every identifier (column k) of a non-diffusible establishment listed in
-    `anonymous` (AnonymousCompany): SIRET, orgId, VAT number, normalised (replica_nd_normal);
-    distinct, never null nor empty. -#}
+    `anonymous` (AnonymousCompany): SIRET, orgId, VAT number, each as stored and normalised
+    (replica_nd_normal): the arrays' elements are compared normalised, the scalar columns as they
+    are (a lower-case VAT number stored so on both sides still matches); distinct, never null nor
+    empty. -#}
 {% macro non_diffusible_identifiers(anonymous) -%}
     select distinct k from (
-        select {{ replica_nd_normal('"siret"') }} as k from {{ anonymous }}
-        union all select {{ replica_nd_normal('"orgId"') }} from {{ anonymous }}
-        union all select {{ replica_nd_normal('"vatNumber"') }} from {{ anonymous }}
+        {%- for column in ['siret', 'orgId', 'vatNumber'] %}
+        {{ 'union all ' if not loop.first }}select "{{ column }}" as k from {{ anonymous }}
+        union all select {{ replica_nd_normal('"' ~ column ~ '"') }} from {{ anonymous }}
+        {%- endfor %}
     ) as ids
     where k is not null and k <> ''
 {%- endmacro %}

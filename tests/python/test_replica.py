@@ -460,6 +460,26 @@ def _compiled_replica_sql(world, table: str) -> str:
     return next((world.project / "target" / "compiled").glob(f"*/models/replica/replica__{table}.sql")).read_text()
 
 
+def test_non_diffusible_identifiers_are_looked_for_as_stored_and_normalised(world):
+    """The arrays' elements are compared normalised (white space removed, upper case), the scalar
+    columns (emitterCompanySiret, …VatNumber) as they are: the identifier set holds both forms, so
+    a VAT number stored in lower case in AnonymousCompany and typed so on a bordereau still
+    matches, as before the normalisation came in."""
+    import re
+
+    sql = _compiled_replica_sql(world, "Form")
+    cte = re.search(r"with non_diffusible as \((.*?)\n\)", sql, re.S).group(1)
+    with contextlib.closing(psycopg2.connect(world.dsn)) as conn, conn.cursor() as cur:
+        cur.execute('insert into raw_trackdechets."AnonymousCompany" (id, "createdAt", siret, "vatNumber", name, '
+                    '_tdw_loaded_at, _tdw_extract_id) values '
+                    "('ndlower', now(), ' 123 456 789 00012', 'fr12 345678901', 'x', now(), 0)")
+        cur.execute(cte)
+        keys = {r[0] for r in cur.fetchall()}
+        conn.rollback()
+    assert {"fr12 345678901", "FR12345678901", " 123 456 789 00012", "12345678900012"} <= keys
+    assert {world.nd_siret, nd_vat(world.nd_siret)} <= keys
+
+
 def test_replica_runs_the_per_row_subqueries_only_where_needed(world):
     """Cost (1 M bordereaux: replica__Form 6.7 s -> 5.8 s): the non-diffusible filter of an array
     is a subquery run per row, about a microsecond each; it runs only for the rows whose array it
