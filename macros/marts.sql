@@ -49,3 +49,15 @@
         'dq_quantity_typed_in_kg_suspected',
     ]) }}
 {%- endmacro %}
+
+{#- Select of the data-quality flag columns of fct_bordereaux (the dq_* columns, as column `flag`),
+    read from the catalogue: what the two data-quality tests compare mart_data_quality's defect
+    kinds with (assert_data_quality_covers_every_flag, assert_data_quality_one_row_per_flag). -#}
+{% macro fct_bordereaux_flag_columns() -%}
+    select column_name::text as flag
+    from information_schema.columns
+    where
+        table_schema = '{{ ref("fct_bordereaux").schema }}'
+        and table_name = '{{ ref("fct_bordereaux").identifier }}'
+        and column_name like 'dq\_%'
+{%- endmacro %}

@@ -7,12 +7,7 @@
 with
 
 flag_columns as (
-    select column_name::text as flag
-    from information_schema.columns
-    where
-        table_schema = '{{ ref("fct_bordereaux").schema }}'
-        and table_name = '{{ ref("fct_bordereaux").identifier }}'
-        and column_name like 'dq\_%'
+    {{ fct_bordereaux_flag_columns() }}
 ),
 
 reported as (
